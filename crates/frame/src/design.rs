@@ -1,0 +1,426 @@
+//! Design matrices: a parsed [`Formula`](crate::Formula) applied to a [`Table`](crate::Table) gives a
+//! [`ModelFrame`] with the response, the fixed-effects matrix `X` (R's column names and treatment
+//! contrasts) and the random-effects terms (grouping factor codes and per-term model matrices).
+
+use std::collections::HashMap;
+
+use ndarray::Array2;
+use thiserror::Error;
+
+use crate::formula::{Formula, FormulaError, Response, TermList, Var};
+use crate::table::{Column, Table, TableError, format_number};
+
+/// One random-effects term of a mixed model, as lme4 builds it from `(expr | group)`.
+///
+/// For a term with `q` columns (`(1 + x | g)` has q = 2) the random effects of level `j` are a q-vector
+/// `b_j ~ N(0, sigma^2 Lambda Lambda')` with `Lambda` lower triangular (unstructured covariance). An
+/// uncorrelated term `(1 + x || g)` is expanded by the formula layer into separate terms `(1 | g)` and
+/// `(0 + x | g)`, exactly as lme4 does, so every `RandomTerm` has an unstructured covariance.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RandomTerm {
+    /// The grouping factor's name as written (`school_id`, or `a:b` for an interaction / nesting).
+    pub group: String,
+    /// Level labels, sorted as R sorts factor levels; `codes` index into this.
+    pub levels: Vec<String>,
+    /// For each observation (row of the frame), the index of its level in `levels`.
+    pub codes: Vec<u32>,
+    /// Column names of the term's model matrix, as R prints them (`(Intercept)`, `year`).
+    pub names: Vec<String>,
+    /// The term's model matrix: n rows × q columns (`z[[i, k]]` multiplies `b_{codes[i], k}`).
+    pub z: Array2<f64>,
+}
+
+/// A fully built model frame: everything a (mixed) model needs, with R's names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFrame {
+    /// The response's name as written on the left of `~`.
+    pub response_name: String,
+    /// Response, one value per used row.
+    pub y: Vec<f64>,
+    /// Fixed-effects model matrix: n × p.
+    pub x: Array2<f64>,
+    /// Column names of `x` as R prints them: `(Intercept)`, `factor(year)2014`, `a:b`.
+    pub x_names: Vec<String>,
+    /// Random-effects terms in the order written (lme4 reorders by level count; models do that themselves).
+    pub random: Vec<RandomTerm>,
+    /// Indices (0-based) into the input table of the rows used.
+    pub rows: Vec<usize>,
+    /// How many input rows were dropped for missing values in used columns.
+    pub n_dropped: usize,
+}
+
+/// A model frame could not be built.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum FrameError {
+    /// The formula is malformed.
+    #[error(transparent)]
+    Formula(#[from] FormulaError),
+    /// A column is missing or has the wrong type.
+    #[error(transparent)]
+    Table(#[from] TableError),
+    /// Every row has a missing value in some used column.
+    #[error("no complete rows for `{formula}`: all {dropped} rows have a missing value in a used column")]
+    NoRows {
+        /// The formula.
+        formula: String,
+        /// Rows dropped.
+        dropped: usize,
+    },
+    /// An infinite value.
+    #[error("column `{column}` has an infinite value in row {row}")]
+    NonFinite {
+        /// The column.
+        column: String,
+        /// 1-based data row.
+        row: usize,
+    },
+    /// A factor with a single level cannot be coded with contrasts.
+    #[error("`{variable}` has only one level (`{level}`) in the rows used; contrasts need at least two levels")]
+    SingleLevel {
+        /// The factor's label.
+        variable: String,
+        /// Its only level.
+        level: String,
+    },
+    /// A response form the caller cannot use.
+    #[error("response `{response}` is not supported here: {reason}")]
+    UnsupportedResponse {
+        /// The response as written.
+        response: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How factors are coded in a model matrix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Coding {
+    /// R's treatment contrasts with its marginality rule (as `model.matrix`).
+    Contrasts,
+    /// Every factor expanded to an indicator per level and no intercept (as MatchIt's balance tables).
+    AllLevels,
+}
+
+/// A variable's values over the used rows: numbers, or factor codes with their level labels.
+#[derive(Debug, Clone)]
+enum Values {
+    Numeric(Vec<f64>),
+    Factor { codes: Vec<u32>, levels: Vec<String> },
+}
+
+/// Variables evaluated on the used rows, keyed by label (`x`, `factor(x)`).
+#[derive(Debug)]
+struct Evaluated {
+    values: HashMap<Var, Values>,
+    n: usize,
+}
+
+/// Which rows of `table` have no missing value in any of `columns`; errors on infinite values.
+pub fn complete_rows(table: &Table, columns: &[String]) -> Result<Vec<usize>, FrameError> {
+    let cols: Vec<(&str, &Column)> =
+        columns.iter().map(|c| table.column(c).map(|col| (c.as_str(), col))).collect::<Result<_, _>>()?;
+    for (name, col) in &cols {
+        if let Column::Numeric(v) = col {
+            if let Some(i) = v.iter().position(|x| x.is_infinite()) {
+                return Err(FrameError::NonFinite { column: name.to_string(), row: i + 1 });
+            }
+        }
+    }
+    Ok((0..table.n_rows()).filter(|&i| cols.iter().all(|(_, c)| !c.is_missing(i))).collect())
+}
+
+/// Factor codes and sorted level labels of a column over `rows` (numbers sort numerically, text bytewise).
+pub fn factor_codes(column: &Column, rows: &[usize]) -> (Vec<u32>, Vec<String>) {
+    match column {
+        Column::Numeric(v) => {
+            let mut distinct: Vec<f64> = rows.iter().map(|&i| v[i]).collect();
+            distinct.sort_by(f64::total_cmp);
+            distinct.dedup();
+            let codes = rows
+                .iter()
+                .map(|&i| distinct.binary_search_by(|d| d.total_cmp(&v[i])).expect("value present") as u32)
+                .collect();
+            (codes, distinct.into_iter().map(format_number).collect())
+        }
+        Column::Text(v) => {
+            let mut distinct: Vec<&str> = rows.iter().filter_map(|&i| v[i].as_deref()).collect();
+            distinct.sort_unstable();
+            distinct.dedup();
+            let index: HashMap<&str, u32> = distinct.iter().enumerate().map(|(k, s)| (*s, k as u32)).collect();
+            let codes = rows.iter().map(|&i| index[v[i].as_deref().expect("complete row")]).collect();
+            (codes, distinct.into_iter().map(str::to_string).collect())
+        }
+    }
+}
+
+impl Evaluated {
+    fn new(table: &Table, vars: &[Var], rows: &[usize]) -> Result<Self, FrameError> {
+        let mut values = HashMap::new();
+        for var in vars {
+            let column = table.column(&var.name)?;
+            let v = match column {
+                Column::Numeric(x) if !var.factor => Values::Numeric(rows.iter().map(|&i| x[i]).collect()),
+                _ => {
+                    let (codes, levels) = factor_codes(column, rows);
+                    Values::Factor { codes, levels }
+                }
+            };
+            values.insert(var.clone(), v);
+        }
+        Ok(Evaluated { values, n: rows.len() })
+    }
+}
+
+/// One factor of a term's column product: a numeric column, or a factor coded by some of its levels.
+enum Piece<'a> {
+    Numeric(&'a [f64]),
+    Factor { codes: &'a [u32], levels: &'a [String], first: usize },
+}
+
+/// Builds the model matrix of a term list, following R's `model.matrix` rules.
+fn model_matrix(terms: &TermList, ev: &Evaluated, coding: Coding) -> Result<(Array2<f64>, Vec<String>), FrameError> {
+    let intercept = terms.intercept && coding == Coding::Contrasts;
+    // R's TermCode: a factor in a term is coded by contrasts when the term without it is empty (and the model
+    // has an intercept) or is contained in a preceding term; otherwise by indicators of every level.
+    let mut full_first_factor = !intercept;
+    let mut columns: Vec<Vec<f64>> = Vec::new();
+    let mut names: Vec<String> = Vec::new();
+    if intercept {
+        columns.push(vec![1.0; ev.n]);
+        names.push("(Intercept)".into());
+    }
+    for (j, term) in terms.terms.iter().enumerate() {
+        let mut pieces: Vec<(String, Piece)> = Vec::new();
+        for var in &term.vars {
+            match &ev.values[var] {
+                Values::Numeric(x) => pieces.push((var.label(), Piece::Numeric(x))),
+                Values::Factor { codes, levels } => {
+                    let contrasts = match coding {
+                        Coding::AllLevels => false,
+                        Coding::Contrasts => {
+                            if full_first_factor {
+                                full_first_factor = false;
+                                false
+                            } else {
+                                let rest: Vec<&Var> = term.vars.iter().filter(|v| *v != var).collect();
+                                (rest.is_empty() && intercept)
+                                    || (rest.is_empty() && !intercept)
+                                    || terms.terms[..j].iter().any(|t| rest.iter().all(|r| t.vars.contains(r)))
+                            }
+                        }
+                    };
+                    if contrasts && levels.len() < 2 {
+                        return Err(FrameError::SingleLevel {
+                            variable: var.label(),
+                            level: levels.first().cloned().unwrap_or_default(),
+                        });
+                    }
+                    pieces.push((var.label(), Piece::Factor { codes, levels, first: usize::from(contrasts) }));
+                }
+            }
+        }
+        // Columns of the product, first piece varying fastest.
+        let mut block: Vec<(String, Vec<f64>)> = vec![(String::new(), vec![1.0; ev.n])];
+        for (label, piece) in &pieces {
+            let mut next = Vec::new();
+            match piece {
+                Piece::Numeric(x) => {
+                    for (name, col) in &block {
+                        let v: Vec<f64> = col.iter().zip(x.iter()).map(|(a, b)| a * b).collect();
+                        next.push((join(name, label), v));
+                    }
+                }
+                Piece::Factor { codes, levels, first } => {
+                    for (k, level) in levels.iter().enumerate().skip(*first) {
+                        for (name, col) in &block {
+                            let v: Vec<f64> = col
+                                .iter()
+                                .zip(codes.iter())
+                                .map(|(a, &c)| if c as usize == k { *a } else { 0.0 })
+                                .collect();
+                            next.push((join(name, &format!("{label}{level}")), v));
+                        }
+                    }
+                }
+            }
+            block = next;
+        }
+        for (name, col) in block {
+            names.push(name);
+            columns.push(col);
+        }
+    }
+    let mut x = Array2::<f64>::zeros((ev.n, columns.len()));
+    for (k, col) in columns.iter().enumerate() {
+        x.column_mut(k).iter_mut().zip(col).for_each(|(d, s)| *d = *s);
+    }
+    Ok((x, names))
+}
+
+fn join(a: &str, b: &str) -> String {
+    if a.is_empty() { b.to_string() } else { format!("{a}:{b}") }
+}
+
+/// Builds the model frame of `formula` on `table`: rows with a missing value in any used column are dropped
+/// (and counted), factors get R's treatment contrasts, random terms their grouping codes and model matrices.
+pub fn build_model_frame(formula: &Formula, table: &Table) -> Result<ModelFrame, FrameError> {
+    let columns = formula.columns();
+    let rows = complete_rows(table, &columns)?;
+    let n_dropped = table.n_rows() - rows.len();
+    if rows.is_empty() {
+        return Err(FrameError::NoRows { formula: formula.text.clone(), dropped: n_dropped });
+    }
+    let y = match &formula.response {
+        Response::Column(c) => {
+            let v = table.numeric(c)?;
+            rows.iter().map(|&i| v[i]).collect()
+        }
+        Response::Cbind(..) => {
+            return Err(FrameError::UnsupportedResponse {
+                response: formula.response.label(),
+                reason: "cbind() responses are for binomial models".into(),
+            });
+        }
+    };
+    let mut vars = formula.fixed.variables();
+    for r in &formula.random {
+        vars.extend(r.lhs.variables());
+    }
+    let ev = Evaluated::new(table, &vars, &rows)?;
+    let (x, x_names) = model_matrix(&formula.fixed, &ev, Coding::Contrasts)?;
+    let mut random = Vec::with_capacity(formula.random.len());
+    for spec in &formula.random {
+        let (z, names) = model_matrix(&spec.lhs, &ev, Coding::Contrasts)?;
+        let (codes, levels) = group_codes(table, &spec.group, &rows)?;
+        random.push(RandomTerm { group: spec.group_label(), levels, codes, names, z });
+    }
+    Ok(ModelFrame { response_name: formula.response.label(), y, x, x_names, random, rows, n_dropped })
+}
+
+/// The covariate matrix of a formula's right-hand side with every factor level as its own indicator and no
+/// intercept, over the given rows: the layout MatchIt's balance tables use.
+pub fn covariate_matrix(
+    formula: &Formula,
+    table: &Table,
+    rows: &[usize],
+) -> Result<(Array2<f64>, Vec<String>), FrameError> {
+    let ev = Evaluated::new(table, &formula.fixed.variables(), rows)?;
+    model_matrix(&formula.fixed, &ev, Coding::AllLevels)
+}
+
+/// Codes of a (possibly interacted) grouping factor over `rows`. For `a:b` the levels are the combinations
+/// present, ordered as R's `interaction()` orders them (the first factor varying fastest).
+pub fn group_codes(table: &Table, group: &[String], rows: &[usize]) -> Result<(Vec<u32>, Vec<String>), FrameError> {
+    let parts: Vec<(Vec<u32>, Vec<String>)> =
+        group.iter().map(|g| table.column(g).map(|c| factor_codes(c, rows))).collect::<Result<_, _>>()?;
+    if parts.len() == 1 {
+        return Ok(parts.into_iter().next().expect("one part"));
+    }
+    let keys: Vec<Vec<u32>> = (0..rows.len()).map(|i| parts.iter().rev().map(|(c, _)| c[i]).collect()).collect();
+    let mut distinct: Vec<&Vec<u32>> = keys.iter().collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    let index: HashMap<&Vec<u32>, u32> = distinct.iter().enumerate().map(|(k, key)| (*key, k as u32)).collect();
+    let codes = keys.iter().map(|k| index[k]).collect();
+    let levels = distinct
+        .iter()
+        .map(|key| {
+            key.iter()
+                .rev()
+                .zip(parts.iter())
+                .map(|(&c, (_, lv))| lv[c as usize].as_str())
+                .collect::<Vec<_>>()
+                .join(":")
+        })
+        .collect();
+    Ok((codes, levels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::formula::parse_formula;
+
+    fn table() -> Table {
+        Table::new()
+            .with("y", Column::Numeric(vec![1.0, 2.0, 3.0, 4.0, 5.0, f64::NAN]))
+            .unwrap()
+            .with("x", Column::Numeric(vec![0.5, 1.5, 2.5, 3.5, 4.5, 5.5]))
+            .unwrap()
+            .with("year", Column::Numeric(vec![2014.0, 2013.0, 2015.0, 2013.0, 2014.0, 2015.0]))
+            .unwrap()
+            .with("g", Column::Text(["b", "a", "b", "c", "a", "c"].iter().map(|s| Some(s.to_string())).collect()))
+            .unwrap()
+    }
+
+    #[test]
+    fn treatment_contrasts_and_names() {
+        let f = parse_formula("y ~ factor(year) * x + g").unwrap();
+        let mf = build_model_frame(&f, &table()).unwrap();
+        assert_eq!(mf.n_dropped, 1);
+        assert_eq!(
+            mf.x_names,
+            [
+                "(Intercept)",
+                "factor(year)2014",
+                "factor(year)2015",
+                "x",
+                "gb",
+                "gc",
+                "factor(year)2014:x",
+                "factor(year)2015:x"
+            ]
+        );
+        // row 0: year 2014, x 0.5, g b
+        assert_eq!(mf.x.row(0).to_vec(), vec![1.0, 1.0, 0.0, 0.5, 1.0, 0.0, 0.5, 0.0]);
+    }
+
+    #[test]
+    fn no_intercept_codes_first_factor_fully() {
+        let f = parse_formula("y ~ 0 + g + factor(year)").unwrap();
+        let mf = build_model_frame(&f, &table()).unwrap();
+        assert_eq!(mf.x_names, ["ga", "gb", "gc", "factor(year)2014", "factor(year)2015"]);
+    }
+
+    #[test]
+    fn interaction_without_main_effect_uses_indicators() {
+        let f = parse_formula("y ~ x:g").unwrap();
+        let mf = build_model_frame(&f, &table()).unwrap();
+        assert_eq!(mf.x_names, ["(Intercept)", "x:ga", "x:gb", "x:gc"]);
+    }
+
+    #[test]
+    fn random_terms_and_interaction_groups() {
+        let f = parse_formula("y ~ x + (1 + x | g) + (1 | g:year)").unwrap();
+        let mf = build_model_frame(&f, &table()).unwrap();
+        assert_eq!(mf.random[0].levels, ["a", "b", "c"]);
+        assert_eq!(mf.random[0].codes, [1, 0, 1, 2, 0]);
+        assert_eq!(mf.random[0].names, ["(Intercept)", "x"]);
+        assert_eq!(mf.random[0].z.row(1).to_vec(), vec![1.0, 1.5]);
+        // interaction(): first factor varies fastest
+        assert_eq!(mf.random[1].levels, ["a:2013", "c:2013", "a:2014", "b:2014", "b:2015"]);
+    }
+
+    #[test]
+    fn errors() {
+        let t = table();
+        let f = parse_formula("y ~ z").unwrap();
+        assert!(
+            matches!(build_model_frame(&f, &t), Err(FrameError::Table(TableError::MissingColumn { name, .. })) if name == "z")
+        );
+        let f = parse_formula("g ~ x").unwrap();
+        assert!(matches!(build_model_frame(&f, &t), Err(FrameError::Table(TableError::NotNumeric { row: 1, .. }))));
+        let one = t.take_rows(&[0, 4]);
+        let f = parse_formula("y ~ factor(year)").unwrap();
+        assert!(matches!(build_model_frame(&f, &one), Err(FrameError::SingleLevel { .. })));
+    }
+
+    #[test]
+    fn all_levels_for_balance() {
+        let f = parse_formula("y ~ x + g").unwrap();
+        let (m, names) = covariate_matrix(&f, &table(), &[0, 1, 2]).unwrap();
+        assert_eq!(names, ["x", "ga", "gb"]);
+        assert_eq!(m.row(1).to_vec(), vec![1.5, 1.0, 0.0]);
+    }
+}

@@ -1,0 +1,193 @@
+//! A minimal in-memory column store: the boundary between file formats (handled by the CLI) and models.
+//!
+//! Numeric columns hold `f64` with `NaN` for a missing value; text columns hold `Option<String>`.
+
+use thiserror::Error;
+
+/// One column of a [`Table`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Column {
+    /// Numbers; `NaN` marks a missing value.
+    Numeric(Vec<f64>),
+    /// Text (categorical) values; `None` marks a missing value.
+    Text(Vec<Option<String>>),
+}
+
+impl Column {
+    /// Number of rows.
+    pub fn len(&self) -> usize {
+        match self {
+            Column::Numeric(v) => v.len(),
+            Column::Text(v) => v.len(),
+        }
+    }
+
+    /// True when the column has no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// True when row `i` is missing.
+    pub fn is_missing(&self, i: usize) -> bool {
+        match self {
+            Column::Numeric(v) => v[i].is_nan(),
+            Column::Text(v) => v[i].is_none(),
+        }
+    }
+
+    /// The value in row `i` as text (numbers printed as R prints them in factor levels).
+    pub fn text_at(&self, i: usize) -> Option<String> {
+        match self {
+            Column::Numeric(v) => {
+                let x = v[i];
+                if x.is_nan() { None } else { Some(format_number(x)) }
+            }
+            Column::Text(v) => v[i].clone(),
+        }
+    }
+}
+
+/// Formats a number the way R's `as.character` does for the values that occur as factor levels
+/// (integers without a decimal point, other values with up to 15 significant digits).
+pub fn format_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{}", x as i64)
+    } else {
+        let s = format!("{:.15}", x);
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        s.to_string()
+    }
+}
+
+/// Errors raised when looking columns up in a [`Table`].
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum TableError {
+    /// The named column does not exist.
+    #[error("no column named `{name}` (columns are: {available})")]
+    MissingColumn {
+        /// The column asked for.
+        name: String,
+        /// The columns the table has, comma-separated.
+        available: String,
+    },
+    /// A column was expected to be numeric but holds text.
+    #[error("column `{name}` must be numeric but holds text (first text value `{value}` in row {row})")]
+    NotNumeric {
+        /// The column.
+        name: String,
+        /// 1-based data row of the first non-numeric value.
+        row: usize,
+        /// The offending value.
+        value: String,
+    },
+    /// Columns of different lengths were put in one table.
+    #[error("column `{name}` has {len} rows but the table has {expected}")]
+    LengthMismatch {
+        /// The column.
+        name: String,
+        /// Its length.
+        len: usize,
+        /// The table's row count.
+        expected: usize,
+    },
+    /// Two columns share a name.
+    #[error("column `{name}` appears twice")]
+    DuplicateColumn {
+        /// The repeated name.
+        name: String,
+    },
+}
+
+/// Named columns of equal length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Table {
+    names: Vec<String>,
+    columns: Vec<Column>,
+}
+
+impl Table {
+    /// An empty table.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a column; fails on a duplicate name or a length that differs from the other columns.
+    pub fn push(&mut self, name: impl Into<String>, column: Column) -> Result<(), TableError> {
+        let name = name.into();
+        if self.names.contains(&name) {
+            return Err(TableError::DuplicateColumn { name });
+        }
+        if let Some(first) = self.columns.first() {
+            if first.len() != column.len() {
+                return Err(TableError::LengthMismatch { name, len: column.len(), expected: first.len() });
+            }
+        }
+        self.names.push(name);
+        self.columns.push(column);
+        Ok(())
+    }
+
+    /// Builder form of [`Table::push`].
+    pub fn with(mut self, name: impl Into<String>, column: Column) -> Result<Self, TableError> {
+        self.push(name, column)?;
+        Ok(self)
+    }
+
+    /// Number of rows (0 for a table without columns).
+    pub fn n_rows(&self) -> usize {
+        self.columns.first().map_or(0, Column::len)
+    }
+
+    /// Column names in order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// True when a column of that name exists.
+    pub fn has(&self, name: &str) -> bool {
+        self.names.iter().any(|n| n == name)
+    }
+
+    /// The named column, or an error listing the available names.
+    pub fn column(&self, name: &str) -> Result<&Column, TableError> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.columns[i])
+            .ok_or_else(|| TableError::MissingColumn { name: name.to_string(), available: self.names.join(", ") })
+    }
+
+    /// The named column as numbers; a text column is an error naming the first text value.
+    pub fn numeric(&self, name: &str) -> Result<&[f64], TableError> {
+        match self.column(name)? {
+            Column::Numeric(v) => Ok(v),
+            Column::Text(v) => {
+                let (row, value) = v
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, s)| s.as_ref().map(|s| (i + 1, s.clone())))
+                    .unwrap_or((1, String::new()));
+                Err(TableError::NotNumeric { name: name.to_string(), row, value })
+            }
+        }
+    }
+
+    /// Iterates over `(name, column)` pairs.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Column)> {
+        self.names.iter().map(String::as_str).zip(self.columns.iter())
+    }
+
+    /// A new table with only the rows in `rows` (in that order).
+    pub fn take_rows(&self, rows: &[usize]) -> Table {
+        let columns = self
+            .columns
+            .iter()
+            .map(|c| match c {
+                Column::Numeric(v) => Column::Numeric(rows.iter().map(|&i| v[i]).collect()),
+                Column::Text(v) => Column::Text(rows.iter().map(|&i| v[i].clone()).collect()),
+            })
+            .collect();
+        Table { names: self.names.clone(), columns }
+    }
+}
