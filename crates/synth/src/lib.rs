@@ -119,7 +119,9 @@ pub struct Truth {
     pub pupil_coefficients: PupilCoefficients,
     /// Effect of the school's mean prior attainment (standardized) on the latent score.
     pub school_prior_coefficient: f64,
-    /// Common linear trend per year.
+    /// Latent intercept (for a boy without FSM/EAL/SEN, prior 0, in an average school in 2015).
+    pub intercept: f64,
+    /// Common linear trend per year (years centred at 2015).
     pub year_trend: f64,
     /// Key stage 2 shift relative to key stage 1.
     pub ks2_shift: f64,
@@ -259,6 +261,8 @@ const RESID_SD: f64 = 0.72;
 const COEF: PupilCoefficients = PupilCoefficients { female: -0.05, fsm: -0.25, eal: -0.05, sen: -0.55, prior: 0.45 };
 const SCHOOL_PRIOR: f64 = 0.20;
 const TREND: f64 = 0.02;
+/// Centres the latent score near 0 in the first years.
+const LATENT_INTERCEPT: f64 = 0.35;
 const KS2_SHIFT: f64 = 0.0;
 const SEL: [(&str, f64); 5] = [
     ("prior_attainment (standardized)", 0.8),
@@ -339,6 +343,7 @@ pub fn simulate(cfg: &SimConfig) -> Result<Population, SimError> {
         residual_sd: RESID_SD,
         pupil_coefficients: COEF,
         school_prior_coefficient: SCHOOL_PRIOR,
+        intercept: LATENT_INTERCEPT,
         year_trend: TREND,
         ks2_shift: KS2_SHIFT,
         selection: SelectionModel {
@@ -528,7 +533,8 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
                         let prior =
                             0.35 * lat.prior_z - 0.3 * f64::from(fsm) - 0.1 * f64::from(eal) - 0.6 * f64::from(sen)
                                 + 0.9 * normal(&mut rng);
-                        let base = lat.u0
+                        let base = LATENT_INTERCEPT
+                            + lat.u0
                             + lat.u1 * t
                             + TREND * t
                             + if ks == 2 { KS2_SHIFT } else { 0.0 }

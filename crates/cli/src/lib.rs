@@ -1,0 +1,8 @@
+//! The `psmeval` command-line tool as a library: argument types, table loading and writing, and one module
+//! per command. The binary (`main.rs`) only parses arguments and maps errors to exit codes; end-to-end tests
+//! drive the binary, unit tests call these modules.
+
+pub mod args;
+pub mod error;
+pub mod simulate;
+pub mod table;
