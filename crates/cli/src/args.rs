@@ -70,3 +70,123 @@ pub enum Preset {
     /// 1,000 schools.
     Small,
 }
+
+/// Matching options, shared by `psmeval match` and the `[matching]` table of a study file (same names).
+#[derive(Debug, Clone, PartialEq, Args, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields, rename_all = "snake_case")]
+pub struct MatchSpec {
+    /// Propensity-score formula, R style: `lead ~ pct_fsm + prior_attainment + factor(region)`.
+    #[arg(long)]
+    pub formula: String,
+    /// Matching method.
+    #[arg(long, value_enum, default_value_t = MethodArg::Nearest)]
+    #[serde(default)]
+    pub method: MethodArg,
+    /// Propensity model link and distance, as MatchIt's `link`: `logit`/`probit` match on the score,
+    /// `linear-logit`/`linear-probit` on the linear predictor.
+    #[arg(long, value_enum, default_value_t = LinkArg::Logit)]
+    #[serde(default)]
+    pub link: LinkArg,
+    /// Use this column as the distance instead of fitting a propensity model.
+    #[arg(long, value_name = "COLUMN")]
+    #[serde(default)]
+    pub distance_column: Option<String>,
+    /// Controls per treated unit (k:1 matching).
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one")]
+    pub ratio: usize,
+    /// Match with replacement (a control may serve several treated units).
+    #[arg(long)]
+    #[serde(default)]
+    pub replace: bool,
+    /// Order in which treated units are matched (MatchIt's `m.order`).
+    #[arg(long, value_enum, default_value_t = OrderArg::Largest)]
+    #[serde(default)]
+    pub order: OrderArg,
+    /// Caliper in standard deviations of the distance (MatchIt's `std.caliper = TRUE`).
+    #[arg(long, value_name = "SD")]
+    #[serde(default)]
+    pub caliper: Option<f64>,
+    /// Match exactly on these variables (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "VARS")]
+    #[serde(default)]
+    pub exact: Vec<String>,
+    /// Match on the Mahalanobis distance of these covariates within the propensity caliper (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "VARS")]
+    #[serde(default)]
+    pub mahvars: Vec<String>,
+    /// Discard units outside the common support of the distance.
+    #[arg(long, value_enum, default_value_t = DiscardArg::None)]
+    #[serde(default)]
+    pub discard: DiscardArg,
+    /// Seed for `--order random`.
+    #[arg(long, default_value_t = 1)]
+    #[serde(default = "one_u64")]
+    pub seed: u64,
+}
+
+fn one() -> usize {
+    1
+}
+
+fn one_u64() -> u64 {
+    1
+}
+
+/// Matching methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum MethodArg {
+    /// Greedy nearest-neighbour matching (MatchIt's `method = "nearest"`).
+    #[default]
+    Nearest,
+    /// Optimal matching: minimum total distance (optmatch's `pairmatch`, k:1).
+    Optimal,
+}
+
+/// Propensity links and distances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LinkArg {
+    /// Logistic regression; distance = score.
+    #[default]
+    Logit,
+    /// Probit regression; distance = score.
+    Probit,
+    /// Logistic regression; distance = linear predictor (logit of the score).
+    LinearLogit,
+    /// Probit regression; distance = linear predictor.
+    LinearProbit,
+}
+
+/// Matching orders (MatchIt's `m.order`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderArg {
+    /// Highest distance first.
+    #[default]
+    Largest,
+    /// Lowest distance first.
+    Smallest,
+    /// Random order (seeded).
+    Random,
+    /// Data order.
+    Data,
+    /// Closest pairs first.
+    Closest,
+}
+
+/// Common-support discarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DiscardArg {
+    /// Keep every unit.
+    #[default]
+    None,
+    /// Discard treated units outside the controls' range.
+    Treated,
+    /// Discard controls outside the treated units' range.
+    Control,
+    /// Both.
+    Both,
+}

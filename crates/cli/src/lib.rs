@@ -4,5 +4,7 @@
 
 pub mod args;
 pub mod error;
+pub mod plot;
 pub mod simulate;
+pub mod study;
 pub mod table;

@@ -1,0 +1,334 @@
+//! Figures for reports, drawn with plotters as SVG or PNG (chosen by the file extension).
+//!
+//! Each figure is a plain data struct implementing [`Figure`]; [`save`] renders it to a temporary file and
+//! renames it into place. Text is drawn with DejaVu Sans shipped in `assets/fonts` (registered once), so PNGs
+//! render on a machine without any system fonts.
+
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{Context, Result, anyhow};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+use crate::error::InputError;
+
+static FONTS: Once = Once::new();
+
+fn register_fonts() {
+    FONTS.call_once(|| {
+        // The bytes are valid TTF files shipped with the crate; a failure here is a build defect.
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Normal,
+            include_bytes!("../assets/fonts/DejaVuSans.ttf"),
+        )
+        .map_err(|_| ())
+        .expect("shipped DejaVuSans.ttf is a valid font");
+        plotters::style::register_font(
+            "sans-serif",
+            FontStyle::Bold,
+            include_bytes!("../assets/fonts/DejaVuSans-Bold.ttf"),
+        )
+        .map_err(|_| ())
+        .expect("shipped DejaVuSans-Bold.ttf is a valid font");
+    });
+}
+
+/// Colour of the treatment (lead) group.
+pub const TREATED: RGBColor = RGBColor(200, 55, 45);
+/// Colour of the contrast group.
+pub const CONTROL: RGBColor = RGBColor(40, 90, 160);
+/// Grey for reference lines.
+pub const GREY: RGBColor = RGBColor(150, 150, 150);
+
+/// Something that can be drawn on any plotters backend.
+pub trait Figure {
+    /// Pixel size (width, height).
+    fn size(&self) -> (u32, u32);
+    /// Draws the figure on `root`.
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String>;
+}
+
+/// Turns a plotters error into text.
+pub fn err<E: std::fmt::Debug>(e: E) -> String {
+    format!("{e:?}")
+}
+
+/// Renders `fig` to `path` (`.svg` or `.png`) atomically.
+pub fn save(fig: &impl Figure, path: &Path) -> Result<()> {
+    register_fonts();
+    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    match ext.as_deref() {
+        Some("svg") => {
+            let mut svg = String::new();
+            {
+                let root = SVGBackend::with_string(&mut svg, fig.size()).into_drawing_area();
+                fig.draw(&root).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
+                root.present().map_err(|e| anyhow!("drawing {}: {e:?}", path.display()))?;
+            }
+            crate::table::write_text(path, &svg)
+        }
+        Some("png") => {
+            let tmp = tempfile::Builder::new().prefix(".psmeval-").suffix(".png").tempfile_in(&dir)?.into_temp_path();
+            {
+                let root = BitMapBackend::new(&tmp, fig.size()).into_drawing_area();
+                fig.draw(&root).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
+                root.present().map_err(|e| anyhow!("drawing {}: {e:?}", path.display()))?;
+            }
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+            }
+            tmp.persist(path).map_err(|e| anyhow!("cannot move the figure into place at {}: {e}", path.display()))?;
+            Ok(())
+        }
+        _ => Err(InputError::new(format!("{}: figures are written as .svg or .png", path.display())).into()),
+    }
+}
+
+/// Love plot: standardized mean differences per covariate before and after matching, with ±0.1 lines.
+#[derive(Debug, Clone)]
+pub struct LovePlot {
+    /// Title.
+    pub title: String,
+    /// `(term, smd before, smd after)`; `None` where a value is undefined.
+    pub rows: Vec<(String, Option<f64>, Option<f64>)>,
+}
+
+impl Figure for LovePlot {
+    fn size(&self) -> (u32, u32) {
+        (900, 160 + 28 * self.rows.len().max(1) as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let n = self.rows.len().max(1);
+        let max = self
+            .rows
+            .iter()
+            .flat_map(|(_, a, b)| [a, b])
+            .filter_map(|v| v.map(f64::abs))
+            .fold(0.15f64, f64::max)
+            .min(5.0);
+        let lim = (max * 1.1 * 20.0).ceil() / 20.0;
+        let label_width =
+            self.rows.iter().map(|(t, ..)| t.chars().count()).max().unwrap_or(10).clamp(8, 40) as u32 * 8 + 20;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(label_width)
+            .build_cartesian_2d(-lim..lim, 0.0..n as f64)
+            .map_err(err)?;
+        let labels: Vec<String> = self.rows.iter().map(|(t, ..)| t.clone()).collect();
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .x_desc("Standardized mean difference (treated − control) / SD of treated")
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&|y| {
+                let k = y.floor();
+                if (y - k - 0.5).abs() < 1e-9 && (k as usize) < labels.len() {
+                    labels[labels.len() - 1 - k as usize].clone()
+                } else {
+                    String::new()
+                }
+            })
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        for x in [-0.1, 0.1] {
+            chart
+                .draw_series(DashedLineSeries::new(vec![(x, 0.0), (x, n as f64)], 6, 4, GREY.stroke_width(1)))
+                .map_err(err)?;
+        }
+        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (0.0, n as f64)], BLACK.stroke_width(1))).map_err(err)?;
+        let clamp = |v: f64| v.clamp(-lim, lim);
+        let y_of = |i: usize| (n - 1 - i) as f64 + 0.5;
+        chart
+            .draw_series(
+                self.rows.iter().enumerate().filter_map(|(i, (_, b, _))| {
+                    b.map(|v| Circle::new((clamp(v), y_of(i)), 6, CONTROL.stroke_width(2)))
+                }),
+            )
+            .map_err(err)?
+            .label("Before matching")
+            .legend(|(x, y)| Circle::new((x, y), 6, CONTROL.stroke_width(2)));
+        chart
+            .draw_series(
+                self.rows
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, (_, _, a))| a.map(|v| Circle::new((clamp(v), y_of(i)), 6, TREATED.filled()))),
+            )
+            .map_err(err)?
+            .label("After matching")
+            .legend(|(x, y)| Circle::new((x, y), 6, TREATED.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(GREY)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// One panel of a distribution plot: values and weights of the two groups.
+#[derive(Debug, Clone)]
+pub struct DistributionPanel {
+    /// Panel title, e.g. "Before matching".
+    pub title: String,
+    /// Treated values with weights.
+    pub treated: Vec<(f64, f64)>,
+    /// Control values with weights.
+    pub control: Vec<(f64, f64)>,
+}
+
+/// Weighted histograms (as densities) of a score for treated and control units, one panel per stage.
+#[derive(Debug, Clone)]
+pub struct DistributionPlot {
+    /// Figure title.
+    pub title: String,
+    /// Label of the x axis.
+    pub x_label: String,
+    /// Panels side by side.
+    pub panels: Vec<DistributionPanel>,
+    /// Names of the groups (treated, control).
+    pub groups: (String, String),
+}
+
+fn density(values: &[(f64, f64)], lo: f64, width: f64, bins: usize) -> Vec<f64> {
+    let mut h = vec![0.0; bins];
+    let total: f64 = values.iter().map(|(_, w)| w).sum();
+    if total <= 0.0 {
+        return h;
+    }
+    for &(v, w) in values {
+        let k = (((v - lo) / width).floor().max(0.0) as usize).min(bins - 1);
+        h[k] += w;
+    }
+    h.iter().map(|c| c / total / width).collect()
+}
+
+impl Figure for DistributionPlot {
+    fn size(&self) -> (u32, u32) {
+        (520 * self.panels.len().max(1) as u32, 460)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let root = root.titled(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold)).map_err(err)?;
+        let all = self.panels.iter().flat_map(|p| p.treated.iter().chain(p.control.iter())).map(|(v, _)| *v);
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+        let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (0.0, 1.0) };
+        let bins = 30;
+        let width = (hi - lo) / bins as f64;
+        let hists: Vec<(Vec<f64>, Vec<f64>)> = self
+            .panels
+            .iter()
+            .map(|p| (density(&p.treated, lo, width, bins), density(&p.control, lo, width, bins)))
+            .collect();
+        let ymax = hists.iter().flat_map(|(a, b)| a.iter().chain(b.iter())).fold(0.0f64, |m, v| m.max(*v)) * 1.1;
+        let ymax = if ymax > 0.0 { ymax } else { 1.0 };
+        let areas = root.split_evenly((1, self.panels.len().max(1)));
+        for ((panel, area), (ht, hc)) in self.panels.iter().zip(areas.iter()).zip(hists.iter()) {
+            let mut chart = ChartBuilder::on(area)
+                .caption(&panel.title, ("sans-serif", 17))
+                .margin(12)
+                .x_label_area_size(42)
+                .y_label_area_size(55)
+                .build_cartesian_2d(lo..hi, 0.0..ymax)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc(&self.x_label)
+                .y_desc("Density")
+                .label_style(("sans-serif", 13))
+                .axis_desc_style(("sans-serif", 14))
+                .draw()
+                .map_err(err)?;
+            for (h, colour, name, n) in
+                [(hc, CONTROL, &self.groups.1, panel.control.len()), (ht, TREATED, &self.groups.0, panel.treated.len())]
+            {
+                chart
+                    .draw_series(h.iter().enumerate().map(|(k, &d)| {
+                        let x0 = lo + k as f64 * width;
+                        Rectangle::new([(x0, 0.0), (x0 + width, d)], colour.mix(0.35).filled())
+                    }))
+                    .map_err(err)?;
+                let outline: Vec<(f64, f64)> = h
+                    .iter()
+                    .enumerate()
+                    .flat_map(|(k, &d)| {
+                        let x0 = lo + k as f64 * width;
+                        [(x0, d), (x0 + width, d)]
+                    })
+                    .collect();
+                chart
+                    .draw_series(LineSeries::new(outline, colour.stroke_width(2)))
+                    .map_err(err)?
+                    .label(format!("{name} (n = {n})"))
+                    .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], colour.mix(0.6).filled()));
+            }
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.9))
+                .border_style(GREY)
+                .label_font(("sans-serif", 13))
+                .draw()
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn figures_render_as_svg_and_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let love = LovePlot {
+            title: "Covariate balance".into(),
+            rows: vec![("pct_fsm".into(), Some(0.45), Some(0.02)), ("factor(region)7".into(), Some(-0.3), None)],
+        };
+        let dist = DistributionPlot {
+            title: "Propensity scores".into(),
+            x_label: "Propensity score".into(),
+            panels: vec![
+                DistributionPanel {
+                    title: "Before".into(),
+                    treated: vec![(0.6, 1.0), (0.7, 1.0)],
+                    control: vec![(0.2, 1.0), (0.3, 1.0), (0.65, 1.0)],
+                },
+                DistributionPanel { title: "After".into(), treated: vec![(0.6, 1.0)], control: vec![(0.65, 1.0)] },
+            ],
+            groups: ("Lead".into(), "Contrast".into()),
+        };
+        for ext in ["svg", "png"] {
+            let p = dir.path().join(format!("love.{ext}"));
+            save(&love, &p).unwrap();
+            assert!(p.metadata().unwrap().len() > 1000);
+            let q = dir.path().join(format!("dist.{ext}"));
+            save(&dist, &q).unwrap();
+            assert!(q.metadata().unwrap().len() > 1000);
+        }
+        let svg = std::fs::read_to_string(dir.path().join("love.svg")).unwrap();
+        assert!(svg.contains("pct_fsm") && svg.contains("After matching"));
+        assert!(save(&love, &dir.path().join("love.jpg")).is_err());
+    }
+}
