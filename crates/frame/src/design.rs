@@ -276,12 +276,7 @@ pub fn build_model_frame(formula: &Formula, table: &Table) -> Result<ModelFrame,
             let v = table.numeric(c)?;
             rows.iter().map(|&i| v[i]).collect()
         }
-        Response::Cbind(..) => {
-            return Err(FrameError::UnsupportedResponse {
-                response: formula.response.label(),
-                reason: "cbind() responses are for binomial models".into(),
-            });
-        }
+        Response::Cbind(..) => binomial_counts(formula, table, &rows)?.0,
     };
     let mut vars = formula.fixed.variables();
     for r in &formula.random {
@@ -296,6 +291,37 @@ pub fn build_model_frame(formula: &Formula, table: &Table) -> Result<ModelFrame,
         random.push(RandomTerm { group: spec.group_label(), levels, codes, names, z });
     }
     Ok(ModelFrame { response_name: formula.response.label(), y, x, x_names, random, rows, n_dropped })
+}
+
+/// For a `cbind(successes, failures)` response: the proportions `s / (s + f)` and the binomial totals
+/// `s + f` (glmer's prior weights) over `rows`. Counts must be non-negative with a positive total.
+pub fn binomial_counts(formula: &Formula, table: &Table, rows: &[usize]) -> Result<(Vec<f64>, Vec<f64>), FrameError> {
+    let Response::Cbind(sc, fc) = &formula.response else {
+        return Err(FrameError::UnsupportedResponse {
+            response: formula.response.label(),
+            reason: "binomial counts need a cbind(successes, failures) response".into(),
+        });
+    };
+    let s = table.numeric(sc)?;
+    let f = table.numeric(fc)?;
+    let mut y = Vec::with_capacity(rows.len());
+    let mut w = Vec::with_capacity(rows.len());
+    for &i in rows {
+        if s[i] < 0.0 || f[i] < 0.0 || s[i] + f[i] <= 0.0 {
+            return Err(FrameError::UnsupportedResponse {
+                response: formula.response.label(),
+                reason: format!(
+                    "row {} has successes {} and failures {}; counts must be non-negative with a positive total",
+                    i + 1,
+                    s[i],
+                    f[i]
+                ),
+            });
+        }
+        y.push(s[i] / (s[i] + f[i]));
+        w.push(s[i] + f[i]);
+    }
+    Ok((y, w))
 }
 
 /// The covariate matrix of a formula's right-hand side with every factor level as its own indicator and no
@@ -409,6 +435,10 @@ mod tests {
         assert!(
             matches!(build_model_frame(&f, &t), Err(FrameError::Table(TableError::MissingColumn { name, .. })) if name == "z")
         );
+        let f = parse_formula("cbind(y, x) ~ 1").unwrap();
+        let mf = build_model_frame(&f, &t).unwrap();
+        assert!((mf.y[0] - 1.0 / 1.5).abs() < 1e-15);
+        assert_eq!(binomial_counts(&f, &t, &mf.rows).unwrap().1[0], 1.5);
         let f = parse_formula("g ~ x").unwrap();
         assert!(matches!(build_model_frame(&f, &t), Err(FrameError::Table(TableError::NotNumeric { row: 1, .. }))));
         let one = t.take_rows(&[0, 4]);

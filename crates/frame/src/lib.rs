@@ -13,6 +13,6 @@ pub mod design;
 pub mod formula;
 pub mod table;
 
-pub use design::{Coding, FrameError, ModelFrame, RandomTerm, build_model_frame, covariate_matrix};
+pub use design::{Coding, FrameError, ModelFrame, RandomTerm, binomial_counts, build_model_frame, covariate_matrix};
 pub use formula::{Formula, FormulaError, parse_formula};
 pub use table::{Column, Table, TableError};
