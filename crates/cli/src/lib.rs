@@ -3,8 +3,11 @@
 //! drive the binary, unit tests call these modules.
 
 pub mod args;
+pub mod effects;
 pub mod error;
 pub mod plot;
+pub mod report;
+pub mod sample;
 pub mod simulate;
 pub mod study;
 pub mod table;

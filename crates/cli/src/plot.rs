@@ -131,6 +131,7 @@ impl Figure for LovePlot {
         let labels: Vec<String> = self.rows.iter().map(|(t, ..)| t.clone()).collect();
         chart
             .configure_mesh()
+            .light_line_style(RGBColor(242, 242, 242))
             .disable_y_mesh()
             .x_desc("Standardized mean difference (treated − control) / SD of treated")
             .y_labels(n * 2 + 1)
@@ -253,6 +254,7 @@ impl Figure for DistributionPlot {
                 .map_err(err)?;
             chart
                 .configure_mesh()
+                .light_line_style(RGBColor(242, 242, 242))
                 .x_desc(&self.x_label)
                 .y_desc("Density")
                 .label_style(("sans-serif", 13))
@@ -327,8 +329,248 @@ mod tests {
             save(&dist, &q).unwrap();
             assert!(q.metadata().unwrap().len() > 1000);
         }
+        let trend = IntervalPlot {
+            title: "Attainment".into(),
+            y_label: "Mean".into(),
+            series: vec![IntervalSeries {
+                label: "Lead".into(),
+                points: vec![(2013.0, 0.1, 0.0, 0.2), (2014.0, 0.2, 0.1, 0.3)],
+                colour: TREATED,
+            }],
+            marker: Some((2013.5, "Programme starts".into())),
+            zero_line: true,
+        };
+        let cat = CaterpillarPlot {
+            title: "Schools".into(),
+            effects: vec![(0.1, 0.05, false), (-0.2, 0.1, true), (0.3, 0.02, false)],
+            highlight_label: "Lead".into(),
+        };
+        for ext in ["svg", "png"] {
+            let p = dir.path().join(format!("trend.{ext}"));
+            save(&trend, &p).unwrap();
+            assert!(p.metadata().unwrap().len() > 1000);
+            let q = dir.path().join(format!("cat.{ext}"));
+            save(&cat, &q).unwrap();
+            assert!(q.metadata().unwrap().len() > 1000);
+        }
+        if let Ok(keep) = std::env::var("PSMEVAL_KEEP_FIGURES") {
+            for f in ["love.png", "dist.png", "trend.png", "cat.png"] {
+                std::fs::copy(dir.path().join(f), Path::new(&keep).join(f)).unwrap();
+            }
+        }
+        assert_eq!(year_label(2015), "2014/15");
         let svg = std::fs::read_to_string(dir.path().join("love.svg")).unwrap();
         assert!(svg.contains("pct_fsm") && svg.contains("After matching"));
         assert!(save(&love, &dir.path().join("love.jpg")).is_err());
+    }
+}
+
+/// One series of points with 95% intervals over an x axis of years.
+#[derive(Debug, Clone)]
+pub struct IntervalSeries {
+    /// Legend label.
+    pub label: String,
+    /// `(x, estimate, low, high)`.
+    pub points: Vec<(f64, f64, f64, f64)>,
+    /// Series colour.
+    pub colour: RGBColor,
+}
+
+/// Estimates with 95% CIs by year, for one or two series (trend plot, event-study plot).
+#[derive(Debug, Clone)]
+pub struct IntervalPlot {
+    /// Title.
+    pub title: String,
+    /// Y axis label.
+    pub y_label: String,
+    /// Series drawn with small horizontal offsets so intervals do not overlap.
+    pub series: Vec<IntervalSeries>,
+    /// Draw a dashed vertical line before this x (the programme start).
+    pub marker: Option<(f64, String)>,
+    /// Draw a horizontal reference line at 0.
+    pub zero_line: bool,
+}
+
+impl Figure for IntervalPlot {
+    fn size(&self) -> (u32, u32) {
+        (900, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let pts = || self.series.iter().flat_map(|s| s.points.iter());
+        let (xlo, xhi) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
+        let (ylo, yhi) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.2), b.max(p.3)));
+        let (xlo, xhi) = if xlo.is_finite() { (xlo - 0.5, xhi + 0.5) } else { (0.0, 1.0) };
+        let (mut ylo, mut yhi) = if ylo.is_finite() && yhi > ylo { (ylo, yhi) } else { (-1.0, 1.0) };
+        if self.zero_line {
+            ylo = ylo.min(0.0);
+            yhi = yhi.max(0.0);
+        }
+        let pad = (yhi - ylo) * 0.1;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xlo..xhi, (ylo - pad)..(yhi + pad))
+            .map_err(err)?;
+        let n_years = (xhi - xlo).round() as usize;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(242, 242, 242))
+            .x_labels(n_years + 1)
+            .x_label_formatter(&|x| {
+                if (x - x.round()).abs() < 1e-6 { year_label(x.round() as i64) } else { String::new() }
+            })
+            .x_desc("Academic year")
+            .y_desc(&self.y_label)
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        if self.zero_line {
+            chart.draw_series(LineSeries::new(vec![(xlo, 0.0), (xhi, 0.0)], BLACK.stroke_width(1))).map_err(err)?;
+        }
+        if let Some((x, label)) = &self.marker {
+            chart
+                .draw_series(DashedLineSeries::new(vec![(*x, ylo - pad), (*x, yhi + pad)], 8, 5, GREY.stroke_width(2)))
+                .map_err(err)?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (*x + 0.05, yhi + pad * 0.6),
+                    ("sans-serif", 14).into_font().color(&RGBColor(90, 90, 90)),
+                )))
+                .map_err(err)?;
+        }
+        let k = self.series.len().max(1) as f64;
+        for (i, s) in self.series.iter().enumerate() {
+            let off = (i as f64 - (k - 1.0) / 2.0) * 0.08;
+            let colour = s.colour;
+            chart
+                .draw_series(s.points.iter().map(|&(x, _, lo, hi)| {
+                    PathElement::new(vec![(x + off, lo), (x + off, hi)], colour.stroke_width(2))
+                }))
+                .map_err(err)?;
+            chart
+                .draw_series(s.points.iter().flat_map(|&(x, _, lo, hi)| {
+                    [lo, hi].map(|y| {
+                        PathElement::new(vec![(x + off - 0.04, y), (x + off + 0.04, y)], colour.stroke_width(2))
+                    })
+                }))
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(s.points.iter().map(|&(x, y, ..)| (x + off, y)), colour.stroke_width(2)))
+                .map_err(err)?
+                .label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3)));
+            chart
+                .draw_series(s.points.iter().map(|&(x, y, ..)| Circle::new((x + off, y), 5, colour.filled())))
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(GREY)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// `2015` → `2014/15`.
+pub fn year_label(y: i64) -> String {
+    format!("{}/{:02}", y - 1, y.rem_euclid(100))
+}
+
+/// Caterpillar plot: school random effects (conditional modes) with 95% intervals, sorted, treated highlighted.
+#[derive(Debug, Clone)]
+pub struct CaterpillarPlot {
+    /// Title.
+    pub title: String,
+    /// `(estimate, conditional SD, highlighted)` per school.
+    pub effects: Vec<(f64, f64, bool)>,
+    /// Label of the highlighted group.
+    pub highlight_label: String,
+}
+
+impl Figure for CaterpillarPlot {
+    fn size(&self) -> (u32, u32) {
+        (900, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let mut e = self.effects.clone();
+        e.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let n = e.len().max(1);
+        let (lo, hi) = e
+            .iter()
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &(m, s, _)| (a.min(m - 1.96 * s), b.max(m + 1.96 * s)));
+        let (lo, hi) = if lo.is_finite() && hi > lo { (lo, hi) } else { (-1.0, 1.0) };
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..n as f64, lo..hi)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(242, 242, 242))
+            .disable_x_mesh()
+            .x_desc("Schools, ranked by estimated effect")
+            .y_desc("School effect (conditional mode, 95% interval)")
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (n as f64, 0.0)], BLACK.stroke_width(1))).map_err(err)?;
+        let faint = CONTROL.mix(0.25);
+        chart
+            .draw_series(e.iter().enumerate().filter(|(_, t)| !t.2).map(|(i, &(m, s, _))| {
+                PathElement::new(vec![(i as f64 + 0.5, m - 1.96 * s), (i as f64 + 0.5, m + 1.96 * s)], faint)
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                e.iter()
+                    .enumerate()
+                    .filter(|(_, t)| !t.2)
+                    .map(|(i, &(m, ..))| Circle::new((i as f64 + 0.5, m), 1, CONTROL.filled())),
+            )
+            .map_err(err)?
+            .label("Other schools")
+            .legend(|(x, y)| Circle::new((x + 8, y), 4, CONTROL.filled()));
+        chart
+            .draw_series(e.iter().enumerate().filter(|(_, t)| t.2).map(|(i, &(m, s, _))| {
+                PathElement::new(
+                    vec![(i as f64 + 0.5, m - 1.96 * s), (i as f64 + 0.5, m + 1.96 * s)],
+                    TREATED.stroke_width(2),
+                )
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(
+                e.iter()
+                    .enumerate()
+                    .filter(|(_, t)| t.2)
+                    .map(|(i, &(m, ..))| Circle::new((i as f64 + 0.5, m), 4, TREATED.filled())),
+            )
+            .map_err(err)?
+            .label(self.highlight_label.clone())
+            .legend(|(x, y)| Circle::new((x + 8, y), 4, TREATED.filled()));
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperLeft)
+            .background_style(WHITE.mix(0.9))
+            .border_style(GREY)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        Ok(())
     }
 }

@@ -1,0 +1,150 @@
+//! Difference-in-differences contrasts of the impact model `outcome ~ factor(year) * group + …`.
+//!
+//! The interaction coefficient `factor(year)Y:group` is the change in the lead–contrast gap between year Y and
+//! the reference (first) year. Evaluations report the change relative to the whole pre-programme period, so
+//! each post-programme year's effect is the contrast
+//! `L_Y = e[Y:group] − mean_{P pre-programme} e[P:group]` (the reference year's coefficient is 0), and the
+//! pooled effect is the mean of the post-programme `L_Y`. Estimates, standard errors and Satterthwaite
+//! degrees of freedom of these contrasts come from the fitted model; this module only builds the `L` vectors
+//! and turns the model's answers into report rows.
+
+use serde::Serialize;
+use statrs::distribution::{ContinuousCDF, StudentsT};
+
+/// Which effect a row reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Period {
+    /// One post-programme year.
+    Year(i64),
+    /// All post-programme years together (the string `"pooled"`).
+    Pooled(&'static str),
+}
+
+/// A contrast to evaluate: its period and coefficient weights (aligned with the fixed effects).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contrast {
+    /// The period reported.
+    pub period: Period,
+    /// Weights on the fixed effects.
+    pub l: Vec<f64>,
+}
+
+/// One effect row of a report.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Effect {
+    /// `2016` or `"pooled"`.
+    pub year: Period,
+    /// Change in the lead–contrast gap relative to the pre-programme period, in outcome units.
+    pub estimate: f64,
+    /// Standard error.
+    pub std_error: f64,
+    /// Satterthwaite degrees of freedom (infinite for Wald z tests).
+    pub df: f64,
+    /// Lower 95% limit.
+    pub ci_low: f64,
+    /// Upper 95% limit.
+    pub ci_high: f64,
+    /// Two-sided p value.
+    pub p_value: f64,
+    /// Estimate divided by the effect-size SD.
+    pub effect_size: f64,
+}
+
+impl Effect {
+    /// An effect row from an estimate, its SE and df (t-based interval; normal when df is infinite or NaN).
+    pub fn new(year: Period, estimate: f64, std_error: f64, df: f64, es_sd: f64) -> Effect {
+        let (q, p) = if df.is_finite() && df > 0.0 {
+            let t = StudentsT::new(0.0, 1.0, df).expect("positive df");
+            (t.inverse_cdf(0.975), 2.0 * t.cdf(-(estimate / std_error).abs()))
+        } else {
+            let z = statrs::distribution::Normal::standard();
+            (z.inverse_cdf(0.975), 2.0 * z.cdf(-(estimate / std_error).abs()))
+        };
+        Effect {
+            year,
+            estimate,
+            std_error,
+            df,
+            ci_low: estimate - q * std_error,
+            ci_high: estimate + q * std_error,
+            p_value: p,
+            effect_size: estimate / es_sd,
+        }
+    }
+}
+
+/// The per-year and pooled contrasts for a model with fixed-effect names `names`, where the interaction
+/// terms are named `factor(<year_var>)<Y>:group` and `years` are the years analysed.
+pub fn did_contrasts(
+    names: &[String],
+    year_var: &str,
+    years: &[i64],
+    programme_start: i64,
+) -> Result<Vec<Contrast>, String> {
+    let index = |y: i64| names.iter().position(|n| *n == format!("factor({year_var}){y}:group"));
+    let reference = *years.first().ok_or("no years")?;
+    let pre: Vec<i64> = years.iter().copied().filter(|&y| y < programme_start).collect();
+    let post: Vec<i64> = years.iter().copied().filter(|&y| y >= programme_start).collect();
+    if pre.is_empty() || post.is_empty() {
+        return Err("need at least one pre-programme and one programme year".into());
+    }
+    let mut base = vec![0.0; names.len()];
+    for &y in &pre {
+        if y == reference {
+            continue;
+        }
+        let k = index(y).ok_or_else(|| format!("the model has no coefficient `factor({year_var}){y}:group`"))?;
+        base[k] -= 1.0 / pre.len() as f64;
+    }
+    let mut out = Vec::new();
+    let mut pooled = vec![0.0; names.len()];
+    for &y in &post {
+        let k = index(y).ok_or_else(|| format!("the model has no coefficient `factor({year_var}){y}:group`"))?;
+        let mut l = base.clone();
+        l[k] += 1.0;
+        for (p, v) in pooled.iter_mut().zip(&l) {
+            *p += v / post.len() as f64;
+        }
+        out.push(Contrast { period: Period::Year(y), l });
+    }
+    out.push(Contrast { period: Period::Pooled("pooled"), l: pooled });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names() -> Vec<String> {
+        ["(Intercept)", "factor(year)2014", "factor(year)2015", "factor(year)2016", "group", "fsm"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["factor(year)2014:group", "factor(year)2015:group", "factor(year)2016:group"].map(String::from))
+            .collect()
+    }
+
+    #[test]
+    fn contrasts_compare_with_the_pre_period_mean() {
+        let c = did_contrasts(&names(), "year", &[2013, 2014, 2015, 2016], 2015).unwrap();
+        assert_eq!(c.len(), 3);
+        // 2015: e[2015:group] − (0 + e[2014:group]) / 2
+        assert_eq!(c[0].period, Period::Year(2015));
+        assert_eq!(c[0].l, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 1.0, 0.0]);
+        assert_eq!(c[2].period, Period::Pooled("pooled"));
+        assert_eq!(c[2].l, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.5, 0.5]);
+        assert!(did_contrasts(&names(), "yr", &[2013, 2014, 2015], 2015).is_err());
+    }
+
+    #[test]
+    fn effect_rows() {
+        let e = Effect::new(Period::Year(2016), 0.2, 0.1, 30.0, 2.0);
+        // t_{30, .975} = 2.042272456
+        assert!((e.ci_high - (0.2 + 0.204_227_245_6)).abs() < 1e-8);
+        assert!((e.effect_size - 0.1).abs() < 1e-15);
+        assert!((e.p_value - 0.054_645).abs() < 1e-4, "{}", e.p_value);
+        let z = Effect::new(Period::Pooled("pooled"), 0.2, 0.1, f64::INFINITY, 1.0);
+        assert!((z.p_value - 0.045_500_26).abs() < 1e-6);
+        assert_eq!(serde_json::to_string(&z.year).unwrap(), "\"pooled\"");
+    }
+}

@@ -1,0 +1,146 @@
+//! Analysis samples for `psmeval evaluate`: the pupils of matched schools for one outcome and subgroup, as a
+//! [`Table`] with the columns the impact model uses (`outcome`, the year, `group`, the school id, covariates,
+//! `year_c`), plus counts for the sample-flow table.
+//!
+//! Standardization within year uses the whole pupil table (all schools, after the outcome's filter) as the
+//! reference, as national standardization does, so lead, contrast and subgroup samples share one scale.
+
+use std::collections::{BTreeMap, HashMap};
+
+use psmeval_frame::{Column, Table};
+use serde::Serialize;
+
+use crate::study::{OutcomeSpec, Study, SubgroupSpec, filter_rows};
+
+/// A matched school: its group and matching weight.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MatchedSchool {
+    /// True for a treatment (lead) school.
+    pub treated: bool,
+    /// Matching weight (1 for treated units).
+    pub weight: f64,
+}
+
+/// Counts of one analysis sample.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SampleCounts {
+    /// Pupil rows in the years analysed that pass the outcome's and subgroup's filters (all schools).
+    pub eligible_rows: usize,
+    /// Of those, rows in matched schools.
+    pub matched_school_rows: usize,
+    /// Rows dropped for a missing outcome or covariate.
+    pub dropped_missing: usize,
+    /// Rows analysed.
+    pub n_pupils: usize,
+    /// Schools with at least one analysed pupil.
+    pub n_schools: usize,
+    /// Of those, treatment schools.
+    pub n_treated_schools: usize,
+}
+
+/// One outcome × subgroup sample.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// The model table.
+    pub table: Table,
+    /// Matching weight per row.
+    pub weights: Vec<f64>,
+    /// Counts for the sample-flow table.
+    pub counts: SampleCounts,
+    /// Reference mean and SD per year used for standardization (empty when not standardized).
+    pub standardization: BTreeMap<i64, (f64, f64)>,
+}
+
+/// Builds the analysis sample of `outcome` in `subgroup` (or all pupils) from the matched schools.
+pub fn build_sample(
+    study: &Study,
+    pupils: &Table,
+    matched: &HashMap<String, MatchedSchool>,
+    outcome: &OutcomeSpec,
+    subgroup: Option<&SubgroupSpec>,
+) -> Result<Sample, String> {
+    let d = &study.data;
+    let years = pupils.numeric(&d.year).map_err(|e| e.to_string())?;
+    let y_all = pupils.numeric(&outcome.column).map_err(|e| e.to_string())?;
+    let school = pupils.column(&d.school_id).map_err(|e| e.to_string())?;
+    let in_years: Vec<usize> = (0..pupils.n_rows())
+        .filter(|&i| years[i] >= study.years.first as f64 && years[i] <= study.years.last as f64)
+        .collect();
+    let outcome_rows = filter_rows(pupils, &outcome.filter, &in_years);
+    // National reference for standardization: every school, the outcome's filter, by year.
+    let mut standardization = BTreeMap::new();
+    if outcome.standardize_within_year {
+        let mut acc: BTreeMap<i64, (f64, f64, f64)> = BTreeMap::new();
+        for &i in &outcome_rows {
+            if y_all[i].is_finite() {
+                let e = acc.entry(years[i] as i64).or_default();
+                e.0 += 1.0;
+                e.1 += y_all[i];
+                e.2 += y_all[i] * y_all[i];
+            }
+        }
+        for (year, (n, s, ss)) in acc {
+            let mean = s / n;
+            let var = (ss - n * mean * mean) / (n - 1.0);
+            if !(n > 1.0 && var > 0.0) {
+                return Err(format!(
+                    "cannot standardize `{}` within year {year}: {} has no variation",
+                    outcome.column,
+                    if n > 1.0 { "the outcome" } else { "a single pupil" }
+                ));
+            }
+            standardization.insert(year, (mean, var.sqrt()));
+        }
+    }
+    let rows = match subgroup {
+        Some(s) => filter_rows(pupils, &s.filter, &outcome_rows),
+        None => outcome_rows,
+    };
+    let eligible_rows = rows.len();
+    let in_matched: Vec<(usize, MatchedSchool)> =
+        rows.iter().filter_map(|&i| school.text_at(i).and_then(|id| matched.get(&id)).map(|m| (i, *m))).collect();
+    let matched_school_rows = in_matched.len();
+    let covs: Vec<&Column> =
+        study.model.covariates.iter().map(|c| pupils.column(c)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    let complete: Vec<(usize, MatchedSchool)> = in_matched
+        .into_iter()
+        .filter(|(i, _)| y_all[*i].is_finite() && covs.iter().all(|c| !c.is_missing(*i)))
+        .collect();
+    let dropped_missing = matched_school_rows - complete.len();
+    let idx: Vec<usize> = complete.iter().map(|(i, _)| *i).collect();
+    let outcome_values: Vec<f64> = idx
+        .iter()
+        .map(|&i| match standardization.get(&(years[i] as i64)) {
+            Some((m, s)) => (y_all[i] - m) / s,
+            None => y_all[i],
+        })
+        .collect();
+    let centre = study.years.programme_start as f64;
+    let mut table = Table::new();
+    let push = |t: &mut Table, name: &str, c: Column| t.push(name, c).map_err(|e| e.to_string());
+    push(&mut table, "outcome", Column::Numeric(outcome_values))?;
+    push(&mut table, &d.year, Column::Numeric(idx.iter().map(|&i| years[i]).collect()))?;
+    push(&mut table, "year_c", Column::Numeric(idx.iter().map(|&i| years[i] - centre).collect()))?;
+    push(&mut table, "group", Column::Numeric(complete.iter().map(|(_, m)| f64::from(u8::from(m.treated))).collect()))?;
+    let sub = pupils.take_rows(&idx);
+    for (name, col) in sub.iter() {
+        if name == d.school_id || study.model.covariates.iter().any(|c| c == name) {
+            push(&mut table, name, col.clone())?;
+        }
+    }
+    let weights: Vec<f64> = complete.iter().map(|(_, m)| m.weight).collect();
+    let mut schools: HashMap<String, bool> = HashMap::new();
+    let school_col = table.column(&d.school_id).map_err(|e| e.to_string())?;
+    for (k, (_, m)) in complete.iter().enumerate() {
+        schools.insert(school_col.text_at(k).unwrap_or_default(), m.treated);
+    }
+    let counts = SampleCounts {
+        eligible_rows,
+        matched_school_rows,
+        dropped_missing,
+        n_pupils: idx.len(),
+        n_schools: schools.len(),
+        n_treated_schools: schools.values().filter(|t| **t).count(),
+    };
+    Ok(Sample { table, weights, counts, standardization })
+}
