@@ -4,8 +4,10 @@
 
 pub mod args;
 pub mod effects;
+pub mod example;
 pub mod error;
 pub mod plot;
+pub mod progress;
 pub mod report;
 pub mod sample;
 pub mod simulate;
