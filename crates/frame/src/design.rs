@@ -121,10 +121,10 @@ pub fn complete_rows(table: &Table, columns: &[String]) -> Result<Vec<usize>, Fr
     let cols: Vec<(&str, &Column)> =
         columns.iter().map(|c| table.column(c).map(|col| (c.as_str(), col))).collect::<Result<_, _>>()?;
     for (name, col) in &cols {
-        if let Column::Numeric(v) = col {
-            if let Some(i) = v.iter().position(|x| x.is_infinite()) {
-                return Err(FrameError::NonFinite { column: name.to_string(), row: i + 1 });
-            }
+        if let Column::Numeric(v) = col
+            && let Some(i) = v.iter().position(|x| x.is_infinite())
+        {
+            return Err(FrameError::NonFinite { column: name.to_string(), row: i + 1 });
         }
     }
     Ok((0..table.n_rows()).filter(|&i| cols.iter().all(|(_, c)| !c.is_missing(i))).collect())

@@ -118,10 +118,10 @@ impl Table {
         if self.names.contains(&name) {
             return Err(TableError::DuplicateColumn { name });
         }
-        if let Some(first) = self.columns.first() {
-            if first.len() != column.len() {
-                return Err(TableError::LengthMismatch { name, len: column.len(), expected: first.len() });
-            }
+        if let Some(first) = self.columns.first()
+            && first.len() != column.len()
+        {
+            return Err(TableError::LengthMismatch { name, len: column.len(), expected: first.len() });
         }
         self.names.push(name);
         self.columns.push(column);

@@ -1,0 +1,362 @@
+//! Covariate balance before and after matching, computed as MatchIt's `summary.matchit` computes it
+//! (`bal1var`, `qqsum`, `wvar`, `pooled_sd` and `nn` in MatchIt 4.5–4.7, `standardize = TRUE`).
+//!
+//! Balance depends on covariates, treatment and weights only. Pass the covariates with factors expanded to
+//! *all* their levels (as `summary.matchit` does, unlike the model matrix) and, to get MatchIt's
+//! `distance` row, the distance as the first column named `distance`.
+//!
+//! Per covariate, following MatchIt:
+//! - means: weighted means in each group (weights = matching weights × sampling weights);
+//! - standardized mean difference: the difference in means divided by the standard deviation of the
+//!   treated group (`s.d.denom = "treated"`, ATT) computed in the *full* sample with sampling weights only,
+//!   the same denominator before and after matching. Binary (0/1) variables are standardized too, by
+//!   `sqrt(p·(1 − p))` (MatchIt does not report binary variables raw; that is cobalt's default). If the
+//!   difference is at most `sqrt(DBL_EPSILON)` in absolute value the raw difference is reported; if the
+//!   denominator is below `sqrt(DBL_EPSILON)` MatchIt's pooled SD is used instead;
+//! - variance ratio (treated/control, weighted `cov.wt`-style variances): `None` for binary variables;
+//! - eCDF mean and max: mean and maximum over the distinct values of the variable (in the whole sample,
+//!   including units with weight 0) of the absolute difference between the groups' weighted eCDFs; for
+//!   binary variables both equal the absolute difference in proportions.
+//!
+//! When both groups have fewer than two units with non-zero weight, MatchIt reports `NA`: here the SMD of a
+//! non-negligible difference and the variance ratio are `None` and the eCDF statistics `NaN`.
+
+use rayon::prelude::*;
+use serde::Serialize;
+use thiserror::Error;
+
+use ndarray::ArrayView2;
+
+const SQRT_EPS: f64 = 1.490_116_119_384_765_6e-8;
+
+/// Which standard deviation standardizes mean differences (MatchIt's `s.d.denom`, from the estimand).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SdDenominator {
+    /// SD of the treated group (ATT), MatchIt's default.
+    #[default]
+    Treated,
+    /// SD of the control group (ATC).
+    Control,
+    /// Square root of the mean of the two groups' variances (ATE).
+    Pooled,
+}
+
+/// Options of [`balance_with`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BalanceOptions<'a> {
+    /// Standardization (default: treated, i.e. ATT).
+    pub sd_denominator: SdDenominator,
+    /// Sampling weights (MatchIt's `s.weights`), one per unit; default 1.
+    pub sampling_weights: Option<&'a [f64]>,
+    /// Units discarded for lack of common support (for the sample-size table only).
+    pub discarded: Option<&'a [bool]>,
+}
+
+/// Balance statistics of one covariate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BalanceRow {
+    /// Covariate name.
+    pub term: String,
+    /// Weighted mean among treated units.
+    pub mean_treated: f64,
+    /// Weighted mean among controls.
+    pub mean_control: f64,
+    /// Standardized mean difference (see the module doc); `None` where MatchIt reports `NA`.
+    pub smd: Option<f64>,
+    /// Ratio of weighted variances, treated/control; `None` for binary variables, too-small groups, or a
+    /// zero control variance.
+    pub var_ratio: Option<f64>,
+    /// Mean absolute difference of the weighted eCDFs.
+    pub ecdf_mean: f64,
+    /// Maximum absolute difference of the weighted eCDFs (Kolmogorov–Smirnov statistic).
+    pub ecdf_max: f64,
+    /// Whether the variable is binary (all values 0 or 1).
+    pub binary: bool,
+}
+
+/// Sample sizes of one treatment group (a column of MatchIt's `nn` table).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GroupSizes {
+    /// Effective sample size of the full sample under the sampling weights.
+    pub all_ess: f64,
+    /// Units.
+    pub all: usize,
+    /// Effective sample size `(Σw)²/Σw²` under the matching × sampling weights.
+    pub matched_ess: f64,
+    /// Units with positive weight.
+    pub matched: usize,
+    /// Units with zero weight that were not discarded.
+    pub unmatched: usize,
+    /// Units discarded.
+    pub discarded: usize,
+}
+
+/// Sample sizes by group.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SampleSizes {
+    /// Controls.
+    pub control: GroupSizes,
+    /// Treated units.
+    pub treated: GroupSizes,
+}
+
+/// A balance table.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BalanceTable {
+    /// One row per covariate, in input order.
+    pub rows: Vec<BalanceRow>,
+    /// The standardization used.
+    pub sd_denominator: SdDenominator,
+    /// Whether matching weights were given (false: the full, unmatched sample).
+    pub weighted: bool,
+    /// Sample sizes.
+    pub n: SampleSizes,
+}
+
+/// Why balance could not be computed.
+#[derive(Debug, Clone, PartialEq, Error)]
+#[non_exhaustive]
+pub enum BalanceError {
+    /// An input has the wrong length.
+    #[error("{what} has length {found}, but there are {expected}")]
+    LengthMismatch {
+        /// Which input.
+        what: &'static str,
+        /// Expected length.
+        expected: usize,
+        /// Actual length.
+        found: usize,
+    },
+    /// A covariate value is NaN or infinite.
+    #[error("covariate `{term}` is not finite in row {row} ({value})")]
+    NonFiniteCovariate {
+        /// Covariate.
+        term: String,
+        /// Row (0-based).
+        row: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A weight is negative or not finite.
+    #[error("{} weight in row {row} is {value}; weights must be finite and non-negative", if *sampling { "sampling" } else { "matching" })]
+    InvalidWeight {
+        /// Sampling (true) or matching (false) weight.
+        sampling: bool,
+        /// Row (0-based).
+        row: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A treatment group has no unit with positive weight.
+    #[error("the {} group has no unit with positive weight", if *treated { "treated" } else { "control" })]
+    EmptyGroup {
+        /// Which group.
+        treated: bool,
+    },
+}
+
+/// Balance for the ATT (`s.d.denom = "treated"`), no sampling weights; `weights = None` is the full sample.
+pub fn balance(
+    covariates: ArrayView2<f64>,
+    names: &[String],
+    treat: &[bool],
+    weights: Option<&[f64]>,
+) -> Result<BalanceTable, BalanceError> {
+    balance_with(covariates, names, treat, weights, &BalanceOptions::default())
+}
+
+/// Balance with explicit options (standardization, sampling weights, discarded units).
+pub fn balance_with(
+    covariates: ArrayView2<f64>,
+    names: &[String],
+    treat: &[bool],
+    weights: Option<&[f64]>,
+    options: &BalanceOptions<'_>,
+) -> Result<BalanceTable, BalanceError> {
+    let (n, k) = covariates.dim();
+    let len =
+        |what, found| if found == n { Ok(()) } else { Err(BalanceError::LengthMismatch { what, expected: n, found }) };
+    len("treat", treat.len())?;
+    if names.len() != k {
+        return Err(BalanceError::LengthMismatch { what: "names", expected: k, found: names.len() });
+    }
+    let check = |w: &[f64], sampling: bool| match w.iter().enumerate().find(|(_, v)| !v.is_finite() || **v < 0.0) {
+        Some((row, &value)) => Err(BalanceError::InvalidWeight { sampling, row, value }),
+        None => Ok(()),
+    };
+    if let Some(w) = weights {
+        len("weights", w.len())?;
+        check(w, false)?;
+    }
+    if let Some(w) = options.sampling_weights {
+        len("sampling weights", w.len())?;
+        check(w, true)?;
+    }
+    if let Some(d) = options.discarded {
+        len("discarded", d.len())?;
+    }
+    for (j, c) in covariates.columns().into_iter().enumerate() {
+        if let Some((row, &value)) = c.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+            return Err(BalanceError::NonFiniteCovariate { term: names[j].clone(), row, value });
+        }
+    }
+    let sw: Vec<f64> = options.sampling_weights.map_or_else(|| vec![1.0; n], <[f64]>::to_vec);
+    let ww: Vec<f64> = match weights {
+        Some(w) => w.iter().zip(&sw).map(|(a, b)| a * b).collect(),
+        None => sw.clone(),
+    };
+    for g in [true, false] {
+        if !(0..n).any(|i| treat[i] == g && ww[i] > 0.0) {
+            return Err(BalanceError::EmptyGroup { treated: g });
+        }
+    }
+    let rows = (0..k)
+        .into_par_iter()
+        .map(|j| {
+            let x: Vec<f64> = covariates.column(j).to_vec();
+            bal1var(&names[j], &x, treat, &ww, &sw, options.sd_denominator)
+        })
+        .collect();
+    let group = |g: bool| {
+        let idx = || (0..n).filter(move |&i| treat[i] == g);
+        let disc = |i: usize| options.discarded.is_some_and(|d| d[i]);
+        GroupSizes {
+            all_ess: ess(idx().map(|i| sw[i])),
+            all: idx().count(),
+            matched_ess: ess(idx().map(|i| ww[i])),
+            matched: idx().filter(|&i| ww[i] > 0.0).count(),
+            unmatched: idx().filter(|&i| ww[i] == 0.0 && !disc(i)).count(),
+            discarded: idx().filter(|&i| disc(i)).count(),
+        }
+    };
+    Ok(BalanceTable {
+        rows,
+        sd_denominator: options.sd_denominator,
+        weighted: weights.is_some(),
+        n: SampleSizes { control: group(false), treated: group(true) },
+    })
+}
+
+/// Effective sample size `(Σw)²/Σw²`.
+pub fn ess(w: impl Iterator<Item = f64>) -> f64 {
+    let (s, s2) = w.fold(((0.0, 0.0), (0.0, 0.0)), |(a, b), v| (add(a, v), add(b, v * v)));
+    let (s, s2) = (s.0 + s.1, s2.0 + s2.1);
+    if s2 > 0.0 { s * s / s2 } else { 0.0 }
+}
+
+/// Neumaier compensated addition (R accumulates sums in long double).
+fn add((s, c): (f64, f64), v: f64) -> (f64, f64) {
+    let t = s + v;
+    let c = if s.abs() >= v.abs() { c + ((s - t) + v) } else { c + ((v - t) + s) };
+    (t, c)
+}
+
+fn ksum(it: impl Iterator<Item = f64>) -> f64 {
+    let (s, c) = it.fold((0.0, 0.0), add);
+    s + c
+}
+
+/// Weighted mean over the units `idx`.
+fn wm(x: &[f64], w: &[f64], idx: &[usize]) -> f64 {
+    ksum(idx.iter().map(|&i| x[i] * w[i])) / ksum(idx.iter().map(|&i| w[i]))
+}
+
+/// MatchIt's `wvar`: `p(1 − p)` for binary variables, otherwise the reliability-weighted variance.
+fn wvar(x: &[f64], w: &[f64], idx: &[usize], binary: bool) -> f64 {
+    let sw = ksum(idx.iter().map(|&i| w[i]));
+    let mx = ksum(idx.iter().map(|&i| w[i] / sw * x[i]));
+    if binary {
+        return mx * (1.0 - mx);
+    }
+    let num = ksum(idx.iter().map(|&i| w[i] / sw * (x[i] - mx).powi(2)));
+    let den = 1.0 - ksum(idx.iter().map(|&i| (w[i] / sw).powi(2)));
+    num / den
+}
+
+/// MatchIt's `pooled_sd(contribution = "proportional")` with weights (the divide-by-zero fallback).
+fn pooled_sd_proportional(x: &[f64], treat: &[bool], w: &[f64], binary: bool) -> f64 {
+    let groups: [Vec<usize>; 2] = [true, false].map(|g| (0..x.len()).filter(|&i| treat[i] == g).collect());
+    let total = ksum(w.iter().copied());
+    let var = if binary {
+        ksum(groups.iter().map(|idx| {
+            let sx = ksum(idx.iter().map(|&i| x[i] * w[i]));
+            let ni = ksum(idx.iter().map(|&i| w[i]));
+            sx * (1.0 - sx / ni) / total
+        }))
+    } else {
+        let mut c = x.to_vec();
+        for idx in &groups {
+            let m = wm(x, w, idx);
+            for &i in idx {
+                c[i] = x[i] - m;
+            }
+        }
+        let num = ksum((0..x.len()).map(|i| w[i] / total * c[i] * c[i]));
+        let den = 1.0 - ksum(w.iter().map(|v| (v / total).powi(2)));
+        num / den
+    };
+    var.sqrt()
+}
+
+fn bal1var(term: &str, x: &[f64], treat: &[bool], ww: &[f64], sw: &[f64], denom: SdDenominator) -> BalanceRow {
+    let binary = x.iter().all(|&v| v == 0.0 || v == 1.0);
+    let i1: Vec<usize> = (0..x.len()).filter(|&i| treat[i]).collect();
+    let i0: Vec<usize> = (0..x.len()).filter(|&i| !treat[i]).collect();
+    let nonzero = |idx: &[usize]| idx.iter().filter(|&&i| ww[i] != 0.0).count();
+    let too_small = nonzero(&i1) < 2 && nonzero(&i0) < 2;
+    let mean_treated = wm(x, ww, &i1);
+    let mean_control = wm(x, ww, &i0);
+    let mdiff = mean_treated - mean_control;
+    let smd = if mdiff.abs() > SQRT_EPS {
+        if too_small {
+            None
+        } else {
+            let mut std = match denom {
+                SdDenominator::Treated => wvar(x, sw, &i1, binary).sqrt(),
+                SdDenominator::Control => wvar(x, sw, &i0, binary).sqrt(),
+                SdDenominator::Pooled => ((wvar(x, sw, &i1, binary) + wvar(x, sw, &i0, binary)) / 2.0).sqrt(),
+            };
+            if !std.is_finite() || std < SQRT_EPS {
+                std = pooled_sd_proportional(x, treat, sw, binary);
+            }
+            Some(mdiff / std).filter(|v| v.is_finite())
+        }
+    } else {
+        Some(mdiff)
+    };
+    let (var_ratio, ecdf_mean, ecdf_max) = if binary {
+        (None, mdiff.abs(), mdiff.abs())
+    } else if too_small {
+        (None, f64::NAN, f64::NAN)
+    } else {
+        let vr = wvar(x, ww, &i1, false) / wvar(x, ww, &i0, false);
+        let (m, mx) = ecdf_diff(x, treat, ww);
+        (Some(vr).filter(|v| v.is_finite()), m, mx)
+    };
+    BalanceRow { term: term.to_string(), mean_treated, mean_control, smd, var_ratio, ecdf_mean, ecdf_max, binary }
+}
+
+/// MatchIt's `qqsum(standardize = TRUE)`: mean and max of |F₁ − F₀| over the distinct values of `x`.
+fn ecdf_diff(x: &[f64], treat: &[bool], w: &[f64]) -> (f64, f64) {
+    let tot = |g: bool| ksum((0..x.len()).filter(|&i| treat[i] == g).map(|i| w[i]));
+    let (t1, t0) = (tot(true), tot(false));
+    let mut ord: Vec<usize> = (0..x.len()).collect();
+    // Stable, like R's order(): ties keep their original order.
+    ord.sort_by(|&a, &b| x[a].partial_cmp(&x[b]).expect("finite"));
+    let first = treat[ord[0]];
+    let mut acc = (0.0, 0.0);
+    let (mut sum, mut count, mut max) = ((0.0, 0.0), 0usize, 0.0_f64);
+    for (pos, &i) in ord.iter().enumerate() {
+        let v = if treat[i] { w[i] / t1 } else { w[i] / t0 };
+        acc = add(acc, if treat[i] == first { -v } else { v });
+        let last_of_run = pos + 1 == ord.len() || x[ord[pos + 1]] - x[i] != 0.0;
+        if last_of_run {
+            let d = (acc.0 + acc.1).abs();
+            sum = add(sum, d);
+            count += 1;
+            max = max.max(d);
+        }
+    }
+    ((sum.0 + sum.1) / count as f64, max)
+}
