@@ -1,0 +1,404 @@
+//! Penalized least squares for a given θ (Bates et al. 2015, section 3): the random-effects cross-products are
+//! stored as diagonal blocks of `Z'Z` (one q×q block per level when there is a single term, one dense block
+//! for several terms), computed once; each evaluation factors `Λ'Z'ZΛ + I` block by block, forms the Schur
+//! complement for the fixed effects and returns the pieces of the profiled deviance. Its cost is independent
+//! of the number of observations.
+
+// Index loops mirror the matrix formulas (row-major `a[i * n + j]`).
+#![allow(clippy::needless_range_loop)]
+
+use psmeval_frame::RandomTerm;
+use rayon::prelude::*;
+
+use crate::dense::{backward_solve, cholesky, forward_solve};
+
+/// Largest random-effects dimension for which several terms are handled with one dense block (memory m²·8
+/// bytes and O(m³) per evaluation); larger multi-term models need a sparse factorization (not implemented).
+pub(crate) const MAX_DENSE: usize = 6000;
+
+/// One random-effects term after lme4's reordering, with its place in θ and in `u`.
+#[derive(Debug, Clone)]
+pub(crate) struct TermInfo {
+    pub group: String,
+    pub names: Vec<String>,
+    pub levels: Vec<String>,
+    pub q: usize,
+    pub theta_offset: usize,
+    pub u_offset: usize,
+}
+
+impl TermInfo {
+    /// The term's lower-triangular relative covariance factor Λ_k (q×q, row-major) from its θ slice, filled
+    /// column by column as lme4 does.
+    pub fn lambda(&self, theta: &[f64]) -> Vec<f64> {
+        let q = self.q;
+        let mut lam = vec![0.0; q * q];
+        let mut t = self.theta_offset;
+        for c in 0..q {
+            for r in c..q {
+                lam[r * q + c] = theta[t];
+                t += 1;
+            }
+        }
+        lam
+    }
+}
+
+/// A diagonal block of `Z'Z` with its rows of `Z'X` and `Z'y`.
+#[derive(Debug, Clone)]
+struct Block {
+    m: usize,
+    ztz: Vec<f64>,
+    ztx: Vec<f64>,
+    zty: Vec<f64>,
+}
+
+/// The PLS problem: fixed cross-products plus the terms' layout.
+#[derive(Debug, Clone)]
+pub(crate) struct Pls {
+    pub n: usize,
+    pub p: usize,
+    pub terms: Vec<TermInfo>,
+    pub n_theta: usize,
+    blocks: Vec<Block>,
+    single_term: bool,
+    xtx: Vec<f64>,
+    xty: Vec<f64>,
+    yty: f64,
+}
+
+/// What one evaluation at θ gives.
+#[derive(Debug, Clone)]
+pub(crate) struct PlsEval {
+    /// log |L_θ|² = log det(Λ'Z'ZΛ + I).
+    pub ldl2: f64,
+    /// log |R_X|².
+    pub ldrx2: f64,
+    /// Penalized weighted residual sum of squares ‖y − Xβ − ZΛu‖² + ‖u‖².
+    pub pwrss: f64,
+    pub beta: Vec<f64>,
+    /// Lower Cholesky factor of the fixed-effects Schur complement (p×p): cov(β) = σ² (L_X L_X')⁻¹.
+    pub lx: Vec<f64>,
+}
+
+/// Conditional modes and the pieces needed for conditional variances.
+#[derive(Debug, Clone)]
+pub(crate) struct Modes {
+    /// b = Λu, in the layout of `u` (term by term, level-major within a term).
+    pub b: Vec<f64>,
+    /// Per term, per level: the q×q conditional covariance Λ (L L')⁻¹ Λ' of b / σ².
+    pub cond_cov: Vec<Vec<Vec<f64>>>,
+}
+
+impl Pls {
+    /// Sets up cross-products. `terms` must already be in lme4's order.
+    pub fn new(y: &[f64], x: &ndarray::Array2<f64>, random: &[&RandomTerm]) -> Pls {
+        let n = y.len();
+        let p = x.ncols();
+        let mut terms = Vec::with_capacity(random.len());
+        let (mut t_off, mut u_off) = (0, 0);
+        for rt in random {
+            let q = rt.z.ncols();
+            terms.push(TermInfo {
+                group: rt.group.clone(),
+                names: rt.names.clone(),
+                levels: rt.levels.clone(),
+                q,
+                theta_offset: t_off,
+                u_offset: u_off,
+            });
+            t_off += q * (q + 1) / 2;
+            u_off += q * rt.levels.len();
+        }
+        let mut xtx = vec![0.0; p * p];
+        let mut xty = vec![0.0; p];
+        let mut yty = 0.0;
+        for i in 0..n {
+            let xi = x.row(i);
+            for a in 0..p {
+                xty[a] += xi[a] * y[i];
+                for b in 0..=a {
+                    xtx[a * p + b] += xi[a] * xi[b];
+                }
+            }
+            yty += y[i] * y[i];
+        }
+        for a in 0..p {
+            for b in 0..a {
+                xtx[b * p + a] = xtx[a * p + b];
+            }
+        }
+        let single_term = random.len() == 1;
+        let blocks = if single_term {
+            let rt = random[0];
+            let q = rt.z.ncols();
+            let mut blocks: Vec<Block> = (0..rt.levels.len())
+                .map(|_| Block { m: q, ztz: vec![0.0; q * q], ztx: vec![0.0; q * p], zty: vec![0.0; q] })
+                .collect();
+            for i in 0..n {
+                let blk = &mut blocks[rt.codes[i] as usize];
+                let zi = rt.z.row(i);
+                let xi = x.row(i);
+                for a in 0..q {
+                    blk.zty[a] += zi[a] * y[i];
+                    for b in 0..q {
+                        blk.ztz[a * q + b] += zi[a] * zi[b];
+                    }
+                    for b in 0..p {
+                        blk.ztx[a * p + b] += zi[a] * xi[b];
+                    }
+                }
+            }
+            blocks
+        } else {
+            // Several terms share one dense block of size Σ levels·q (see `MAX_DENSE`).
+            let m = u_off;
+            let mut blk = Block { m, ztz: vec![0.0; m * m], ztx: vec![0.0; m * p], zty: vec![0.0; m] };
+            let mut idx: Vec<(usize, f64)> = Vec::new();
+            for i in 0..n {
+                idx.clear();
+                for (rt, ti) in random.iter().zip(&terms) {
+                    let base = ti.u_offset + rt.codes[i] as usize * ti.q;
+                    for c in 0..ti.q {
+                        idx.push((base + c, rt.z[[i, c]]));
+                    }
+                }
+                let xi = x.row(i);
+                for &(a, za) in &idx {
+                    blk.zty[a] += za * y[i];
+                    for &(b, zb) in &idx {
+                        blk.ztz[a * m + b] += za * zb;
+                    }
+                    for b in 0..p {
+                        blk.ztx[a * p + b] += za * xi[b];
+                    }
+                }
+            }
+            vec![blk]
+        };
+        Pls { n, p, terms, n_theta: t_off, blocks, single_term, xtx, xty, yty }
+    }
+
+    /// Lower bounds of θ: 0 on diagonal elements of each Λ_k, −∞ elsewhere.
+    pub fn lower_bounds(&self) -> Vec<f64> {
+        let mut lb = Vec::with_capacity(self.n_theta);
+        for t in &self.terms {
+            for c in 0..t.q {
+                for r in c..t.q {
+                    lb.push(if r == c { 0.0 } else { f64::NEG_INFINITY });
+                }
+            }
+        }
+        lb
+    }
+
+    /// lme4's starting value: Λ_k = I.
+    pub fn theta_start(&self) -> Vec<f64> {
+        self.lower_bounds().iter().map(|&l| if l == 0.0 { 1.0 } else { 0.0 }).collect()
+    }
+
+    /// The Λ block applying to block `k` (m×m, row-major).
+    fn block_lambda(&self, theta: &[f64]) -> Vec<f64> {
+        if self.single_term {
+            return self.terms[0].lambda(theta);
+        }
+        let m = self.blocks[0].m;
+        let mut lam = vec![0.0; m * m];
+        for t in &self.terms {
+            let lk = t.lambda(theta);
+            for j in 0..t.levels.len() {
+                let o = t.u_offset + j * t.q;
+                for r in 0..t.q {
+                    for c in 0..=r {
+                        lam[(o + r) * m + o + c] = lk[r * t.q + c];
+                    }
+                }
+            }
+        }
+        lam
+    }
+
+    /// Factor one block: returns (L, R_ZX = L⁻¹Λ'Z'X, r_Zy = L⁻¹Λ'Z'y) or `None` if not positive definite.
+    fn factor_block(blk: &Block, lam: &[f64], p: usize) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+        let m = blk.m;
+        // T = Z'Z Λ, then A = Λ' T + I.
+        let mut t = vec![0.0; m * m];
+        for a in 0..m {
+            for c in 0..m {
+                let mut s = 0.0;
+                for k in c..m {
+                    let l = lam[k * m + c];
+                    if l != 0.0 {
+                        s += blk.ztz[a * m + k] * l;
+                    }
+                }
+                t[a * m + c] = s;
+            }
+        }
+        let mut l = vec![0.0; m * m];
+        for r in 0..m {
+            for c in 0..=r {
+                let mut s = if r == c { 1.0 } else { 0.0 };
+                for k in r..m {
+                    let lv = lam[k * m + r];
+                    if lv != 0.0 {
+                        s += lv * t[k * m + c];
+                    }
+                }
+                l[r * m + c] = s;
+            }
+        }
+        if !cholesky(&mut l, m) {
+            return None;
+        }
+        // Λ'Z'X and Λ'Z'y.
+        let mut rzx = vec![0.0; m * p];
+        let mut rzy = vec![0.0; m];
+        for r in 0..m {
+            for k in r..m {
+                let lv = lam[k * m + r];
+                if lv != 0.0 {
+                    for c in 0..p {
+                        rzx[r * p + c] += lv * blk.ztx[k * p + c];
+                    }
+                    rzy[r] += lv * blk.zty[k];
+                }
+            }
+        }
+        forward_solve(&l, m, &mut rzx, p);
+        forward_solve(&l, m, &mut rzy, 1);
+        Some((l, rzx, rzy))
+    }
+
+    /// Accumulated Schur-complement pieces over blocks: (Σ log|L|², Σ R'R, Σ R'r, Σ r'r).
+    fn accumulate(&self, theta: &[f64]) -> Option<(f64, Vec<f64>, Vec<f64>, f64)> {
+        let p = self.p;
+        let lam = self.block_lambda(theta);
+        let zero = || Some((0.0, vec![0.0; p * p], vec![0.0; p], 0.0));
+        let one = |blk: &Block| -> Option<(f64, Vec<f64>, Vec<f64>, f64)> {
+            let (l, rzx, rzy) = Self::factor_block(blk, &lam, p)?;
+            let m = blk.m;
+            let ld: f64 = (0..m).map(|i| 2.0 * l[i * m + i].ln()).sum();
+            let mut sxx = vec![0.0; p * p];
+            let mut sxy = vec![0.0; p];
+            let mut syy = 0.0;
+            for r in 0..m {
+                for a in 0..p {
+                    let ra = rzx[r * p + a];
+                    sxy[a] += ra * rzy[r];
+                    for b in 0..=a {
+                        sxx[a * p + b] += ra * rzx[r * p + b];
+                    }
+                }
+                syy += rzy[r] * rzy[r];
+            }
+            Some((ld, sxx, sxy, syy))
+        };
+        let add = |x: Option<(f64, Vec<f64>, Vec<f64>, f64)>, y: Option<(f64, Vec<f64>, Vec<f64>, f64)>| {
+            let (mut a, b) = (x?, y?);
+            a.0 += b.0;
+            a.1.iter_mut().zip(&b.1).for_each(|(u, v)| *u += v);
+            a.2.iter_mut().zip(&b.2).for_each(|(u, v)| *u += v);
+            a.3 += b.3;
+            Some(a)
+        };
+        if self.blocks.len() >= 2048 {
+            self.blocks.par_chunks(512).map(|ch| ch.iter().map(one).fold(zero(), add)).reduce(zero, add)
+        } else {
+            self.blocks.iter().map(one).fold(zero(), add)
+        }
+    }
+
+    /// Evaluates the PLS solution at θ; `None` when a factorization fails (the optimizer then sees +∞).
+    pub fn eval(&self, theta: &[f64]) -> Option<PlsEval> {
+        let p = self.p;
+        let (ldl2, sxx, sxy, syy) = self.accumulate(theta)?;
+        let mut lx = self.xtx.clone();
+        for a in 0..p {
+            for b in 0..=a {
+                lx[a * p + b] -= sxx[a * p + b];
+            }
+        }
+        if !cholesky(&mut lx, p) {
+            return None;
+        }
+        let mut c: Vec<f64> = self.xty.iter().zip(&sxy).map(|(a, b)| a - b).collect();
+        forward_solve(&lx, p, &mut c, 1);
+        let pwrss = self.yty - syy - c.iter().map(|v| v * v).sum::<f64>();
+        if !(pwrss > 0.0 && pwrss.is_finite()) {
+            return None;
+        }
+        let ldrx2 = (0..p).map(|i| 2.0 * lx[i * p + i].ln()).sum();
+        let mut beta = c;
+        backward_solve(&lx, p, &mut beta, 1);
+        Some(PlsEval { ldl2, ldrx2, pwrss, beta, lx })
+    }
+
+    /// The profiled deviance (ML) or REML criterion at θ; +∞ on numerical failure.
+    pub fn objective(&self, theta: &[f64], reml: bool) -> f64 {
+        match self.eval(theta) {
+            Some(e) => self.criterion(&e, reml),
+            None => f64::INFINITY,
+        }
+    }
+
+    /// The criterion from an evaluation.
+    pub fn criterion(&self, e: &PlsEval, reml: bool) -> f64 {
+        let two_pi = 2.0 * std::f64::consts::PI;
+        if reml {
+            let nmp = (self.n - self.p) as f64;
+            e.ldl2 + e.ldrx2 + nmp * (1.0 + (two_pi * e.pwrss / nmp).ln())
+        } else {
+            let n = self.n as f64;
+            e.ldl2 + n * (1.0 + (two_pi * e.pwrss / n).ln())
+        }
+    }
+
+    /// Conditional modes b = Λu and conditional covariances (over σ²) at θ with fixed effects β.
+    pub fn modes(&self, theta: &[f64], beta: &[f64]) -> Option<Modes> {
+        let p = self.p;
+        let lam = self.block_lambda(theta);
+        let total: usize = self.blocks.iter().map(|b| b.m).sum();
+        let mut b_all = vec![0.0; total];
+        let mut cond_cov: Vec<Vec<Vec<f64>>> = self.terms.iter().map(|t| vec![Vec::new(); t.levels.len()]).collect();
+        let mut off = 0;
+        for (k, blk) in self.blocks.iter().enumerate() {
+            let m = blk.m;
+            let (l, rzx, rzy) = Self::factor_block(blk, &lam, p)?;
+            let mut u: Vec<f64> =
+                (0..m).map(|r| rzy[r] - (0..p).map(|a| rzx[r * p + a] * beta[a]).sum::<f64>()).collect();
+            backward_solve(&l, m, &mut u, 1);
+            // M = L⁻¹ Λ' (m×m); cond cov = M'M restricted to each level's block.
+            let mut mt = vec![0.0; m * m];
+            for r in 0..m {
+                for c in 0..m {
+                    mt[r * m + c] = lam[c * m + r];
+                }
+            }
+            forward_solve(&l, m, &mut mt, m);
+            for r in 0..m {
+                b_all[off + r] = (0..m).map(|c| lam[r * m + c] * u[c]).sum();
+            }
+            let mut put = |ti: usize, level: usize, start: usize, q: usize| {
+                let mut cov = vec![0.0; q * q];
+                for a in 0..q {
+                    for bb in 0..q {
+                        cov[a * q + bb] = (0..m).map(|r| mt[r * m + start + a] * mt[r * m + start + bb]).sum();
+                    }
+                }
+                cond_cov[ti][level] = cov;
+            };
+            if self.single_term {
+                put(0, k, 0, m);
+            } else {
+                for (ti, t) in self.terms.iter().enumerate() {
+                    for j in 0..t.levels.len() {
+                        put(ti, j, t.u_offset + j * t.q, t.q);
+                    }
+                }
+            }
+            off += m;
+        }
+        Some(Modes { b: b_all, cond_cov })
+    }
+}
