@@ -74,3 +74,250 @@ fn help_lists_commands() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("simulate"), "{text}");
 }
+
+/// A study of a simulated population: `leads` lead schools among `schools`, 1:5 matching, KS2 maths
+/// (standardized within year) and the expected standard, FSM pupils as a subgroup.
+fn study(dir: &Path, schools: usize, leads: usize, effect: f64) -> std::path::PathBuf {
+    let data = dir.join("data");
+    let out = psmeval(
+        &[
+            "simulate",
+            "--schools",
+            &schools.to_string(),
+            "--leads",
+            &leads.to_string(),
+            "--effect",
+            &effect.to_string(),
+            "--out",
+            data.to_str().unwrap(),
+        ],
+        None,
+    );
+    ok(&out);
+    let text = r#"
+title = "Test study"
+[data]
+schools = "data/schools.csv"
+pupils = "data/pupils.csv"
+school_id = "school_id"
+treatment = "lead"
+year = "year"
+[matching]
+formula = "lead ~ pct_fsm + pct_eal + idaci + prior_attainment + urban"
+ratio = 5
+[years]
+first = 2013
+last = 2017
+programme_start = 2015
+[model]
+covariates = ["female", "fsm", "eal", "sen", "prior"]
+[[outcomes]]
+name = "KS2 maths"
+column = "maths"
+filter = { key_stage = 2 }
+standardize_within_year = true
+[[outcomes]]
+name = "KS2 expected"
+column = "expected"
+filter = { key_stage = 2 }
+family = "binomial"
+[[subgroups]]
+name = "FSM pupils"
+filter = { fsm = 1 }
+"#;
+    let path = dir.join("study.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn json(p: &Path) -> serde_json::Value {
+    serde_json::from_slice(&read(p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn pooled(results: &serde_json::Value, outcome: &str) -> serde_json::Value {
+    let o = results["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == outcome && o["subgroup"].is_null())
+        .unwrap_or_else(|| panic!("no outcome {outcome}"));
+    o["effects"].as_array().unwrap().iter().find(|e| e["year"] == "pooled").expect("pooled effect").clone()
+}
+
+#[test]
+fn evaluate_writes_a_complete_deterministic_report_that_finds_the_effect() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = study(dir.path(), 400, 20, 0.5);
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&psmeval(&["evaluate", study.to_str().unwrap(), "--out", a.to_str().unwrap(), "--quiet"], Some(1)));
+    ok(&psmeval(&["evaluate", study.to_str().unwrap(), "--out", b.to_str().unwrap(), "--quiet"], Some(2)));
+    assert_eq!(read(&a.join("results.json")), read(&b.join("results.json")), "results.json depends on threads");
+    for f in ["report.html", "report.md", "tables/balance.csv", "tables/coefficients.csv", "tables/effects.csv"] {
+        assert!(a.join(f).metadata().unwrap().len() > 100, "{f} missing or empty");
+    }
+    for fig in ["love", "scores", "trend-ks2-maths", "effects-ks2-maths", "schools-ks2-maths", "effects-ks2-expected"] {
+        for ext in ["svg", "png"] {
+            assert!(a.join(format!("figures/{fig}.{ext}")).exists(), "figure {fig}.{ext} missing");
+        }
+    }
+    let r = json(&a.join("results.json"));
+    assert_eq!(r["matching"]["n"]["matched_treated"], 20);
+    assert_eq!(r["inputs"].as_array().unwrap().len(), 2);
+    assert_eq!(r["inputs"][0]["sha256"].as_str().unwrap().len(), 64);
+    // 2 outcomes x (all pupils + FSM pupils).
+    assert_eq!(r["outcomes"].as_array().unwrap().len(), 4);
+    let fsm = r["outcomes"].as_array().unwrap().iter().find(|o| o["subgroup"] == "FSM pupils").unwrap();
+    assert!(fsm["notes"][0].as_str().unwrap().contains("`fsm` is constant"), "{}", fsm["notes"]);
+    // A large true effect (0.5 pupil SD) is found: positive, significant, with a Satterthwaite df.
+    let e = pooled(&r, "KS2 maths");
+    assert!(e["ci_low"].as_f64().unwrap() > 0.0 && e["p_value"].as_f64().unwrap() < 0.001, "{e}");
+    assert!(e["df"].as_f64().unwrap() > 1.0);
+    let model = &r["outcomes"][0]["model"];
+    assert_eq!(model["family"], "gaussian");
+    assert!(model["fixed_effects"].as_array().unwrap().iter().any(|f| f["term"] == "factor(year)2016:group"));
+    let b = pooled(&r, "KS2 expected");
+    assert!(b["estimate"].as_f64().unwrap() > 0.0 && b["df"].is_null(), "logistic effects are Wald z: {b}");
+    let html = String::from_utf8(read(&a.join("report.html"))).unwrap();
+    assert!(html.contains("<svg") && !html.contains("src=\"figures/"), "report.html must embed its figures");
+}
+
+#[test]
+fn evaluate_without_an_effect_covers_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = study(dir.path(), 400, 20, 0.0);
+    let out = dir.path().join("out");
+    ok(&psmeval(&["evaluate", study.to_str().unwrap(), "--out", out.to_str().unwrap(), "--quiet"], None));
+    let e = pooled(&json(&out.join("results.json")), "KS2 maths");
+    let (lo, hi) = (e["ci_low"].as_f64().unwrap(), e["ci_high"].as_f64().unwrap());
+    assert!(lo < 0.0 && 0.0 < hi, "no true effect, but the 95% CI is {lo}..{hi}");
+}
+
+#[test]
+fn evaluate_reports_study_file_problems_by_field_before_computing() {
+    let dir = tempfile::tempdir().unwrap();
+    let study = study(dir.path(), 200, 10, 0.1);
+    let text = std::fs::read_to_string(&study).unwrap();
+    let cases = [
+        (text.replace("\"prior\"]", "\"priorr\"]"), "model.covariates"),
+        (text.replace("ratio = 5", "ratio = 0"), "matching.ratio"),
+        (text.replace("programme_start = 2015", "programme_start = 2013"), "years.programme_start"),
+        (text.replace("idaci +", "idaci + ("), "matching.formula"),
+        (text.replace("column = \"maths\"", "column = \"english\""), "outcomes"),
+        (text.replace("[years]", "[years]\nbogus = 1"), "bogus"),
+        (text.replace("data/pupils.csv", "data/missing.csv"), "missing.csv"),
+    ];
+    for (i, (bad, field)) in cases.iter().enumerate() {
+        let path = dir.path().join(format!("bad{i}.toml"));
+        std::fs::write(&path, bad).unwrap();
+        let out_dir = dir.path().join(format!("out{i}"));
+        let out = psmeval(&["evaluate", path.to_str().unwrap(), "--out", out_dir.to_str().unwrap(), "-q"], None);
+        assert_eq!(out.status.code(), Some(2), "case {i}: {}", String::from_utf8_lossy(&out.stderr));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(field), "case {i}: the message should name `{field}`: {err}");
+        assert!(!out_dir.exists(), "case {i}: nothing may be written for an invalid study");
+    }
+}
+
+#[test]
+fn match_and_lmm_commands_write_their_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    study(dir.path(), 300, 10, 0.1);
+    let data = dir.path().join("data");
+    let matched = dir.path().join("matched.csv");
+    let mjson = dir.path().join("match.json");
+    let out = psmeval(
+        &[
+            "match",
+            "--data",
+            data.join("schools.csv").to_str().unwrap(),
+            "--id",
+            "school_id",
+            "--formula",
+            "lead ~ pct_fsm + prior_attainment + factor(region)",
+            "--ratio",
+            "3",
+            "--caliper",
+            "0.2",
+            "--out",
+            matched.to_str().unwrap(),
+            "--json",
+            mjson.to_str().unwrap(),
+            "--love-plot",
+            dir.path().join("love.svg").to_str().unwrap(),
+        ],
+        None,
+    );
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Balance after matching") && stdout.contains("factor(region)"), "{stdout}");
+    let m = json(&mjson);
+    let n = &m["n"];
+    assert_eq!(n["all_treated"], 10);
+    let unmatched = m["unmatched_treated"].as_array().unwrap().len();
+    assert_eq!(n["matched_treated"].as_u64().unwrap() as usize + unmatched, 10, "unmatched leads are listed");
+    let rows = std::fs::read_to_string(&matched).unwrap().lines().count() - 1;
+    assert_eq!(rows as u64, n["matched_treated"].as_u64().unwrap() + n["matched_control"].as_u64().unwrap());
+    assert!(dir.path().join("love.svg").exists());
+
+    // lmm: JSON in issue #4's shape, identical bytes on a rerun, ranef CSV, clear errors.
+    let pupils = data.join("pupils.csv");
+    let fit = |json: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "lmm",
+            "--data",
+            pupils.to_str().unwrap(),
+            "--formula",
+            "maths ~ factor(year) + fsm + prior + (1 | school_id)",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        psmeval(&args, None)
+    };
+    let (j1, j2) = (dir.path().join("fit1.json"), dir.path().join("fit2.json"));
+    let ranef = dir.path().join("ranef.csv");
+    let out = fit(&j1, &["--ranef", ranef.to_str().unwrap()]);
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("REML"));
+    ok(&fit(&j2, &[]));
+    assert_eq!(read(&j1), read(&j2), "lmm JSON must be reproducible");
+    let f = json(&j1);
+    for key in ["formula", "reml", "n_obs", "groups", "log_likelihood", "criterion", "aic", "bic", "sigma"] {
+        assert!(!f[key].is_null(), "missing {key}");
+    }
+    assert_eq!(f["random_effects"].as_array().unwrap().last().unwrap()["group"], "Residual");
+    assert_eq!(f["groups"]["school_id"], 300);
+    assert_eq!(std::fs::read_to_string(&ranef).unwrap().lines().count(), 301);
+    let out = fit(&dir.path().join("ml.json"), &["--ml"]);
+    ok(&out);
+    assert_eq!(json(&dir.path().join("ml.json"))["reml"], false);
+    let bin = dir.path().join("bin.json");
+    let out = psmeval(
+        &[
+            "lmm",
+            "--data",
+            pupils.to_str().unwrap(),
+            "--family",
+            "binomial",
+            "--formula",
+            "expected ~ fsm + prior + (1 | school_id)",
+            "--json",
+            bin.to_str().unwrap(),
+        ],
+        None,
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Odds ratio"));
+    assert_eq!(json(&bin)["family"], "binomial");
+    for (formula, family, needle) in [
+        ("maths ~ fsm + (1 | nowhere)", "gaussian", "nowhere"),
+        ("maths ~ fsm +", "gaussian", "--formula"),
+        ("maths ~ fsm", "gaussian", "random-effects term"),
+        ("maths ~ fsm + (1 | school_id)", "binomial", "must be 0 or 1"),
+    ] {
+        let out = psmeval(&["lmm", "--data", pupils.to_str().unwrap(), "--formula", formula, "--family", family], None);
+        assert_eq!(out.status.code(), Some(2), "{formula}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(needle), "{formula}: {err}");
+    }
+}

@@ -25,6 +25,12 @@ pub struct Cli {
 pub enum Command {
     /// Write a synthetic England-like primary-school population (schools, pupils, truth.json).
     Simulate(SimulateArgs),
+    /// Fit a propensity score, match treatment units to controls (MatchIt's rules) and report balance.
+    Match(MatchArgs),
+    /// Fit a linear or logistic mixed model (lme4 formula syntax) and print an lme4-like summary.
+    Lmm(LmmArgs),
+    /// Run a whole evaluation from a study file (or the built-in example) and write its report.
+    Evaluate(EvaluateArgs),
 }
 
 /// Options of `psmeval simulate`.
@@ -189,4 +195,93 @@ pub enum DiscardArg {
     Control,
     /// Both.
     Both,
+}
+
+/// Options of `psmeval match`.
+#[derive(Debug, Args)]
+pub struct MatchArgs {
+    /// Unit table (CSV or Parquet), one row per unit (school).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Id column of the unit table (values must be unique).
+    #[arg(long, value_name = "COLUMN")]
+    pub id: String,
+    /// The matching options.
+    #[command(flatten)]
+    pub spec: MatchSpec,
+    /// Matched units: id, treated, distance, weight, subclass (CSV or Parquet by extension).
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+    /// Summary as JSON: sample sizes, propensity model, matched sets, unmatched treated units, balance.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Love plot (SVG or PNG by extension).
+    #[arg(long, value_name = "FILE")]
+    pub love_plot: Option<PathBuf>,
+    /// Distance distributions before and after matching (SVG or PNG by extension).
+    #[arg(long, value_name = "FILE")]
+    pub score_plot: Option<PathBuf>,
+}
+
+/// Options of `psmeval evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The study file (TOML); see data/example-study.toml and the README.
+    #[arg(value_name = "STUDY", required_unless_present = "example")]
+    pub study: Option<PathBuf>,
+    /// Simulate the built-in example (national scale unless --schools is given), write its study file and
+    /// data under --out, and evaluate it.
+    #[arg(long, conflicts_with = "study")]
+    pub example: bool,
+    /// Output directory (default: reports/<study name>, or reports/example with --example).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// With --example: number of schools to simulate (default: national scale, 16,800).
+    #[arg(long, value_name = "N", requires = "example")]
+    pub schools: Option<usize>,
+    /// With --example: the true programme effect in pupil SD units.
+    #[arg(long, value_name = "D", default_value_t = 0.10, allow_negative_numbers = true, requires = "example")]
+    pub effect: f64,
+    /// With --example: the simulation seed.
+    #[arg(long, value_name = "S", default_value_t = 20_130_901, requires = "example")]
+    pub seed: u64,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Options of `psmeval lmm`.
+#[derive(Debug, Args)]
+pub struct LmmArgs {
+    /// Data table (CSV or Parquet), one row per observation (pupil).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Model formula in lme4 syntax, e.g. `maths ~ factor(year) * lead + fsm + (1 | school_id)`.
+    #[arg(long)]
+    pub formula: String,
+    /// Fit by maximum likelihood instead of REML.
+    #[arg(long)]
+    pub ml: bool,
+    /// Response family: `gaussian` (linear mixed model) or `binomial` (logistic mixed model, 0/1 or
+    /// cbind(successes, failures) responses).
+    #[arg(long, value_enum, default_value_t = FamilyArg::Gaussian)]
+    pub family: FamilyArg,
+    /// Adaptive Gauss–Hermite quadrature points for binomial models (1 = Laplace, as glmer's nAGQ).
+    #[arg(long, value_name = "N", default_value_t = 1)]
+    pub nagq: usize,
+    /// Write the fit as JSON.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+    /// Write conditional modes (BLUPs) with conditional SDs per group level as CSV.
+    #[arg(long, value_name = "FILE")]
+    pub ranef: Option<PathBuf>,
+}
+
+/// Response families of `psmeval lmm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FamilyArg {
+    /// Linear mixed model.
+    Gaussian,
+    /// Logistic mixed model.
+    Binomial,
 }

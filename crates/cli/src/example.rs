@@ -79,6 +79,12 @@ definition = "eef"
     )
 }
 
+/// The simulation configuration of `psmeval evaluate --example`.
+pub fn config(a: &crate::args::EvaluateArgs) -> SimConfig {
+    let base = SimConfig::default();
+    SimConfig { schools: a.schools.unwrap_or(base.schools), effect: a.effect, seed: a.seed, ..base }
+}
+
 /// Simulates the example population under `dir/data/` and writes `dir/study.toml`; returns the study path.
 pub fn write_example(dir: &Path, cfg: &SimConfig) -> Result<PathBuf> {
     let pop = simulate(cfg).map_err(input("invalid simulation parameters"))?;

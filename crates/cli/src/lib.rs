@@ -4,8 +4,14 @@
 
 pub mod args;
 pub mod effects;
-pub mod example;
 pub mod error;
+pub mod evaluate;
+pub mod evaluate_report;
+pub mod example;
+pub mod impact;
+pub mod lmm_cmd;
+pub mod match_cmd;
+pub mod matching;
 pub mod plot;
 pub mod progress;
 pub mod report;

@@ -7,12 +7,15 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use psmeval::args::{Cli, Command};
-use psmeval::{error, simulate};
+use psmeval::{error, evaluate, lmm_cmd, match_cmd, simulate};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Simulate(a) => simulate::run(&a),
+        Command::Match(a) => match_cmd::run(&a),
+        Command::Lmm(a) => lmm_cmd::run(&a),
+        Command::Evaluate(a) => evaluate::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -522,6 +522,7 @@ impl Figure for CaterpillarPlot {
             .configure_mesh()
             .light_line_style(RGBColor(242, 242, 242))
             .disable_x_mesh()
+            .x_label_formatter(&|x| format!("{}", x.round() as i64))
             .x_desc("Schools, ranked by estimated effect")
             .y_desc("School effect (conditional mode, 95% interval)")
             .label_style(("sans-serif", 14))

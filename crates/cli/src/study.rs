@@ -238,10 +238,10 @@ impl Study {
         if m.ratio == 0 {
             problems.push("matching.ratio: must be at least 1".into());
         }
-        if let Some(c) = m.caliper {
-            if !(c.is_finite() && c > 0.0) {
-                problems.push(format!("matching.caliper: must be a positive number of SDs, not {c}"));
-            }
+        if let Some(c) = m.caliper
+            && !(c.is_finite() && c > 0.0)
+        {
+            problems.push(format!("matching.caliper: must be a positive number of SDs, not {c}"));
         }
         let y = &self.years;
         if y.first > y.last {

@@ -1,0 +1,537 @@
+//! Outputs of `psmeval evaluate`: `results.json`, CSV tables, figures (SVG and PNG) and the report
+//! (`report.md`, `report.html`), all rendered from an [`Evaluation`] — nothing is recomputed here.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::Result;
+
+use crate::effects::Period;
+use crate::evaluate::{Evaluation, OutcomeResult};
+use crate::plot::{
+    self, CONTROL, CaterpillarPlot, DistributionPanel, DistributionPlot, IntervalPlot, IntervalSeries, LovePlot,
+    TREATED, year_label,
+};
+use crate::report::{Block, Document, count, num, opt, pval};
+use crate::table::write_text;
+
+/// Writes every output of an evaluation under `out`.
+pub fn write_outputs(ev: &Evaluation, out: &Path) -> Result<()> {
+    std::fs::create_dir_all(out.join("figures"))?;
+    std::fs::create_dir_all(out.join("tables"))?;
+    write_text(&out.join("results.json"), &(serde_json::to_string_pretty(ev)? + "\n"))?;
+    write_tables(ev, out)?;
+    let doc = report(ev, out)?;
+    write_text(&out.join("report.md"), &doc.markdown())?;
+    write_text(&out.join("report.html"), &doc.html())?;
+    Ok(())
+}
+
+fn csv_line(cells: &[String]) -> String {
+    let quoted: Vec<String> = cells
+        .iter()
+        .map(|c| if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
+        .collect();
+    quoted.join(",") + "\n"
+}
+
+fn full(x: f64) -> String {
+    if x.is_finite() { format!("{x}") } else { "NA".into() }
+}
+
+fn full_opt(x: Option<f64>) -> String {
+    x.map_or_else(|| "NA".into(), full)
+}
+
+fn period_label(p: &Period) -> String {
+    match p {
+        Period::Year(y) => y.to_string(),
+        Period::Pooled(s) => s.to_string(),
+    }
+}
+
+fn write_tables(ev: &Evaluation, out: &Path) -> Result<()> {
+    let mut balance = csv_line(
+        &["stage", "term", "mean_treated", "mean_control", "smd", "var_ratio", "ecdf_mean", "ecdf_max"]
+            .map(String::from),
+    );
+    for (stage, rows) in [("before", &ev.matching.balance.before), ("after", &ev.matching.balance.after)] {
+        for r in rows {
+            balance += &csv_line(&[
+                stage.into(),
+                r.term.clone(),
+                full(r.mean_treated),
+                full(r.mean_control),
+                full_opt(r.smd),
+                full_opt(r.var_ratio),
+                full(r.ecdf_mean),
+                full(r.ecdf_max),
+            ]);
+        }
+    }
+    write_text(&out.join("tables/balance.csv"), &balance)?;
+    let mut coefs = csv_line(
+        &["outcome", "subgroup", "term", "estimate", "std_error", "df", "statistic", "p_value"].map(String::from),
+    );
+    let mut effects = csv_line(
+        &["outcome", "subgroup", "year", "estimate", "std_error", "df", "ci_low", "ci_high", "p_value", "effect_size"]
+            .map(String::from),
+    );
+    for o in &ev.outcomes {
+        let sub = o.subgroup.clone().unwrap_or_else(|| "all pupils".into());
+        if let Some(fit) = &o.fit {
+            for c in &fit.coefficients {
+                coefs += &csv_line(&[
+                    o.name.clone(),
+                    sub.clone(),
+                    c.term.clone(),
+                    full(c.estimate),
+                    full(c.std_error),
+                    full_opt(c.df),
+                    full(c.statistic),
+                    full(c.p_value),
+                ]);
+            }
+        }
+        for e in &o.effects {
+            effects += &csv_line(&[
+                o.name.clone(),
+                sub.clone(),
+                period_label(&e.year),
+                full(e.estimate),
+                full(e.std_error),
+                full(e.df),
+                full(e.ci_low),
+                full(e.ci_high),
+                full(e.p_value),
+                full(e.effect_size),
+            ]);
+        }
+    }
+    write_text(&out.join("tables/coefficients.csv"), &coefs)?;
+    write_text(&out.join("tables/effects.csv"), &effects)?;
+    Ok(())
+}
+
+/// Saves a figure as SVG and PNG under `out/figures/<name>` and returns the report block.
+fn figure(fig: &impl plot::Figure, out: &Path, name: &str, caption: String) -> Result<Block> {
+    let stem = format!("figures/{name}");
+    plot::save(fig, &out.join(format!("{stem}.png")))?;
+    let svg_path = out.join(format!("{stem}.svg"));
+    plot::save(fig, &svg_path)?;
+    let svg = std::fs::read_to_string(&svg_path)?;
+    Ok(Block::Figure { stem, svg, caption })
+}
+
+fn slug(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
+    let s = &ev.study;
+    let m = &ev.matching;
+    let mut d = Document {
+        title: s.title.clone().unwrap_or_else(|| "Programme evaluation: matched comparison".into()),
+        blocks: Vec::new(),
+    };
+    // Summary.
+    d.h(2, "Summary");
+    let mut summary = String::new();
+    let _ = write!(
+        summary,
+        "{} of {} treatment schools were matched to {} contrast schools ({}:1 {} matching on the propensity score). ",
+        m.n.matched_treated,
+        m.n.all_treated,
+        m.n.matched_control,
+        s.matching.ratio,
+        match s.matching.method {
+            crate::args::MethodArg::Nearest => "nearest-neighbour",
+            crate::args::MethodArg::Optimal => "optimal",
+        }
+    );
+    for o in ev.outcomes.iter().filter(|o| o.subgroup.is_none()) {
+        if let Some(p) = o.effects.iter().find(|e| matches!(e.year, Period::Pooled(_))) {
+            let _ = write!(
+                summary,
+                "{}: pooled change relative to contrast schools {} ({}95% CI {} to {}, p = {}), effect size {}. ",
+                o.name,
+                num(p.estimate, 3),
+                if o.standardized { "SD units; " } else { "" },
+                num(p.ci_low, 3),
+                num(p.ci_high, 3),
+                pval(p.p_value),
+                num(p.effect_size, 3)
+            );
+        } else if let Some(why) = &o.skipped {
+            let _ = write!(summary, "{}: not analysed ({why}). ", o.name);
+        }
+    }
+    d.p(summary.trim_end());
+
+    // Sample flow.
+    d.h(2, "1. Sample");
+    d.table(
+        &["", "Treatment schools", "Contrast schools"],
+        vec![
+            vec!["All".into(), count(m.n.all_treated), count(m.n.all_control)],
+            vec!["Discarded (common support)".into(), count(m.n.discarded_treated), count(m.n.discarded_control)],
+            vec!["Matched".into(), count(m.n.matched_treated), count(m.n.matched_control)],
+            vec!["Unmatched".into(), count(m.n.unmatched_treated), count(m.n.unmatched_control)],
+            vec!["Effective sample size after matching".into(), num(m.n.ess_treated, 1), num(m.n.ess_control, 1)],
+        ],
+    );
+    if m.unmatched_treated.is_empty() {
+        d.p("Every treatment school found a match.");
+    } else {
+        d.p(format!(
+            "Treatment schools without a match ({}): {}. They are excluded from the impact analysis.",
+            m.unmatched_treated.len(),
+            m.unmatched_treated.join(", ")
+        ));
+    }
+    let mut rows = Vec::new();
+    for o in &ev.outcomes {
+        rows.push(vec![
+            o.name.clone(),
+            o.subgroup.clone().unwrap_or_else(|| "All pupils".into()),
+            count(o.counts.eligible_rows),
+            count(o.counts.matched_school_rows),
+            count(o.counts.dropped_missing),
+            count(o.counts.n_pupils),
+            count(o.counts.n_schools),
+            count(o.counts.n_treated_schools),
+        ]);
+    }
+    d.p("Pupil samples, by outcome and subgroup: pupils in the years analysed, those in matched schools, those dropped for a missing outcome or covariate, and those analysed.");
+    d.table(
+        &[
+            "Outcome",
+            "Subgroup",
+            "Pupils",
+            "In matched schools",
+            "Missing data",
+            "Analysed",
+            "Schools",
+            "Treatment schools",
+        ],
+        rows,
+    );
+
+    // Propensity model and balance.
+    d.h(2, "2. Matching and balance");
+    if let Some(p) = &m.propensity {
+        d.p(format!(
+            "Propensity model ({} link, glm-exact IRLS, {} iterations): {}",
+            p.link_name, p.iterations, s.matching.formula
+        ));
+        d.table(
+            &["Term", "Estimate", "SE", "z", "p"],
+            p.coefficients
+                .iter()
+                .map(|c| {
+                    vec![c.term.clone(), num(c.estimate, 4), num(c.std_error, 4), num(c.z_value, 2), pval(c.p_value)]
+                })
+                .collect(),
+        );
+        for w in &p.warnings {
+            d.p(format!("Warning: {w}"));
+        }
+    } else if let Some(c) = &s.matching.distance_column {
+        d.p(format!("The distance was taken from the column `{c}` of the school table."));
+    }
+    let after: std::collections::HashMap<&str, &crate::matching::BalanceRowView> =
+        m.balance.after.iter().map(|r| (r.term.as_str(), r)).collect();
+    d.table(
+        &[
+            "Covariate",
+            "Mean (treatment)",
+            "Mean (contrast, before)",
+            "SMD before",
+            "Mean (contrast, after)",
+            "SMD after",
+            "Variance ratio after",
+        ],
+        m.balance
+            .before
+            .iter()
+            .map(|b| {
+                let a = after.get(b.term.as_str());
+                vec![
+                    b.term.clone(),
+                    num(b.mean_treated, 3),
+                    num(b.mean_control, 3),
+                    opt(b.smd, 3),
+                    a.map_or("–".into(), |a| num(a.mean_control, 3)),
+                    a.map_or("–".into(), |a| opt(a.smd, 3)),
+                    a.map_or("–".into(), |a| opt(a.var_ratio, 2)),
+                ]
+            })
+            .collect(),
+    );
+    let love = LovePlot {
+        title: "Covariate balance before and after matching".into(),
+        rows: m
+            .balance
+            .before
+            .iter()
+            .map(|b| (b.term.clone(), b.smd, after.get(b.term.as_str()).and_then(|a| a.smd)))
+            .collect(),
+    };
+    d.blocks.push(figure(
+        &love,
+        out,
+        "love",
+        "Love plot: standardized mean differences between treatment and contrast schools for each covariate, \
+         before (open circles) and after (filled) matching. Differences within ±0.1 (dashed lines) are \
+         conventionally taken as balanced."
+            .into(),
+    )?);
+    let unit = |treated: bool, after: bool| -> Vec<(f64, f64)> {
+        m.units
+            .iter()
+            .filter(|u| u.treated == treated && (!after || u.weight > 0.0))
+            .map(|u| (u.distance, if after { u.weight } else { 1.0 }))
+            .collect()
+    };
+    let dist = DistributionPlot {
+        title: "Propensity scores of treatment and contrast schools".into(),
+        x_label: m.distance_label.clone(),
+        panels: vec![
+            DistributionPanel {
+                title: "Before matching".into(),
+                treated: unit(true, false),
+                control: unit(false, false),
+            },
+            DistributionPanel {
+                title: "After matching (weighted)".into(),
+                treated: unit(true, true),
+                control: unit(false, true),
+            },
+        ],
+        groups: ("Treatment".into(), "Contrast".into()),
+    };
+    d.blocks.push(figure(
+        &dist,
+        out,
+        "scores",
+        "Distribution of the matching distance in treatment and contrast schools before and after matching. \
+         After matching the contrast schools' distribution should resemble the treatment schools'."
+            .into(),
+    )?);
+
+    // Outcomes.
+    d.h(2, "3. Impact");
+    d.p(format!(
+        "Each outcome is modelled with a multilevel difference-in-differences model (pupils in schools): `{}`. \
+         The effect in a programme year is the change in the gap between treatment and contrast schools relative \
+         to the average gap in the years before the programme ({} onwards is the programme period). Effect sizes \
+         divide by the {}.",
+        ev.outcomes.first().map_or(String::new(), |o| o.formula.clone()),
+        year_label(s.years.programme_start),
+        match s.effect_size.definition {
+            crate::study::EffectSizeDefinition::Eef =>
+                "total (school + pupil) SD of a model without pupil covariates (EEF's convention)",
+            crate::study::EffectSizeDefinition::Residual => "pupil-level SD of a model without pupil covariates",
+        }
+    ));
+    for o in ev.outcomes.iter().filter(|o| o.subgroup.is_none()) {
+        outcome_section(&mut d, ev, o, out)?;
+    }
+    if !s.subgroups.is_empty() {
+        d.h(2, "4. Subgroups");
+        let mut rows = Vec::new();
+        for o in &ev.outcomes {
+            let pooled = o.effects.iter().find(|e| matches!(e.year, Period::Pooled(_)));
+            rows.push(vec![
+                o.name.clone(),
+                o.subgroup.clone().unwrap_or_else(|| "All pupils".into()),
+                count(o.n_pupils),
+                pooled.map_or("–".into(), |e| num(e.estimate, 3)),
+                pooled.map_or("–".into(), |e| format!("{} to {}", num(e.ci_low, 3), num(e.ci_high, 3))),
+                pooled.map_or("–".into(), |e| pval(e.p_value)),
+                pooled.map_or("–".into(), |e| num(e.effect_size, 3)),
+            ]);
+        }
+        d.p("Pooled programme-period effects for all pupils and each subgroup.");
+        d.table(&["Outcome", "Pupils", "n", "Estimate", "95% CI", "p", "Effect size"], rows);
+        for o in ev.outcomes.iter().filter(|o| o.subgroup.is_some()) {
+            for note in &o.notes {
+                d.p(format!("Note ({}, {}): {note}.", o.name, o.subgroup.as_deref().unwrap_or_default()));
+            }
+            if let Some(why) = &o.skipped {
+                d.p(format!("Not analysed ({}, {}): {why}.", o.name, o.subgroup.as_deref().unwrap_or_default()));
+            }
+        }
+    }
+
+    d.h(2, "Reproducibility");
+    d.p(format!(
+        "Produced by psmeval {} from the study file below. Input files: {}. Every number in this report is in \
+         results.json; the same study and data give the same results.json byte for byte.",
+        ev.psmeval_version,
+        ev.inputs
+            .iter()
+            .map(|i| format!("{} ({} rows, sha256 {})", i.path, count(i.rows), &i.sha256[..16]))
+            .collect::<Vec<_>>()
+            .join("; ")
+    ));
+    d.blocks.push(Block::Code(ev.study_file.clone()));
+    Ok(d)
+}
+
+fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &Path) -> Result<()> {
+    let s = &ev.study;
+    d.h(3, o.name.clone());
+    if let Some(why) = &o.skipped {
+        d.p(format!("Not analysed: {why}."));
+        return Ok(());
+    }
+    for note in &o.notes {
+        d.p(format!("Note: {note}."));
+    }
+    let unit = if o.standardized { "outcome standardized within year (SD units)" } else { "outcome" };
+    let stem = slug(&o.name);
+    let series = |treated: bool| IntervalSeries {
+        label: if treated { "Treatment schools".into() } else { "Matched contrast schools".into() },
+        points: o
+            .trend
+            .iter()
+            .filter(|c| c.cell.1 == treated)
+            .map(|c| (c.cell.0 as f64, c.mean, c.ci_low, c.ci_high))
+            .collect(),
+        colour: if treated { TREATED } else { CONTROL },
+    };
+    let marker = Some((s.years.programme_start as f64 - 0.5, "Programme starts".to_string()));
+    let trend = IntervalPlot {
+        title: format!("{}: mean by year", o.name),
+        y_label: format!("Mean {unit}"),
+        series: vec![series(true), series(false)],
+        marker: marker.clone(),
+        zero_line: false,
+    };
+    d.blocks.push(figure(
+        &trend,
+        out,
+        &format!("trend-{stem}"),
+        format!(
+            "Mean {} by year in treatment and matched contrast schools, with 95% confidence intervals that allow \
+             for pupils being clustered in schools. The dashed line marks the start of the programme.",
+            o.name
+        ),
+    )?);
+    d.table(
+        &["Year", "Estimate", "SE", "df", "95% CI", "p", "Effect size"],
+        o.effects
+            .iter()
+            .map(|e| {
+                vec![
+                    match e.year {
+                        Period::Year(y) => year_label(y),
+                        Period::Pooled(_) => "Pooled".into(),
+                    },
+                    num(e.estimate, 3),
+                    num(e.std_error, 3),
+                    if e.df.is_finite() { num(e.df, 1) } else { "∞".into() },
+                    format!("{} to {}", num(e.ci_low, 3), num(e.ci_high, 3)),
+                    pval(e.p_value),
+                    num(e.effect_size, 3),
+                ]
+            })
+            .collect(),
+    );
+    let event = IntervalPlot {
+        title: format!("{}: programme effect by year", o.name),
+        y_label: "Change in gap vs pre-programme years".into(),
+        series: vec![IntervalSeries {
+            label: "Estimated effect (95% CI)".into(),
+            points: o
+                .effects
+                .iter()
+                .filter_map(|e| match e.year {
+                    Period::Year(y) => Some((y as f64, e.estimate, e.ci_low, e.ci_high)),
+                    Period::Pooled(_) => None,
+                })
+                .collect(),
+            colour: TREATED,
+        }],
+        marker,
+        zero_line: true,
+    };
+    d.blocks.push(figure(
+        &event,
+        out,
+        &format!("effects-{stem}"),
+        format!(
+            "Estimated programme effect on {} in each programme year: the change in the gap between treatment and \
+             contrast schools relative to the pre-programme years, with 95% confidence intervals. Zero means no \
+             change.",
+            o.name
+        ),
+    )?);
+    if let Some(fit) = &o.fit {
+        d.p(format!(
+            "Model: {} observations, {} schools; {}{}.",
+            count(o.n_pupils),
+            count(o.n_schools),
+            if fit.converged { "converged" } else { "did NOT converge — treat with caution" },
+            if fit.singular { "; singular fit (a variance component is estimated at zero)" } else { "" }
+        ));
+        d.table(
+            &["Term", "Estimate", "SE", "df", fit.statistic_name, "p"],
+            fit.coefficients
+                .iter()
+                .map(|c| {
+                    vec![
+                        c.term.clone(),
+                        num(c.estimate, 4),
+                        num(c.std_error, 4),
+                        c.df.map_or("–".into(), |v| num(v, 1)),
+                        num(c.statistic, 2),
+                        pval(c.p_value),
+                    ]
+                })
+                .collect(),
+        );
+        d.table(
+            &["Group", "Term", "Variance", "SD"],
+            fit.variance_components
+                .iter()
+                .map(|v| {
+                    vec![v.group.clone(), v.term.clone().unwrap_or_default(), num(v.variance, 4), num(v.std_dev, 4)]
+                })
+                .collect(),
+        );
+        if let Some(icc) = o.icc {
+            d.p(format!(
+                "Intraclass correlation (share of variance between schools, after covariates): {}.",
+                num(icc, 3)
+            ));
+        }
+        if !fit.school_effects.is_empty() {
+            let cat = CaterpillarPlot {
+                title: format!("{}: school effects", o.name),
+                effects: fit.school_effects.iter().map(|e| (e.estimate, e.cond_sd, e.treated)).collect(),
+                highlight_label: "Treatment schools".into(),
+            };
+            d.blocks.push(figure(
+                &cat,
+                out,
+                &format!("schools-{stem}"),
+                format!(
+                    "School effects on {} (the model's conditional modes of the school intercepts) with 95% intervals, \
+                     ranked; treatment schools highlighted.",
+                    o.name
+                ),
+            )?);
+        }
+    }
+    Ok(())
+}
