@@ -10,7 +10,9 @@
 #   matched:  the 47 lead schools and the first 940 other schools by school_id (987 schools, ~177,000 rows)
 #   national: every school (~16,800 schools, ~3.0 million rows)
 # Models: maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)
-#         and the same with (1 + year_c | school_id) on the national sample.
+#         and the same with (1 + year_c | school_id) on the national sample;
+#         expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id) with glmer
+#         (binomial, Laplace) on the matched sample (skip it with BENCH_SKIP_GLMER=1: it takes minutes).
 suppressPackageStartupMessages(library(lme4))
 args <- commandArgs(trailingOnly = TRUE)
 dir <- if (length(args) >= 1) args[1] else "out/synthetic"
@@ -23,7 +25,7 @@ ks2 <- pupils[pupils$key_stage == 2, ]
 ks2$maths_z <- ave(ks2$maths, ks2$year, FUN = function(v) (v - mean(v)) / sd(v))
 ks2$lead <- schools$lead[match(ks2$school_id, schools$school_id)]
 ks2$year_c <- ks2$year - 2015
-cols <- c("school_id", "year", "year_c", "lead", "female", "fsm", "eal", "sen", "prior", "maths_z")
+cols <- c("school_id", "year", "year_c", "lead", "female", "fsm", "eal", "sen", "prior", "maths_z", "expected")
 ks2 <- ks2[, cols]
 
 leads <- schools$school_id[schools$lead == 1]
@@ -35,9 +37,10 @@ write.csv(ks2, file.path(outdir, "national_ks2.csv"), row.names = FALSE)
 f_int <- maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)
 f_slope <- maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 + year_c | school_id)
 
-time_fit <- function(name, formula, data) {
+time_fit <- function(name, formula, data, binomial = FALSE) {
   gc(reset = TRUE)
-  t <- system.time(m <- lmer(formula, data = data, REML = TRUE))[["elapsed"]]
+  t <- system.time(m <- if (binomial) glmer(formula, data = data, family = binomial)
+                        else lmer(formula, data = data, REML = TRUE))[["elapsed"]]
   mem <- sum(gc()[, 6])  # max used (Mb) since reset, Ncells + Vcells
   cat(sprintf("%-24s n=%8d schools=%6d  %8.2f s  logLik %.10f  max R heap %.0f MB\n",
               name, nrow(data), length(unique(data$school_id)), t, as.numeric(logLik(m)), mem))
@@ -45,10 +48,12 @@ time_fit <- function(name, formula, data) {
           name, nrow(data), length(unique(data$school_id)), t, as.numeric(logLik(m)), mem)
 }
 
+f_bin <- expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)
 rows <- c(
   time_fit("matched_intercept", f_int, matched),
   time_fit("national_intercept", f_int, ks2),
   time_fit("national_slope", f_slope, ks2)
 )
+if (Sys.getenv("BENCH_SKIP_GLMER") != "1") rows <- c(rows, time_fit("matched_logistic", f_bin, matched, TRUE))
 writeLines(c("[", paste(rows, collapse = ",\n"), "]"), file.path(outdir, "lme4_results.json"))
 cat(R.version.string, " lme4", as.character(packageVersion("lme4")), "\n")

@@ -91,11 +91,13 @@ pub fn did_contrasts(
     }
     let mut base = vec![0.0; names.len()];
     for &y in &pre {
-        if y == reference {
-            continue;
+        // The reference year's gap is absorbed by `group` in `factor(year) * group`; a formula without a
+        // `group` main effect (`factor(year) + factor(year):group`) codes it as a coefficient of its own.
+        match index(y) {
+            Some(k) => base[k] -= 1.0 / pre.len() as f64,
+            None if y == reference => {}
+            None => return Err(format!("the model has no coefficient `factor({year_var}){y}:group`")),
         }
-        let k = index(y).ok_or_else(|| format!("the model has no coefficient `factor({year_var}){y}:group`"))?;
-        base[k] -= 1.0 / pre.len() as f64;
     }
     let mut out = Vec::new();
     let mut pooled = vec![0.0; names.len()];
@@ -134,6 +136,14 @@ mod tests {
         assert_eq!(c[2].period, Period::Pooled("pooled"));
         assert_eq!(c[2].l, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.5, 0.5]);
         assert!(did_contrasts(&names(), "yr", &[2013, 2014, 2015], 2015).is_err());
+        // Without a `group` main effect every year has an interaction coefficient, the reference year too.
+        let cell: Vec<String> = ["(Intercept)", "factor(year)2014", "factor(year)2015"]
+            .into_iter()
+            .chain(["factor(year)2013:group", "factor(year)2014:group", "factor(year)2015:group"])
+            .map(String::from)
+            .collect();
+        let c = did_contrasts(&cell, "year", &[2013, 2014, 2015], 2015).unwrap();
+        assert_eq!(c[0].l, vec![0.0, 0.0, 0.0, -0.5, -0.5, 1.0]);
     }
 
     #[test]

@@ -223,10 +223,23 @@ fn analyse(
         result.skipped = Some("this sample has no pupils before or none after the programme start".into());
         return Ok(result);
     }
-    let es_sd = unconditional_sd(study, &sample, outcome.family, study.effect_size.definition)
-        .map_err(|e| anyhow::anyhow!("{label}: effect-size model: {e}"))?;
-    let fit = fit_impact(study, &sample, &formula, outcome.family, &present, es_sd)
-        .map_err(|e| anyhow::anyhow!("{label}: {e}"))?;
+    // A sample that cannot be modelled (a year without treatment pupils in a subgroup, a constant outcome,
+    // one pupil per school…) is reported as not analysed; the other analyses go on.
+    let es_sd = match unconditional_sd(study, &sample, outcome.family, study.effect_size.definition) {
+        Ok(sd) => sd,
+        Err(e) => {
+            result.skipped = Some(format!("the effect-size model could not be fitted: {e}"));
+            return Ok(result);
+        }
+    };
+    let fit = match fit_impact(study, &sample, &formula, outcome.family, &present, es_sd) {
+        Ok(fit) => fit,
+        Err(e) => {
+            result.skipped = Some(format!("the impact model could not be fitted: {e}"));
+            return Ok(result);
+        }
+    };
+    result.notes.extend(fit.notes.iter().cloned());
     result.model = fit.model.clone();
     result.effect_size_sd = es_sd;
     result.effects = fit.effects.clone();

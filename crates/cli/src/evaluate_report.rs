@@ -13,6 +13,7 @@ use crate::plot::{
     TREATED, year_label,
 };
 use crate::report::{Block, Document, count, num, opt, pval};
+use crate::study::Family;
 use crate::table::write_text;
 
 /// Writes every output of an evaluation under `out`.
@@ -35,12 +36,39 @@ fn csv_line(cells: &[String]) -> String {
     quoted.join(",") + "\n"
 }
 
+/// Full precision (shortest round-trip form), scientific notation for very small or large magnitudes.
 fn full(x: f64) -> String {
-    if x.is_finite() { format!("{x}") } else { "NA".into() }
+    if !x.is_finite() {
+        "NA".into()
+    } else if x != 0.0 && !(1e-4..1e15).contains(&x.abs()) {
+        format!("{x:e}")
+    } else {
+        format!("{x}")
+    }
 }
 
 fn full_opt(x: Option<f64>) -> String {
     x.map_or_else(|| "NA".into(), full)
+}
+
+/// The units of an outcome's effect estimates, for the summary.
+fn units(o: &OutcomeResult) -> &'static str {
+    match (o.family, o.standardized) {
+        (Family::Binomial, _) => "log-odds ratio; ",
+        (Family::Gaussian, true) => "SD units; ",
+        (Family::Gaussian, false) => "",
+    }
+}
+
+/// Satterthwaite df as shown: ∞ for Wald z tests, NA where the df could not be computed.
+fn df_label(df: f64) -> String {
+    if df.is_finite() {
+        num(df, 1)
+    } else if df == f64::INFINITY {
+        "∞ (z)".into()
+    } else {
+        "NA".into()
+    }
 }
 
 fn period_label(p: &Period) -> String {
@@ -164,7 +192,7 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
                 "{}: pooled change relative to contrast schools {} ({}95% CI {} to {}, p = {}), effect size {}. ",
                 o.name,
                 num(p.estimate, 3),
-                if o.standardized { "SD units; " } else { "" },
+                units(o),
                 num(p.ci_low, 3),
                 num(p.ci_high, 3),
                 pval(p.p_value),
@@ -330,16 +358,19 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
     // Outcomes.
     d.h(2, "3. Impact");
     d.p(format!(
-        "Each outcome is modelled with a multilevel difference-in-differences model (pupils in schools): `{}`. \
-         The effect in a programme year is the change in the gap between treatment and contrast schools relative \
-         to the average gap in the years before the programme ({} onwards is the programme period). Effect sizes \
-         divide by the {}.",
-        ev.outcomes.first().map_or(String::new(), |o| o.formula.clone()),
+        "Each outcome is modelled with a multilevel difference-in-differences model (pupils in schools; the formula \
+         is given with each outcome, `group` = 1 for treatment schools). The effect in a programme year is the \
+         change in the gap between treatment and contrast schools relative to the average gap in the years before \
+         the programme ({} onwards is the programme period); for binary outcomes the gap is in log-odds, so the \
+         effect is a log odds ratio. Effect sizes divide by the {}.",
         year_label(s.years.programme_start),
         match s.effect_size.definition {
             crate::study::EffectSizeDefinition::Eef =>
-                "total (school + pupil) SD of a model without pupil covariates (EEF's convention)",
-            crate::study::EffectSizeDefinition::Residual => "pupil-level SD of a model without pupil covariates",
+                "total SD (between-school intercept variance plus pupil-level variance, π²/3 on the latent scale for \
+                 binary outcomes) of the model with the same design terms and school random effects but without \
+                 pupil covariates (EEF's convention)",
+            crate::study::EffectSizeDefinition::Residual =>
+                "pupil-level SD (π/√3 for binary outcomes) of the model without pupil covariates",
         }
     ));
     for o in ev.outcomes.iter().filter(|o| o.subgroup.is_none()) {
@@ -361,7 +392,7 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
             ]);
         }
         d.p("Pooled programme-period effects for all pupils and each subgroup.");
-        d.table(&["Outcome", "Pupils", "n", "Estimate", "95% CI", "p", "Effect size"], rows);
+        d.table(&["Outcome", "Subgroup", "n", "Estimate", "95% CI", "p", "Effect size"], rows);
         for o in ev.outcomes.iter().filter(|o| o.subgroup.is_some()) {
             for note in &o.notes {
                 d.p(format!("Note ({}, {}): {note}.", o.name, o.subgroup.as_deref().unwrap_or_default()));
@@ -439,7 +470,7 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
                     },
                     num(e.estimate, 3),
                     num(e.std_error, 3),
-                    if e.df.is_finite() { num(e.df, 1) } else { "∞".into() },
+                    df_label(e.df),
                     format!("{} to {}", num(e.ci_low, 3), num(e.ci_high, 3)),
                     pval(e.p_value),
                     num(e.effect_size, 3),
@@ -449,7 +480,11 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
     );
     let event = IntervalPlot {
         title: format!("{}: programme effect by year", o.name),
-        y_label: "Change in gap vs pre-programme years".into(),
+        y_label: if o.family == Family::Binomial {
+            "Change in log-odds gap vs pre-programme years".into()
+        } else {
+            "Change in gap vs pre-programme years".into()
+        },
         series: vec![IntervalSeries {
             label: "Estimated effect (95% CI)".into(),
             points: o
@@ -478,7 +513,8 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
     )?);
     if let Some(fit) = &o.fit {
         d.p(format!(
-            "Model: {} observations, {} schools; {}{}.",
+            "Model `{}`: {} observations, {} schools; {}{}.",
+            o.formula,
             count(o.n_pupils),
             count(o.n_schools),
             if fit.converged { "converged" } else { "did NOT converge — treat with caution" },

@@ -106,4 +106,15 @@ mod tests {
         assert_eq!(s.matching.ratio, 20);
         assert_eq!(s.outcomes.len(), 3);
     }
+
+    /// `data/example-study.toml` documents the example; it must stay what `--example` writes.
+    #[test]
+    fn shipped_example_study_is_current() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/example-study.toml");
+        let shipped = std::fs::read_to_string(&path).unwrap();
+        let body: String = shipped.lines().skip(2).map(|l| format!("{l}\n")).collect();
+        assert_eq!(body, study_text(&SimConfig::default()).replace("\"data/", "\"synthetic/"));
+        let study = crate::study::Study::parse(&shipped, &path).unwrap();
+        assert!(study.check_static().is_empty());
+    }
 }

@@ -7,7 +7,9 @@
 //!   contrasts on the log-odds scale.
 //!
 //! Effect sizes follow the study's definition. EEF's convention divides by the total SD of a model without
-//! pupil covariates (the same design terms and random effects): √(Σ variance components + σ²). For logistic
+//! pupil covariates, `outcome ~ factor(year) * group + (1 | school)` (`(1 + year_c | school)` with random
+//! slopes; also when the study gives its own formula): √(school intercept variance + σ²), the intercept
+//! variance being the between-school variance at the programme start (`year_c` = 0). For logistic
 //! models the pupil-level variance is that of the standard logistic distribution, π²/3 (the latent-variable
 //! scale), so effect sizes of binary outcomes are on a comparable latent SD scale.
 
@@ -18,7 +20,7 @@ use psmeval_multilevel::glmm::{GlmmOptions, fit_glmm};
 use psmeval_multilevel::{LmmOptions, fit_lmm, fit_lmm_weighted};
 
 use crate::effects::{Effect, did_contrasts};
-use crate::lmm_cmd::{GlmmJson, LmmJson, binomial_response};
+use crate::lmm_cmd::{GlmmJson, LmmJson, binomial_response, dropped_message};
 use crate::sample::Sample;
 use crate::study::{EffectSizeDefinition, Family, Study};
 
@@ -86,6 +88,8 @@ pub struct ImpactFit {
     pub converged: bool,
     /// Singular.
     pub singular: bool,
+    /// Messages about the fit (dropped aliased columns).
+    pub notes: Vec<String>,
 }
 
 /// `outcome ~ factor(<year>) * group + <covariates> + (1 | <school>)`, or `(1 + year_c | <school>)` with
@@ -260,6 +264,7 @@ pub fn fit_impact(
                 icc: fit.icc,
                 converged: fit.converged,
                 singular: fit.singular,
+                notes: dropped_message(&fit.dropped_columns).into_iter().collect(),
             })
         }
         Family::Binomial => {
@@ -296,7 +301,7 @@ pub fn fit_impact(
                     })
                 })
                 .collect();
-            let icc = (fit.random_effects.len() == 1).then(|| {
+            let icc = (fit.random_effects.len() == 1 && fit.random_effects[0].term == "(Intercept)").then(|| {
                 let tau2 = fit.random_effects[0].variance;
                 tau2 / (tau2 + LOGISTIC_VARIANCE)
             });
@@ -330,6 +335,7 @@ pub fn fit_impact(
                 icc,
                 converged: fit.converged,
                 singular: fit.singular,
+                notes: dropped_message(&fit.dropped_columns).into_iter().collect(),
             })
         }
     }

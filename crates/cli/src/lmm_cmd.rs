@@ -59,6 +59,8 @@ pub struct LmmJson<'a> {
     pub singular: bool,
     /// Objective evaluations.
     pub iterations: usize,
+    /// Aliased fixed-effects columns dropped before fitting (as lme4).
+    pub dropped_columns: &'a [String],
 }
 
 impl<'a> LmmJson<'a> {
@@ -84,6 +86,7 @@ impl<'a> LmmJson<'a> {
             converged: fit.converged,
             singular: fit.singular,
             iterations: fit.iterations,
+            dropped_columns: &fit.dropped_columns,
         }
     }
 }
@@ -135,6 +138,8 @@ pub struct GlmmJson<'a> {
     pub iterations: usize,
     /// Separation and convergence diagnostics.
     pub diagnostics: &'a glmm::GlmmDiagnostics,
+    /// Aliased fixed-effects columns dropped before fitting (as glmer).
+    pub dropped_columns: &'a [String],
 }
 
 impl<'a> GlmmJson<'a> {
@@ -163,6 +168,7 @@ impl<'a> GlmmJson<'a> {
             singular: fit.singular,
             iterations: fit.iterations,
             diagnostics: &fit.diagnostics,
+            dropped_columns: &fit.dropped_columns,
         }
     }
 }
@@ -190,12 +196,27 @@ pub fn binomial_response(
     Ok(None)
 }
 
+/// lme4's message for dropped aliased columns, or nothing.
+pub fn dropped_message(dropped: &[String]) -> Option<String> {
+    (!dropped.is_empty()).then(|| {
+        format!(
+            "fixed-effect model matrix is rank deficient so dropping {} column{}: {}",
+            dropped.len(),
+            if dropped.len() == 1 { "" } else { "s" },
+            dropped.join(", ")
+        )
+    })
+}
+
 fn lmm_summary(formula: &str, fit: &LmmFit, n_dropped: usize) -> String {
     let mut s = format!(
         "Linear mixed model fit by {} (Satterthwaite df)\nFormula: {formula}\n\n",
         if fit.reml { "REML" } else { "maximum likelihood" }
     );
     let _ = writeln!(s, "{fit}");
+    if let Some(m) = dropped_message(&fit.dropped_columns) {
+        let _ = writeln!(s, "{m}");
+    }
     if n_dropped > 0 {
         let _ = writeln!(s, "{n_dropped} rows with missing values dropped");
     }
@@ -242,6 +263,9 @@ fn glmm_summary(formula: &str, fit: &GlmmFit, n_dropped: usize) -> String {
             pval(f.p_value),
             num(f.odds_ratio, 4)
         );
+    }
+    if let Some(m) = dropped_message(&fit.dropped_columns) {
+        let _ = writeln!(s, "\n{m}");
     }
     if !fit.converged {
         let _ = writeln!(s, "\nWarning: the optimizer did not converge ({})", fit.diagnostics.optimizer_status);

@@ -49,6 +49,58 @@ pub struct ModelFrame {
     pub n_dropped: usize,
 }
 
+impl ModelFrame {
+    /// Fixed-effects columns that are linear combinations of the columns kept before them, scanning left to
+    /// right: a column is aliased when its residual norm after projection on the kept columns is below 1e-7
+    /// of its own norm (the tolerance of R's pivoting QR in lme4's rank check). lme4 drops these columns.
+    pub fn aliased_columns(&self) -> Vec<usize> {
+        let p = self.x.ncols();
+        let mut xtx = vec![0.0; p * p];
+        for row in self.x.rows() {
+            for a in 0..p {
+                for b in 0..=a {
+                    xtx[a * p + b] += row[a] * row[b];
+                }
+            }
+        }
+        // Cholesky over the kept columns only; `l[j][k]` for kept k.
+        let mut kept: Vec<usize> = Vec::new();
+        let mut l = vec![0.0; p * p];
+        let mut aliased = Vec::new();
+        for j in 0..p {
+            let orig = xtx[j * p + j];
+            let mut row = vec![0.0; p];
+            let mut d = orig;
+            for (m, &k) in kept.iter().enumerate() {
+                let mut s = xtx[j * p + k];
+                for &k2 in &kept[..m] {
+                    s -= row[k2] * l[k * p + k2];
+                }
+                row[k] = s / l[k * p + k];
+                d -= row[k] * row[k];
+            }
+            if !(orig > 0.0 && d > 1e-14 * orig) {
+                aliased.push(j);
+                continue;
+            }
+            row[j] = d.sqrt();
+            l[j * p..(j + 1) * p].copy_from_slice(&row);
+            kept.push(j);
+        }
+        aliased
+    }
+
+    /// The same frame without the fixed-effects columns `drop` (indices into `x_names`).
+    pub fn without_columns(&self, drop: &[usize]) -> ModelFrame {
+        let keep: Vec<usize> = (0..self.x.ncols()).filter(|j| !drop.contains(j)).collect();
+        let mut x = Array2::zeros((self.x.nrows(), keep.len()));
+        for (c, &j) in keep.iter().enumerate() {
+            x.column_mut(c).assign(&self.x.column(j));
+        }
+        ModelFrame { x, x_names: keep.iter().map(|&j| self.x_names[j].clone()).collect(), ..self.clone() }
+    }
+}
+
 /// A model frame could not be built.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
@@ -452,5 +504,34 @@ mod tests {
         let (m, names) = covariate_matrix(&f, &table(), &[0, 1, 2]).unwrap();
         assert_eq!(names, ["x", "ga", "gb"]);
         assert_eq!(m.row(1).to_vec(), vec![1.5, 1.0, 0.0]);
+    }
+
+    #[test]
+    fn aliased_columns_are_found_left_to_right_and_dropped() {
+        let n = 6;
+        let a = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0];
+        let b = [1.0, 0.0, 1.0, 1.0, 0.0, 0.0];
+        let mut x = Array2::zeros((n, 5));
+        for i in 0..n {
+            x[[i, 0]] = 1.0;
+            x[[i, 1]] = a[i];
+            x[[i, 2]] = 2.0 * a[i] + 1.0; // aliased on (Intercept) and a
+            x[[i, 3]] = b[i];
+            x[[i, 4]] = 0.0; // constant zero: aliased
+        }
+        let mf = ModelFrame {
+            response_name: "y".into(),
+            y: vec![0.0; n],
+            x,
+            x_names: ["(Intercept)", "a", "a2", "b", "zero"].map(String::from).to_vec(),
+            random: Vec::new(),
+            rows: (0..n).collect(),
+            n_dropped: 0,
+        };
+        assert_eq!(mf.aliased_columns(), vec![2, 4]);
+        let reduced = mf.without_columns(&[2, 4]);
+        assert_eq!(reduced.x_names, ["(Intercept)", "a", "b"]);
+        assert_eq!(reduced.x.column(2).to_vec(), b.to_vec());
+        assert!(reduced.aliased_columns().is_empty());
     }
 }

@@ -67,6 +67,12 @@ pub(crate) fn backward_solve(l: &[f64], n: usize, b: &mut [f64], m: usize) {
     }
 }
 
+/// Solves `L L' x = b` in place for one right-hand side, given the lower Cholesky factor `l`.
+pub(crate) fn chol_solve(l: &[f64], n: usize, b: &mut [f64]) {
+    forward_solve(l, n, b, 1);
+    backward_solve(l, n, b, 1);
+}
+
 /// `(L L')^{-1}` from the lower Cholesky factor `l`.
 pub(crate) fn chol_inverse(l: &[f64], n: usize) -> Vec<f64> {
     let mut x = vec![0.0; n * n];

@@ -139,6 +139,8 @@ pub struct LmmFit {
     pub ranef: Vec<RanefTerm>,
     /// Fixed-effects column names.
     pub x_names: Vec<String>,
+    /// Fixed-effects columns dropped because they were aliased (rank-deficient X), as lme4's message names them.
+    pub dropped_columns: Vec<String>,
     /// Satterthwaite ingredients for [`LmmFit::contrast`] (not serialized).
     #[serde(skip)]
     satterthwaite: Option<SatterthwaiteParts>,
@@ -225,7 +227,7 @@ fn validate(frame: &ModelFrame) -> Result<(), LmmError> {
             return Err(LmmError::TooLarge { size, max: crate::pls::MAX_DENSE });
         }
     }
-    check_rank(&frame.x, &frame.x_names)
+    Ok(())
 }
 
 /// Sequential (left-to-right) rank check of X, as R's pivoting QR with tolerance 1e-7 names aliased columns.
@@ -263,9 +265,24 @@ fn check_rank(x: &Array2<f64>, names: &[String]) -> Result<(), LmmError> {
     Ok(())
 }
 
-/// Fits `y = Xβ + Zb + ε` by REML or ML as lme4's `lmer`.
+/// Fits `y = Xβ + Zb + ε` by REML or ML as lme4's `lmer`. Fixed-effects columns that are linear
+/// combinations of earlier columns are dropped first, as lme4 does, and named in `dropped_columns`.
 pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmError> {
     validate(frame)?;
+    let aliased = frame.aliased_columns();
+    if aliased.is_empty() {
+        return fit_full_rank(frame, options);
+    }
+    if aliased.len() == frame.x.ncols() {
+        return Err(LmmError::RankDeficient { column: frame.x_names[aliased[0]].clone() });
+    }
+    let mut fit = fit_full_rank(&frame.without_columns(&aliased), options)?;
+    fit.dropped_columns = aliased.iter().map(|&j| frame.x_names[j].clone()).collect();
+    Ok(fit)
+}
+
+fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmError> {
+    check_rank(&frame.x, &frame.x_names)?;
     let reml = options.reml;
     // lme4 orders terms by decreasing number of levels (stable).
     let mut order: Vec<&RandomTerm> = frame.random.iter().collect();
@@ -366,7 +383,7 @@ pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmEr
             RanefTerm { group: t.group.clone(), terms: t.names.clone(), levels: t.levels.clone(), values, cond_sd }
         })
         .collect();
-    let icc = (pls.terms.len() == 1 && pls.terms[0].q == 1).then(|| {
+    let icc = (pls.terms.len() == 1 && pls.terms[0].q == 1 && pls.terms[0].names[0] == "(Intercept)").then(|| {
         let tau2 = random_effects[0].variance;
         tau2 / (tau2 + sigma2)
     });
@@ -396,6 +413,7 @@ pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmEr
         ranef,
         x_names: frame.x_names.clone(),
         theta,
+        dropped_columns: Vec::new(),
         satterthwaite,
     })
 }

@@ -29,6 +29,10 @@ use statrs::distribution::{ContinuousCDF, Normal};
 use statrs::function::gamma::ln_gamma;
 use thiserror::Error;
 
+use crate::dense::{chol_inverse, chol_solve, cholesky};
+/// A correlation between two columns of a random term (the same type as the linear models').
+pub use crate::fit::Correlation;
+
 /// The response distribution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -155,19 +159,6 @@ pub struct RandomEffect {
     pub std_dev: f64,
 }
 
-/// A correlation between two columns of the random term.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Correlation {
-    /// Grouping factor.
-    pub group: String,
-    /// First term.
-    pub term1: String,
-    /// Second term.
-    pub term2: String,
-    /// Correlation.
-    pub correlation: f64,
-}
-
 /// Conditional modes of one level of the grouping factor (glmer's `ranef(condVar = TRUE)`).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ConditionalMode {
@@ -253,6 +244,8 @@ pub struct GlmmFit {
     pub ranef: Vec<RanefTerm>,
     /// Diagnostics.
     pub diagnostics: GlmmDiagnostics,
+    /// Fixed-effects columns dropped because they were aliased (rank-deficient X).
+    pub dropped_columns: Vec<String>,
 }
 
 /// Data laid out by group: rows of level `g` are `starts[g]..starts[g + 1]`.
@@ -311,64 +304,6 @@ fn mu_dev(eta: f64, y: f64, w: f64, sat: f64) -> (f64, f64) {
     let mu = if eta >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) };
     let softplus = eta.max(0.0) + e.ln_1p();
     (mu, 2.0 * w * (sat - y * eta + softplus))
-}
-
-/// In-place Cholesky of a k × k row-major symmetric matrix (lower triangle); `false` if not positive definite.
-fn cholesky(a: &mut [f64], k: usize) -> bool {
-    for j in 0..k {
-        let mut d = a[j * k + j];
-        for m in 0..j {
-            d -= a[j * k + m] * a[j * k + m];
-        }
-        if d <= 0.0 || !d.is_finite() {
-            return false;
-        }
-        let d = d.sqrt();
-        a[j * k + j] = d;
-        for i in j + 1..k {
-            let mut s = a[i * k + j];
-            for m in 0..j {
-                s -= a[i * k + m] * a[j * k + m];
-            }
-            a[i * k + j] = s / d;
-        }
-        for i in 0..j {
-            a[i * k + j] = 0.0;
-        }
-    }
-    true
-}
-
-/// Solves `L L' x = b` in place given the Cholesky factor `l`.
-fn chol_solve(l: &[f64], k: usize, b: &mut [f64]) {
-    for i in 0..k {
-        let mut s = b[i];
-        for m in 0..i {
-            s -= l[i * k + m] * b[m];
-        }
-        b[i] = s / l[i * k + i];
-    }
-    for i in (0..k).rev() {
-        let mut s = b[i];
-        for m in i + 1..k {
-            s -= l[m * k + i] * b[m];
-        }
-        b[i] = s / l[i * k + i];
-    }
-}
-
-/// Inverse of `L L'` (k × k, row-major).
-fn chol_inverse(l: &[f64], k: usize) -> Vec<f64> {
-    let mut inv = vec![0.0; k * k];
-    for c in 0..k {
-        let mut e = vec![0.0; k];
-        e[c] = 1.0;
-        chol_solve(l, k, &mut e);
-        for r in 0..k {
-            inv[r * k + c] = e[r];
-        }
-    }
-    inv
 }
 
 /// Λ (q × q, row-major lower triangular) from θ (lower triangle by columns).
@@ -516,7 +451,9 @@ impl Problem {
                 }
                 devc + m.ld - 2.0 * mult.ln()
             })
-            .sum()
+            .collect::<Vec<f64>>()
+            .iter()
+            .sum() // summed in group order: the same bits whatever the thread count
     }
 }
 
@@ -557,7 +494,10 @@ fn joint_pirls(pr: &Problem, theta: &[f64], beta0: &[f64], u0: &[Vec<f64>]) -> (
     let mut u: Vec<Vec<f64>> = u0.to_vec();
     let total = |beta: &[f64], u: &[Vec<f64>]| -> f64 {
         let off = pr.eta_fixed(beta);
-        (0..pr.n_groups()).into_par_iter().map(|g| pr.group_pdev(&lam, &off, g, &u[g]).0).sum()
+        // Summed in group order after the parallel map, so the result does not depend on the thread count.
+        let parts: Vec<f64> =
+            (0..pr.n_groups()).into_par_iter().map(|g| pr.group_pdev(&lam, &off, g, &u[g]).0).collect();
+        parts.iter().sum()
     };
     let mut pdev = total(&beta, &u);
     for _ in 0..100 {
@@ -830,8 +770,19 @@ fn problem(frame: &ModelFrame, opts: &GlmmOptions) -> Result<(Problem, Vec<usize
     Ok((Problem { n, p, q, x, z, y, w, sat, starts, c_const }, order))
 }
 
-/// Fits a binomial GLMM (logit link) with one random-effects term, as glmer does.
+/// Fits a binomial GLMM (logit link) with one random-effects term, as glmer does. Fixed-effects columns that
+/// are linear combinations of earlier columns are dropped first, as glmer does, and named in `dropped_columns`.
 pub fn fit_glmm(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, GlmmError> {
+    let aliased = if frame.x.iter().all(|v| v.is_finite()) { frame.aliased_columns() } else { Vec::new() };
+    if aliased.is_empty() || aliased.len() == frame.x.ncols() {
+        return fit_full_rank(frame, opts);
+    }
+    let mut fit = fit_full_rank(&frame.without_columns(&aliased), opts)?;
+    fit.dropped_columns = aliased.iter().map(|&j| frame.x_names[j].clone()).collect();
+    Ok(fit)
+}
+
+fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, GlmmError> {
     let (pr, _order) = problem(frame, opts)?;
     let (p, q) = (pr.p, pr.q);
     let nth = q * (q + 1) / 2;
@@ -1002,5 +953,6 @@ pub fn fit_glmm(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, GlmmE
             optimizer_status: status.to_string(),
             hessian_not_positive_definite: hess_bad,
         },
+        dropped_columns: Vec::new(),
     })
 }

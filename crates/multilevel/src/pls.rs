@@ -303,7 +303,9 @@ impl Pls {
             Some(a)
         };
         if self.blocks.len() >= 2048 {
-            self.blocks.par_chunks(512).map(|ch| ch.iter().map(one).fold(zero(), add)).reduce(zero, add)
+            // Fixed chunks, combined in chunk order: the same floating-point sums whatever the thread count.
+            let parts: Vec<_> = self.blocks.par_chunks(512).map(|ch| ch.iter().map(one).fold(zero(), add)).collect();
+            parts.into_iter().fold(zero(), add)
         } else {
             self.blocks.iter().map(one).fold(zero(), add)
         }

@@ -334,7 +334,7 @@ fn error_no_observations() {
 }
 
 #[test]
-fn error_rank_deficient_names_column() {
+fn rank_deficient_columns_are_dropped_and_named() {
     let mut f = model("sleep_corr");
     let n = f.y.len();
     let days = f.x.column(1).to_owned();
@@ -344,9 +344,19 @@ fn error_rank_deficient_names_column() {
         x[[i, 1]] = days[i];
         x[[i, 2]] = 2.0 * days[i] + 1.0;
     }
+    let full_rank = fit_lmm(&f, &LmmOptions::default()).unwrap();
     f.x = x;
     f.x_names.push("twice_days".to_string());
-    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(LmmError::RankDeficient { column: "twice_days".to_string() }));
+    // As lme4: the aliased column is dropped and named; the fit is that of the full-rank model.
+    let fit = fit_lmm(&f, &LmmOptions::default()).unwrap();
+    assert_eq!(fit.dropped_columns, vec!["twice_days".to_string()]);
+    assert_eq!(fit.x_names, full_rank.x_names);
+    assert_eq!(fit.beta, full_rank.beta);
+    assert_eq!(fit.log_likelihood, full_rank.log_likelihood);
+    // Nothing left to fit: an error naming the column.
+    f.x = Array2::zeros((n, 1));
+    f.x_names = vec!["zero".to_string()];
+    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(LmmError::RankDeficient { column: "zero".to_string() }));
 }
 
 #[test]
