@@ -152,6 +152,15 @@ fn evaluate_writes_a_complete_deterministic_report_that_finds_the_effect() {
     ok(&psmeval(&["evaluate", study.to_str().unwrap(), "--out", a.to_str().unwrap(), "--quiet"], Some(1)));
     ok(&psmeval(&["evaluate", study.to_str().unwrap(), "--out", b.to_str().unwrap(), "--quiet"], Some(2)));
     assert_eq!(read(&a.join("results.json")), read(&b.join("results.json")), "results.json depends on threads");
+    // The same study run from its own directory by a relative path gives the same bytes.
+    let c = dir.path().join("c");
+    let out = Command::new(env!("CARGO_BIN_EXE_psmeval"))
+        .current_dir(dir.path())
+        .args(["evaluate", "study.toml", "--out", "c", "--quiet"])
+        .output()
+        .unwrap();
+    ok(&out);
+    assert_eq!(read(&a.join("results.json")), read(&c.join("results.json")), "results.json depends on the cwd");
     for f in ["report.html", "report.md", "tables/balance.csv", "tables/coefficients.csv", "tables/effects.csv"] {
         assert!(a.join(f).metadata().unwrap().len() > 100, "{f} missing or empty");
     }
@@ -322,4 +331,28 @@ fn match_and_lmm_commands_write_their_outputs() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{formula}: {err}");
     }
+    // Prior weights: positive ones fit (and change the fit); negative ones and proportions outside [0, 1]
+    // are named.
+    let wj = dir.path().join("w.json");
+    ok(&fit(&wj, &["--weights", "key_stage"]));
+    assert_ne!(json(&wj)["log_likelihood"], f["log_likelihood"]);
+    let out = fit(&dir.path().join("bad.json"), &["--weights", "prior"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("weights must be positive"));
+    let out = psmeval(
+        &[
+            "lmm",
+            "--data",
+            pupils.to_str().unwrap(),
+            "--family",
+            "binomial",
+            "--weights",
+            "key_stage",
+            "--formula",
+            "maths ~ fsm + (1 | school_id)",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("proportion in [0, 1]"));
 }

@@ -269,6 +269,10 @@ pub struct LmmArgs {
     /// Adaptive Gauss–Hermite quadrature points for binomial models (1 = Laplace, as glmer's nAGQ).
     #[arg(long, value_name = "N", default_value_t = 1)]
     pub nagq: usize,
+    /// Prior weights column: lme4's `weights` for linear models (residual variance σ²/w); for binomial models
+    /// the number of trials when the response is a proportion in [0, 1].
+    #[arg(long, value_name = "COLUMN")]
+    pub weights: Option<String>,
     /// Write the fit as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,

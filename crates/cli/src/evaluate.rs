@@ -158,6 +158,11 @@ pub fn evaluate(study_path: &Path, progress: &Progress) -> Result<Evaluation> {
         })
         .collect::<Result<_>>()?;
     bar.finish();
+    // results.json shows the table paths as the study file gives them, not as resolved from the working
+    // directory, so the same study gives the same bytes wherever it is run from.
+    let mut study = study;
+    study.data.schools = PathBuf::from(&inputs[0].path);
+    study.data.pupils = PathBuf::from(&inputs[1].path);
     Ok(Evaluation { psmeval_version: env!("CARGO_PKG_VERSION"), study, study_file: text, inputs, matching, outcomes })
 }
 

@@ -163,7 +163,7 @@ pub fn unconditional_sd(
             (intercept_variance(rest.iter().map(|r| (r.term.as_deref(), r.variance))), res[0].variance)
         }
         Family::Binomial => {
-            let prior = binomial_response(&f, &sample.table, &mut mf)?;
+            let prior = binomial_response(&f, &sample.table, &mut mf, None)?;
             let weights = prior.or_else(|| weights_or_none(w));
             let fit =
                 fit_glmm(&mf, &GlmmOptions { nagq: 1, weights, use_hessian: false }).map_err(|e| e.to_string())?;
@@ -268,7 +268,7 @@ pub fn fit_impact(
             })
         }
         Family::Binomial => {
-            let prior = binomial_response(&f, &sample.table, &mut mf)?;
+            let prior = binomial_response(&f, &sample.table, &mut mf, None)?;
             let weights = prior.or_else(|| weights_or_none(w));
             let fit = fit_glmm(&mf, &GlmmOptions { nagq: 1, weights, use_hessian: true }).map_err(|e| e.to_string())?;
             let p = fit.beta.len();

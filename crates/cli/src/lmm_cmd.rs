@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use anyhow::Result;
 use psmeval_frame::{ModelFrame, binomial_counts, build_model_frame, parse_formula};
 use psmeval_multilevel::glmm::{self, GlmmFit, GlmmOptions};
-use psmeval_multilevel::{Correlation, FixedEffect, LmmFit, LmmOptions, RandomEffect, fit_lmm};
+use psmeval_multilevel::{Correlation, FixedEffect, LmmFit, LmmOptions, RandomEffect, fit_lmm, fit_lmm_weighted};
 use serde::Serialize;
 
 use crate::args::{FamilyArg, LmmArgs};
@@ -173,27 +173,56 @@ impl<'a> GlmmJson<'a> {
     }
 }
 
-/// Binomial responses: 0/1 columns (prior weights 1) or `cbind(successes, failures)` (proportions with the
-/// totals as weights). Values outside {0, 1} are named.
+/// Binomial responses: 0/1 columns (prior weights 1), `cbind(successes, failures)` (proportions with the
+/// totals as weights), or proportions in [0, 1] with the number of trials as `weights`. Values outside the
+/// allowed range are named with their data row.
 pub fn binomial_response(
     formula: &psmeval_frame::Formula,
     table: &psmeval_frame::Table,
     frame: &mut ModelFrame,
+    weights: Option<&[f64]>,
 ) -> Result<Option<Vec<f64>>, String> {
     if matches!(formula.response, psmeval_frame::formula::Response::Cbind(..)) {
+        if weights.is_some() {
+            return Err("give either a cbind(successes, failures) response or weights, not both".into());
+        }
         let (y, w) = binomial_counts(formula, table, &frame.rows).map_err(|e| e.to_string())?;
         frame.y = y;
         return Ok(Some(w));
     }
-    if let Some(k) = frame.y.iter().position(|&v| v != 0.0 && v != 1.0) {
-        return Err(format!(
-            "a binomial response must be 0 or 1 (or cbind(successes, failures)); `{}` is {} in data row {}",
-            frame.response_name,
-            frame.y[k],
-            frame.rows[k] + 1
-        ));
+    let row = |k: usize| frame.rows[k] + 1;
+    match weights {
+        None => {
+            if let Some(k) = frame.y.iter().position(|&v| v != 0.0 && v != 1.0) {
+                return Err(format!(
+                    "a binomial response must be 0 or 1 (or a proportion with weights, or cbind(successes, \
+                     failures)); `{}` is {} in data row {}",
+                    frame.response_name,
+                    frame.y[k],
+                    row(k)
+                ));
+            }
+            Ok(None)
+        }
+        Some(w) => {
+            if let Some(k) = frame.y.iter().position(|&v| !(0.0..=1.0).contains(&v)) {
+                return Err(format!(
+                    "with weights, a binomial response must be a proportion in [0, 1]; `{}` is {} in data row {}",
+                    frame.response_name,
+                    frame.y[k],
+                    row(k)
+                ));
+            }
+            if let Some(k) = w.iter().position(|&v| !(v.is_finite() && v > 0.0)) {
+                return Err(format!(
+                    "weights must be positive numbers of trials; found {} in data row {}",
+                    w[k],
+                    row(k)
+                ));
+            }
+            Ok(Some(w.to_vec()))
+        }
     }
-    Ok(None)
 }
 
 /// lme4's message for dropped aliased columns, or nothing.
@@ -313,14 +342,33 @@ pub fn run(a: &LmmArgs) -> Result<()> {
     }
     let table = load_table(&a.data)?;
     let mut frame = build_model_frame(&formula, &table).map_err(|e| at(e.to_string()))?;
+    let weights: Option<Vec<f64>> = match &a.weights {
+        Some(c) => {
+            let w = table.numeric(c).map_err(|e| at(format!("--weights: {e}")))?;
+            let w: Vec<f64> = frame.rows.iter().map(|&i| w[i]).collect();
+            if let Some(k) = w.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(at(format!(
+                    "--weights: `{c}` is {} in data row {}; weights must be positive",
+                    w[k],
+                    frame.rows[k] + 1
+                )));
+            }
+            Some(w)
+        }
+        None => None,
+    };
     let n_dropped = frame.n_dropped;
     let (json, summary, ranef) = match a.family {
         FamilyArg::Gaussian => {
             if a.nagq != 1 {
                 return Err(InputError::new("--nagq applies to --family binomial only").into());
             }
-            let fit = fit_lmm(&frame, &LmmOptions { reml: !a.ml, ..LmmOptions::default() })
-                .map_err(|e| at(format!("cannot fit `{}`: {e}", a.formula)))?;
+            let opts = LmmOptions { reml: !a.ml, ..LmmOptions::default() };
+            let fit = match &weights {
+                Some(w) => fit_lmm_weighted(&frame, w, &opts),
+                None => fit_lmm(&frame, &opts),
+            }
+            .map_err(|e| at(format!("cannot fit `{}`: {e}", a.formula)))?;
             let json = serde_json::to_string_pretty(&LmmJson::new(&a.formula, n_dropped, &fit))? + "\n";
             let ranef = ranef_csv(fit.ranef.iter().flat_map(|t| {
                 t.levels.iter().enumerate().flat_map(move |(j, l)| {
@@ -337,7 +385,7 @@ pub fn run(a: &LmmArgs) -> Result<()> {
                     InputError::new("--ml applies to linear models; logistic models are always fitted by ML").into()
                 );
             }
-            let weights = binomial_response(&formula, &table, &mut frame).map_err(at)?;
+            let weights = binomial_response(&formula, &table, &mut frame, weights.as_deref()).map_err(at)?;
             let fit = glmm::fit_glmm(&frame, &GlmmOptions { nagq: a.nagq, weights, use_hessian: true })
                 .map_err(|e| at(format!("cannot fit `{}`: {e}", a.formula)))?;
             let json = serde_json::to_string_pretty(&GlmmJson::new(&a.formula, n_dropped, &fit))? + "\n";

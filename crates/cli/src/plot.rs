@@ -402,6 +402,11 @@ impl Figure for IntervalPlot {
         let (xlo, xhi) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.0), b.max(p.0)));
         let (ylo, yhi) = pts().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| (a.min(p.2), b.max(p.3)));
         let (xlo, xhi) = if xlo.is_finite() { (xlo - 0.5, xhi + 0.5) } else { (0.0, 1.0) };
+        // Keep the marker (programme start) inside the plot with half a year to its left.
+        let (xlo, xhi) = match &self.marker {
+            Some((m, _)) => (xlo.min(m - 0.5), xhi.max(m + 0.5)),
+            None => (xlo, xhi),
+        };
         let (mut ylo, mut yhi) = if ylo.is_finite() && yhi > ylo { (ylo, yhi) } else { (-1.0, 1.0) };
         if self.zero_line {
             ylo = ylo.min(0.0);

@@ -27,23 +27,25 @@ fn national_scale_random_intercept_logistic() {
     let (schools, n) = (987usize, 177_000usize);
     let mut rng = Lcg(20261122);
     let effects: Vec<f64> = (0..schools).map(|_| 0.5 * rng.normal()).collect();
-    let p = 8;
+    // 16 columns as in the national model (factor(year) * group + 5 covariates); GLMM_SCALE_P overrides.
+    let p: usize = std::env::var("GLMM_SCALE_P").ok().and_then(|v| v.parse().ok()).unwrap_or(16);
     let mut x = Array2::zeros((n, p));
     let mut y = Vec::with_capacity(n);
     let mut codes = Vec::with_capacity(n);
     for i in 0..n {
         let s = i * schools / n;
         x[[i, 0]] = 1.0;
-        for k in 1..5 {
+        for k in 1..p.min(5) {
             x[[i, k]] = f64::from(rng.uniform() < 0.3);
         }
         for k in 5..p {
-            x[[i, k]] = rng.normal();
+            x[[i, k]] = if k < 8 { rng.normal() } else { f64::from(rng.uniform() < 0.2) * x[[i, k % 4 + 1]] };
         }
-        let eta = -0.2 + 0.3 * x[[i, 1]] - 0.4 * x[[i, 2]] + 0.1 * x[[i, 3]] - 0.2 * x[[i, 4]] + 0.8 * x[[i, 5]]
-            - 0.3 * x[[i, 6]]
-            + 0.1 * x[[i, 7]]
-            + effects[s];
+        let slopes = [0.0, 0.3, -0.4, 0.1, -0.2, 0.8, -0.3, 0.1];
+        let mut eta = -0.2 + effects[s];
+        for k in 1..p {
+            eta += if k < 8 { slopes[k] } else { 0.05 * (k as f64 - 12.0) } * x[[i, k]];
+        }
         y.push(f64::from(rng.uniform() < 1.0 / (1.0 + (-eta).exp())));
         codes.push(s as u32);
     }
