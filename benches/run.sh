@@ -45,3 +45,10 @@ fi
 
 echo "== psmeval evaluate (national example, 6 impact models)"
 timed $bin evaluate --example --out "$work/example" --quiet
+
+if [ "${BENCH_SKIP_SCALE_TESTS:-0}" != 1 ]; then
+  echo "== matching at the issue's sizes (psmeval; MatchIt anchors in benches/matching/README.md)"
+  cargo test --release -p psmeval-matching --test nearest_scale -- --ignored --nocapture 2>&1 | grep -E "n=|matched"
+  echo "== GLMM at the issue's size (177,000 rows, 987 schools, p = 16)"
+  cargo test --release -p psmeval-multilevel --test glmm_scale -- --ignored --nocapture 2>&1 | grep -E "s,|logLik"
+fi

@@ -799,6 +799,69 @@ fn bobyqa_min(mut f: impl FnMut(&[f64]) -> f64, x: &mut [f64], lower: &[f64], ru
     (evals, status)
 }
 
+/// Newton steps on (θ, β) for a Laplace fit with a scalar term, from the BOBYQA solution `par` (updated in
+/// place with the warm-start modes `u_warm`), using the analytic gradient and the Hessian `h`. Returns the
+/// number of objective evaluations, or `None` (with `par` and `u_warm` untouched) if the first step is not
+/// usable: `h` not positive definite, θ would go negative, or the objective does not decrease.
+fn newton_polish(
+    pr: &Problem,
+    h: &[f64],
+    par: &mut [f64],
+    u_warm: &mut Vec<Vec<f64>>,
+    eval: &mut impl FnMut(&[f64], &mut Vec<Vec<f64>>) -> f64,
+) -> Option<usize> {
+    let k = par.len();
+    let mut l = h.to_vec();
+    if !cholesky(&mut l, k) {
+        return None;
+    }
+    let mut u_cur = u_warm.clone();
+    let mut f_cur = eval(par, &mut u_cur);
+    let mut evals = 1;
+    if !f_cur.is_finite() {
+        return None;
+    }
+    let mut x = par.to_vec();
+    let mut accepted = 0;
+    for _ in 0..3 {
+        let modes = pr.modes(&x[..1], &x[1..], &u_cur);
+        let mut step = pr.laplace_gradient(x[0], &x[1..], &modes);
+        let gnorm = step.iter().map(|v| v * v).sum::<f64>().sqrt();
+        if !gnorm.is_finite() {
+            break;
+        }
+        if gnorm < 1e-9 {
+            accepted += 1;
+            break;
+        }
+        chol_solve(&l, k, &mut step);
+        let trial: Vec<f64> = x.iter().zip(&step).map(|(a, s)| a - s).collect();
+        if trial.iter().any(|v| !v.is_finite()) || trial[0] < 0.0 {
+            break;
+        }
+        let mut u_trial = u_cur.clone();
+        let f_trial = eval(&trial, &mut u_trial);
+        evals += 1;
+        if f_trial.is_nan() || f_trial > f_cur {
+            break;
+        }
+        let decrease = f_cur - f_trial;
+        x = trial;
+        u_cur = u_trial;
+        f_cur = f_trial;
+        accepted += 1;
+        if decrease < 1e-10 {
+            break;
+        }
+    }
+    if accepted == 0 {
+        return None;
+    }
+    par.copy_from_slice(&x);
+    *u_warm = u_cur;
+    Some(evals)
+}
+
 /// Symmetrized central finite-difference Jacobian of the gradient `g` at `x` with step `delta`: a Hessian
 /// from 2k gradient evaluations (each column independent, so they run in parallel; the result does not
 /// depend on the thread count).
@@ -1010,7 +1073,31 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Glmm
             f64::INFINITY
         }
     };
-    let (ev2, status) = bobyqa_min(|x: &[f64]| eval(x, &mut u_warm), &mut par, &lower, &[(0.1, 1e-8), (1e-3, 1e-10)]);
+    let laplace_scalar = q == 1 && rule.z.len() <= 1;
+    // Laplace with a scalar term: polish with Newton steps on the analytic gradient instead of a second
+    // BOBYQA run; the gradient-based Hessian they use is the one the standard errors need.
+    let runs: &[(f64, f64)] = if laplace_scalar { &[(0.1, 1e-8)] } else { &[(0.1, 1e-8), (1e-3, 1e-10)] };
+    let (mut ev2, mut status) = bobyqa_min(|x: &[f64]| eval(x, &mut u_warm), &mut par, &lower, runs);
+    let mut h_polish = None;
+    if laplace_scalar {
+        let u_start = u_warm.clone();
+        let grad_at = |x: &[f64]| {
+            let modes = pr.modes(&x[..1], &x[1..], &u_start);
+            pr.laplace_gradient(x[0], &x[1..], &modes)
+        };
+        let h = fd_jacobian(&grad_at, &par, 1e-4);
+        match newton_polish(&pr, &h, &mut par, &mut u_warm, &mut |x: &[f64], u: &mut Vec<Vec<f64>>| eval(x, u)) {
+            Some(evals) => {
+                ev2 += evals;
+                h_polish = Some(h);
+            }
+            None => {
+                let (ev, st) = bobyqa_min(|x: &[f64]| eval(x, &mut u_warm), &mut par, &lower, &[(1e-3, 1e-10)]);
+                ev2 += ev;
+                status = st;
+            }
+        }
+    }
     let (theta, beta) = (par[..nth].to_vec(), par[nth..].to_vec());
     let modes = pr.modes(&theta, &beta, &u_warm);
     let criterion = pr.objective(&theta, &beta, &modes, &rule);
@@ -1027,7 +1114,10 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Glmm
     let v_rx = if rx_ok { chol_inverse(&rx, p) } else { vec![f64::NAN; p * p] };
     let mut hess_bad = false;
     let v = if opts.use_hessian {
-        let h = if q == 1 && rule.z.len() <= 1 {
+        let h = if let Some(h) = h_polish {
+            // Already computed for the Newton polish (at its start, a step of order 1e-8 away).
+            h
+        } else if laplace_scalar {
             // Central differences of the analytic gradient: 2k evaluations instead of deriv12's 2k²; the
             // same second derivatives to O(δ²).
             let grad_at = |x: &[f64]| {
