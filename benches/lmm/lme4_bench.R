@@ -37,9 +37,9 @@ write.csv(ks2, file.path(outdir, "national_ks2.csv"), row.names = FALSE)
 f_int <- maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)
 f_slope <- maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 + year_c | school_id)
 
-time_fit <- function(name, formula, data, binomial = FALSE) {
+time_fit <- function(name, formula, data, logistic = FALSE) {
   gc(reset = TRUE)
-  t <- system.time(m <- if (binomial) glmer(formula, data = data, family = binomial)
+  t <- system.time(m <- if (logistic) glmer(formula, data = data, family = binomial)
                         else lmer(formula, data = data, REML = TRUE))[["elapsed"]]
   mem <- sum(gc()[, 6])  # max used (Mb) since reset, Ncells + Vcells
   cat(sprintf("%-24s n=%8d schools=%6d  %8.2f s  logLik %.10f  max R heap %.0f MB\n",

@@ -279,6 +279,9 @@ pub struct LmmArgs {
     /// Write conditional modes (BLUPs) with conditional SDs per group level as CSV.
     #[arg(long, value_name = "FILE")]
     pub ranef: Option<PathBuf>,
+    /// No progress output on stderr (steps and their times).
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Response families of `psmeval lmm`.

@@ -60,6 +60,15 @@ fn units(o: &OutcomeResult) -> &'static str {
     }
 }
 
+/// "= 0.012" or "< 0.001", for running text.
+fn p_phrase(p: f64) -> String {
+    let v = pval(p);
+    match v.strip_prefix('<') {
+        Some(rest) => format!("< {rest}"),
+        None => format!("= {v}"),
+    }
+}
+
 /// Satterthwaite df as shown: ∞ for Wald z tests, NA where the df could not be computed.
 fn df_label(df: f64) -> String {
     if df.is_finite() {
@@ -189,13 +198,13 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
         if let Some(p) = o.effects.iter().find(|e| matches!(e.year, Period::Pooled(_))) {
             let _ = write!(
                 summary,
-                "{}: pooled change relative to contrast schools {} ({}95% CI {} to {}, p = {}), effect size {}. ",
+                "{}: pooled change relative to contrast schools {} ({}95% CI {} to {}, p {}), effect size {}. ",
                 o.name,
                 num(p.estimate, 3),
                 units(o),
                 num(p.ci_low, 3),
                 num(p.ci_high, 3),
-                pval(p.p_value),
+                p_phrase(p.p_value),
                 num(p.effect_size, 3)
             );
         } else if let Some(why) = &o.skipped {

@@ -340,8 +340,13 @@ pub fn run(a: &LmmArgs) -> Result<()> {
     if a.nagq == 0 {
         return Err(InputError::new("--nagq must be at least 1 (1 = Laplace)").into());
     }
+    let progress = crate::progress::Progress::new(a.quiet);
+    let step = progress.step("loading the table");
     let table = load_table(&a.data)?;
+    step.finish();
+    let step = progress.step("building the model frame");
     let mut frame = build_model_frame(&formula, &table).map_err(|e| at(e.to_string()))?;
+    step.finish();
     let weights: Option<Vec<f64>> = match &a.weights {
         Some(c) => {
             let w = table.numeric(c).map_err(|e| at(format!("--weights: {e}")))?;
@@ -358,6 +363,7 @@ pub fn run(a: &LmmArgs) -> Result<()> {
         None => None,
     };
     let n_dropped = frame.n_dropped;
+    let step = progress.step("fitting the model");
     let (json, summary, ranef) = match a.family {
         FamilyArg::Gaussian => {
             if a.nagq != 1 {
@@ -399,6 +405,7 @@ pub fn run(a: &LmmArgs) -> Result<()> {
             (json, glmm_summary(&a.formula, &fit, n_dropped), ranef)
         }
     };
+    step.finish();
     if let Some(p) = &a.json {
         write_text(p, &json)?;
     }

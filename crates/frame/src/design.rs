@@ -49,20 +49,48 @@ pub struct ModelFrame {
     pub n_dropped: usize,
 }
 
+/// X'X (p × p, row-major, symmetric) by row chunks computed in parallel and added in chunk order, so the
+/// result is the same bits whatever the number of threads.
+pub fn crossprod(x: &Array2<f64>) -> Vec<f64> {
+    use rayon::prelude::*;
+    const CHUNK: usize = 32_768;
+    let (n, p) = x.dim();
+    let part = |start: usize| {
+        let mut acc = vec![0.0; p * p];
+        for i in start..(start + CHUNK).min(n) {
+            let row = x.row(i);
+            for a in 0..p {
+                let ra = row[a];
+                if ra == 0.0 {
+                    continue;
+                }
+                for b in 0..=a {
+                    acc[a * p + b] += ra * row[b];
+                }
+            }
+        }
+        acc
+    };
+    let parts: Vec<Vec<f64>> = (0..n.div_ceil(CHUNK)).into_par_iter().map(|c| part(c * CHUNK)).collect();
+    let mut xtx = vec![0.0; p * p];
+    for part in parts {
+        xtx.iter_mut().zip(&part).for_each(|(t, v)| *t += v);
+    }
+    for a in 0..p {
+        for b in 0..a {
+            xtx[b * p + a] = xtx[a * p + b];
+        }
+    }
+    xtx
+}
+
 impl ModelFrame {
     /// Fixed-effects columns that are linear combinations of the columns kept before them, scanning left to
     /// right: a column is aliased when its residual norm after projection on the kept columns is below 1e-7
     /// of its own norm (the tolerance of R's pivoting QR in lme4's rank check). lme4 drops these columns.
     pub fn aliased_columns(&self) -> Vec<usize> {
         let p = self.x.ncols();
-        let mut xtx = vec![0.0; p * p];
-        for row in self.x.rows() {
-            for a in 0..p {
-                for b in 0..=a {
-                    xtx[a * p + b] += row[a] * row[b];
-                }
-            }
-        }
+        let xtx = crossprod(&self.x);
         // Cholesky over the kept columns only; `l[j][k]` for kept k.
         let mut kept: Vec<usize> = Vec::new();
         let mut l = vec![0.0; p * p];

@@ -230,41 +230,6 @@ fn validate(frame: &ModelFrame) -> Result<(), LmmError> {
     Ok(())
 }
 
-/// Sequential (left-to-right) rank check of X, as R's pivoting QR with tolerance 1e-7 names aliased columns.
-fn check_rank(x: &Array2<f64>, names: &[String]) -> Result<(), LmmError> {
-    let p = x.ncols();
-    let mut xtx = vec![0.0; p * p];
-    for row in x.rows() {
-        for a in 0..p {
-            for b in 0..=a {
-                xtx[a * p + b] += row[a] * row[b];
-            }
-        }
-    }
-    // Cholesky column by column; a column whose residual norm² is tiny relative to its norm² is aliased.
-    let mut l = vec![0.0; p * p];
-    for j in 0..p {
-        let orig = xtx[j * p + j];
-        let mut d = orig;
-        for k in 0..j {
-            d -= l[j * p + k] * l[j * p + k];
-        }
-        if orig == 0.0 || d <= 1e-14 * orig {
-            return Err(LmmError::RankDeficient { column: names[j].clone() });
-        }
-        let d = d.sqrt();
-        l[j * p + j] = d;
-        for i in j + 1..p {
-            let mut s = xtx[i * p + j];
-            for k in 0..j {
-                s -= l[i * p + k] * l[j * p + k];
-            }
-            l[i * p + j] = s / d;
-        }
-    }
-    Ok(())
-}
-
 /// Fits `y = Xβ + Zb + ε` by REML or ML as lme4's `lmer`. Fixed-effects columns that are linear
 /// combinations of earlier columns are dropped first, as lme4 does, and named in `dropped_columns`.
 pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmError> {
@@ -281,8 +246,8 @@ pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmEr
     Ok(fit)
 }
 
+/// The fit of a frame whose X has full column rank (`fit_lmm` has dropped aliased columns).
 fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmError> {
-    check_rank(&frame.x, &frame.x_names)?;
     let reml = options.reml;
     // lme4 orders terms by decreasing number of levels (stable).
     let mut order: Vec<&RandomTerm> = frame.random.iter().collect();

@@ -110,23 +110,15 @@ impl Pls {
             t_off += q * (q + 1) / 2;
             u_off += q * rt.levels.len();
         }
-        let mut xtx = vec![0.0; p * p];
+        let xtx = psmeval_frame::design::crossprod(x);
         let mut xty = vec![0.0; p];
         let mut yty = 0.0;
         for i in 0..n {
             let xi = x.row(i);
             for a in 0..p {
                 xty[a] += xi[a] * y[i];
-                for b in 0..=a {
-                    xtx[a * p + b] += xi[a] * xi[b];
-                }
             }
             yty += y[i] * y[i];
-        }
-        for a in 0..p {
-            for b in 0..a {
-                xtx[b * p + a] = xtx[a * p + b];
-            }
         }
         let single_term = random.len() == 1;
         let blocks = if single_term {
