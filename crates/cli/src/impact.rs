@@ -335,7 +335,16 @@ pub fn fit_impact(
                 icc,
                 converged: fit.converged,
                 singular: fit.singular,
-                notes: dropped_message(&fit.dropped_columns).into_iter().collect(),
+                notes: dropped_message(&fit.dropped_columns)
+                    .into_iter()
+                    .chain((fit.diagnostics.fitted_probabilities_0_or_1 > 0).then(|| {
+                        format!(
+                            "fitted probabilities numerically 0 or 1 occurred for {} pupils: a covariate may separate \
+                             the outcome, so its coefficient and SE are unreliable",
+                            fit.diagnostics.fitted_probabilities_0_or_1
+                        )
+                    }))
+                    .collect(),
             })
         }
     }

@@ -302,6 +302,14 @@ fn glmm_summary(formula: &str, fit: &GlmmFit, n_dropped: usize) -> String {
     if fit.singular {
         let _ = writeln!(s, "\nboundary (singular) fit: a variance component is estimated at zero");
     }
+    if fit.diagnostics.fitted_probabilities_0_or_1 > 0 {
+        let _ = writeln!(
+            s,
+            "\nWarning: fitted probabilities numerically 0 or 1 occurred ({} observations): a covariate may \
+             separate the outcome; its coefficient and SE are unreliable",
+            fit.diagnostics.fitted_probabilities_0_or_1
+        );
+    }
     if !fit.diagnostics.separated_groups.is_empty() {
         let _ = writeln!(
             s,

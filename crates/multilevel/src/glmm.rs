@@ -193,6 +193,10 @@ pub struct GlmmDiagnostics {
     pub optimizer_status: String,
     /// Whether the finite-difference Hessian was not positive definite (SEs then come from `R_X`).
     pub hessian_not_positive_definite: bool,
+    /// Observations whose fitted probability is within 10 ε of 0 or 1 (glm's "fitted probabilities
+    /// numerically 0 or 1 occurred"): a sign of separation by a covariate; its coefficient and SE are then
+    /// unreliable.
+    pub fitted_probabilities_0_or_1: usize,
 }
 
 /// A fitted generalized linear mixed model.
@@ -1195,6 +1199,21 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Glmm
             ConditionalMode { level: term.levels[g].clone(), modes: modes_b, cond_sd }
         })
         .collect();
+    // glm's warning "fitted probabilities numerically 0 or 1 occurred": separation by a covariate shows as
+    // fitted probabilities within 10 ε of 0 or 1 (with the conditional modes).
+    let mut zl = vec![0.0; q];
+    let mut numerically_0_or_1 = 0;
+    for (g, m) in modes.iter().enumerate() {
+        let rows = pr.starts[g]..pr.starts[g + 1];
+        for (i, &o) in rows.clone().zip(&off[rows]) {
+            pr.zl(&lam, i, &mut zl);
+            let eta = o + zl.iter().zip(&m.u).map(|(a, b)| a * b).sum::<f64>();
+            let mu = mu_dev(eta, pr.y[i], pr.w[i], pr.sat[i]).0;
+            if !(10.0 * f64::EPSILON..=1.0 - 10.0 * f64::EPSILON).contains(&mu) {
+                numerically_0_or_1 += 1;
+            }
+        }
+    }
     let separated_groups = (0..pr.n_groups())
         .filter(|&g| {
             let ys = &pr.y[pr.starts[g]..pr.starts[g + 1]];
@@ -1234,6 +1253,7 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Glmm
             pirls_not_converged,
             optimizer_status: status.to_string(),
             hessian_not_positive_definite: hess_bad,
+            fitted_probabilities_0_or_1: numerically_0_or_1,
         },
         dropped_columns: Vec::new(),
     })

@@ -144,3 +144,18 @@ fn bad_responses_are_typed_errors() {
     let opts = GlmmOptions { weights: Some(vec![0.0; n]), ..GlmmOptions::default() };
     assert!(matches!(fit_glmm(&frame, &opts), Err(GlmmError::NonPositiveWeight { .. })));
 }
+
+/// Separation by a covariate is not an error (glmer fits it too) but a named diagnostic, as glm's warning
+/// "fitted probabilities numerically 0 or 1 occurred"; the reference fits have none.
+#[test]
+fn separation_by_a_covariate_is_diagnosed() {
+    let table = read_table("glmm_schools");
+    let f = parse_formula("fsm ~ female + (1 | school)").unwrap();
+    let mut frame = build_model_frame(&f, &table).unwrap();
+    let clean = fit_glmm(&frame, &GlmmOptions::default()).unwrap();
+    assert_eq!(clean.diagnostics.fitted_probabilities_0_or_1, 0);
+    // The response equals the covariate: complete separation by `female`.
+    frame.y = frame.x.column(1).to_vec();
+    let fit = fit_glmm(&frame, &GlmmOptions { use_hessian: false, ..GlmmOptions::default() }).unwrap();
+    assert!(fit.diagnostics.fitted_probabilities_0_or_1 > 0, "{:?}", fit.diagnostics);
+}
