@@ -22,7 +22,7 @@
 //! non-negligible difference and the variance ratio are `None` and the eCDF statistics `NaN`.
 
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use ndarray::ArrayView2;
@@ -30,7 +30,7 @@ use ndarray::ArrayView2;
 const SQRT_EPS: f64 = 1.490_116_119_384_765_6e-8;
 
 /// Which standard deviation standardizes mean differences (MatchIt's `s.d.denom`, from the estimand).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SdDenominator {
     /// SD of the treated group (ATT), MatchIt's default.
@@ -54,13 +54,15 @@ pub struct BalanceOptions<'a> {
 }
 
 /// Balance statistics of one covariate.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BalanceRow {
     /// Covariate name.
     pub term: String,
     /// Weighted mean among treated units.
+    #[serde(deserialize_with = "crate::nan::f64_or_nan")]
     pub mean_treated: f64,
     /// Weighted mean among controls.
+    #[serde(deserialize_with = "crate::nan::f64_or_nan")]
     pub mean_control: f64,
     /// Standardized mean difference (see the module doc); `None` where MatchIt reports `NA`.
     pub smd: Option<f64>,
@@ -68,15 +70,17 @@ pub struct BalanceRow {
     /// zero control variance.
     pub var_ratio: Option<f64>,
     /// Mean absolute difference of the weighted eCDFs.
+    #[serde(deserialize_with = "crate::nan::f64_or_nan")]
     pub ecdf_mean: f64,
     /// Maximum absolute difference of the weighted eCDFs (Kolmogorov–Smirnov statistic).
+    #[serde(deserialize_with = "crate::nan::f64_or_nan")]
     pub ecdf_max: f64,
     /// Whether the variable is binary (all values 0 or 1).
     pub binary: bool,
 }
 
 /// Sample sizes of one treatment group (a column of MatchIt's `nn` table).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GroupSizes {
     /// Effective sample size of the full sample under the sampling weights.
     pub all_ess: f64,
@@ -93,7 +97,7 @@ pub struct GroupSizes {
 }
 
 /// Sample sizes by group.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SampleSizes {
     /// Controls.
     pub control: GroupSizes,
@@ -102,7 +106,7 @@ pub struct SampleSizes {
 }
 
 /// A balance table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BalanceTable {
     /// One row per covariate, in input order.
     pub rows: Vec<BalanceRow>,

@@ -18,7 +18,8 @@ use std::collections::BinaryHeap;
 use serde::Serialize;
 
 use crate::matches::{MatchedSet, Matches, Problem};
-use crate::nearest::{Caliper, MatchError, NearestOptions, caliper_width, validate};
+use crate::error::MethodError;
+use crate::nearest::{Caliper, NearestOptions, caliper_width};
 use crate::support::{Discard, discard};
 
 /// Options of [`optimal`]. `Default` is pair matching with no caliper and no discarding.
@@ -54,13 +55,13 @@ impl OptimalOptions {
 }
 
 /// Optimal k:1 matching without replacement (see the module documentation).
-pub fn optimal(problem: &Problem<'_>, opts: &OptimalOptions) -> Result<Matches, MatchError> {
-    validate(problem)?;
+pub fn optimal(problem: &Problem<'_>, opts: &OptimalOptions) -> Result<Matches, MethodError> {
+    crate::validate::problem(problem)?;
     if opts.ratio == 0 {
-        return Err(MatchError::RatioZero);
+        return Err(MethodError::RatioZero);
     }
     if problem.mahvars.is_some() {
-        return Err(MatchError::Unsupported("mahvars with optimal matching"));
+        return Err(MethodError::Unsupported("mahvars with optimal matching"));
     }
     let n = problem.len();
     let d = problem.distance;
@@ -94,10 +95,10 @@ pub fn optimal(problem: &Problem<'_>, opts: &OptimalOptions) -> Result<Matches, 
         });
     }
     if !any_common {
-        return Err(MatchError::NoCommonCell);
+        return Err(MethodError::NoCommonCell);
     }
     if sets.is_empty() {
-        return Err(MatchError::NothingMatched);
+        return Err(MethodError::NothingMatched);
     }
     Ok(Matches::from_sets(problem, sets, discarded, false, opts.ratio, width, controls_short))
 }
