@@ -17,8 +17,8 @@ use std::collections::BinaryHeap;
 
 use serde::Serialize;
 
-use crate::matches::{MatchedSet, Matches, Problem};
 use crate::error::MethodError;
+use crate::matches::{MatchedSet, Matches, Problem};
 use crate::nearest::{Caliper, NearestOptions, caliper_width};
 use crate::support::{Discard, discard};
 
