@@ -72,7 +72,9 @@ fn help_lists_commands() {
     let out = psmeval(&["--help"], None);
     ok(&out);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains("simulate"), "{text}");
+    for command in ["simulate", "match", "lmm", "evaluate", "report"] {
+        assert!(text.contains(command), "{command} missing from: {text}");
+    }
 }
 
 /// A study of a simulated population: `leads` lead schools among `schools`, 1:5 matching, KS2 maths
@@ -190,6 +192,24 @@ fn evaluate_writes_a_complete_deterministic_report_that_finds_the_effect() {
     assert!(b["estimate"].as_f64().unwrap() > 0.0 && b["df"].is_null(), "logistic effects are Wald z: {b}");
     let html = String::from_utf8(read(&a.join("report.html"))).unwrap();
     assert!(html.contains("<svg") && !html.contains("src=\"figures/"), "report.html must embed its figures");
+    // `psmeval report` rebuilds the same report from results.json alone, without refitting.
+    let d = dir.path().join("d");
+    let results = a.join("results.json");
+    ok(&psmeval(&["report", results.to_str().unwrap(), "--out", d.to_str().unwrap(), "--quiet"], None));
+    for f in ["report.md", "report.html", "tables/balance.csv", "tables/coefficients.csv", "tables/effects.csv"] {
+        assert_eq!(read(&a.join(f)), read(&d.join(f)), "{f} rebuilt from results.json differs");
+    }
+    for fig in ["love.svg", "trend-ks2-maths.svg", "schools-ks2-maths.svg", "effects-ks2-expected.png"] {
+        assert_eq!(read(&a.join("figures").join(fig)), read(&d.join("figures").join(fig)), "{fig} differs");
+    }
+    // A file that is not an evaluation's results is refused, naming it, and nothing is written.
+    let bogus = dir.path().join("bogus.json");
+    std::fs::write(&bogus, "{\"outcomes\": []}").unwrap();
+    let e = dir.path().join("e");
+    let out = psmeval(&["report", bogus.to_str().unwrap(), "--out", e.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bogus.json"));
+    assert!(!e.exists());
 }
 
 #[test]

@@ -31,6 +31,8 @@ pub enum Command {
     Lmm(LmmArgs),
     /// Run a whole evaluation from a study file (or the built-in example) and write its report.
     Evaluate(EvaluateArgs),
+    /// Rebuild an evaluation's report (tables, figures, report.md, report.html) from its results.json.
+    Report(ReportArgs),
 }
 
 /// Options of `psmeval simulate`.
@@ -77,71 +79,51 @@ pub enum Preset {
     Small,
 }
 
-/// Matching options, shared by `psmeval match` and the `[matching]` table of a study file (same names).
-#[derive(Debug, Clone, PartialEq, Args, serde::Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields, rename_all = "snake_case")]
-pub struct MatchSpec {
+/// Matching options of `psmeval match`: the options of the `[matching]` table of a study file, with the same
+/// names ([`psmeval_matching::MatchSpec`]).
+#[derive(Debug, Clone, PartialEq, Args)]
+pub struct MatchOptions {
     /// Propensity-score formula, R style: `lead ~ pct_fsm + prior_attainment + factor(region)`.
     #[arg(long)]
     pub formula: String,
     /// Matching method.
     #[arg(long, value_enum, default_value_t = MethodArg::Nearest)]
-    #[serde(default)]
     pub method: MethodArg,
     /// Propensity model link and distance, as MatchIt's `link`: `logit`/`probit` match on the score,
     /// `linear-logit`/`linear-probit` on the linear predictor.
     #[arg(long, value_enum, default_value_t = LinkArg::Logit)]
-    #[serde(default)]
     pub link: LinkArg,
     /// Use this column as the distance instead of fitting a propensity model.
     #[arg(long, value_name = "COLUMN")]
-    #[serde(default)]
     pub distance_column: Option<String>,
     /// Controls per treated unit (k:1 matching).
     #[arg(long, default_value_t = 1)]
-    #[serde(default = "one")]
     pub ratio: usize,
     /// Match with replacement (a control may serve several treated units).
     #[arg(long)]
-    #[serde(default)]
     pub replace: bool,
     /// Order in which treated units are matched (MatchIt's `m.order`).
     #[arg(long, value_enum, default_value_t = OrderArg::Largest)]
-    #[serde(default)]
     pub order: OrderArg,
     /// Caliper in standard deviations of the distance (MatchIt's `std.caliper = TRUE`).
     #[arg(long, value_name = "SD")]
-    #[serde(default)]
     pub caliper: Option<f64>,
     /// Match exactly on these variables (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "VARS")]
-    #[serde(default)]
     pub exact: Vec<String>,
     /// Match on the Mahalanobis distance of these covariates within the propensity caliper (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "VARS")]
-    #[serde(default)]
     pub mahvars: Vec<String>,
     /// Discard units outside the common support of the distance.
     #[arg(long, value_enum, default_value_t = DiscardArg::None)]
-    #[serde(default)]
     pub discard: DiscardArg,
     /// Seed for `--order random`.
     #[arg(long, default_value_t = 1)]
-    #[serde(default = "one_u64")]
     pub seed: u64,
 }
 
-fn one() -> usize {
-    1
-}
-
-fn one_u64() -> u64 {
-    1
-}
-
 /// Matching methods.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum MethodArg {
     /// Greedy nearest-neighbour matching (MatchIt's `method = "nearest"`).
     #[default]
@@ -151,8 +133,7 @@ pub enum MethodArg {
 }
 
 /// Propensity links and distances.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LinkArg {
     /// Logistic regression; distance = score.
     #[default]
@@ -166,8 +147,7 @@ pub enum LinkArg {
 }
 
 /// Matching orders (MatchIt's `m.order`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum OrderArg {
     /// Highest distance first.
     #[default]
@@ -183,8 +163,7 @@ pub enum OrderArg {
 }
 
 /// Common-support discarding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum DiscardArg {
     /// Keep every unit.
     #[default]
@@ -195,6 +174,46 @@ pub enum DiscardArg {
     Control,
     /// Both.
     Both,
+}
+
+impl MatchOptions {
+    /// The library's specification of these options.
+    pub fn spec(&self) -> psmeval_matching::MatchSpec {
+        use psmeval_matching::{CommonSupport, DistanceLink, Method, Order};
+        psmeval_matching::MatchSpec {
+            formula: self.formula.clone(),
+            method: match self.method {
+                MethodArg::Nearest => Method::Nearest,
+                MethodArg::Optimal => Method::Optimal,
+            },
+            link: match self.link {
+                LinkArg::Logit => DistanceLink::Logit,
+                LinkArg::Probit => DistanceLink::Probit,
+                LinkArg::LinearLogit => DistanceLink::LinearLogit,
+                LinkArg::LinearProbit => DistanceLink::LinearProbit,
+            },
+            distance_column: self.distance_column.clone(),
+            ratio: self.ratio,
+            replace: self.replace,
+            order: match self.order {
+                OrderArg::Largest => Order::Largest,
+                OrderArg::Smallest => Order::Smallest,
+                OrderArg::Random => Order::Random,
+                OrderArg::Data => Order::Data,
+                OrderArg::Closest => Order::Closest,
+            },
+            caliper: self.caliper,
+            exact: self.exact.clone(),
+            mahvars: self.mahvars.clone(),
+            discard: match self.discard {
+                DiscardArg::None => CommonSupport::None,
+                DiscardArg::Treated => CommonSupport::Treated,
+                DiscardArg::Control => CommonSupport::Control,
+                DiscardArg::Both => CommonSupport::Both,
+            },
+            seed: self.seed,
+        }
+    }
 }
 
 /// Options of `psmeval match`.
@@ -208,7 +227,7 @@ pub struct MatchArgs {
     pub id: String,
     /// The matching options.
     #[command(flatten)]
-    pub spec: MatchSpec,
+    pub spec: MatchOptions,
     /// Matched units: id, treated, distance, weight, subclass (CSV or Parquet by extension).
     #[arg(long, value_name = "FILE")]
     pub out: PathBuf,
@@ -233,7 +252,7 @@ pub struct EvaluateArgs {
     /// data under --out, and evaluate it.
     #[arg(long, conflicts_with = "study")]
     pub example: bool,
-    /// Output directory (default: reports/<study name>, or reports/example with --example).
+    /// Output directory (default: reports/STUDY, STUDY being the study file name without its extension, or reports/example with --example).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// With --example: number of schools to simulate (default: national scale, 16,800).
@@ -291,4 +310,18 @@ pub enum FamilyArg {
     Gaussian,
     /// Logistic mixed model.
     Binomial,
+}
+
+/// Options of `psmeval report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The `results.json` written by `psmeval evaluate`.
+    #[arg(value_name = "RESULTS.json")]
+    pub results: PathBuf,
+    /// Output directory (default: the folder of RESULTS.json).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// No message on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }

@@ -9,7 +9,7 @@ use anyhow::Result;
 use psmeval_synth::{SimConfig, simulate};
 
 use crate::error::input;
-use crate::simulate::write_population;
+use crate::population::write_population;
 use crate::table::{Format, write_text};
 
 /// The study file written next to the example data (paths relative to it).
@@ -71,7 +71,7 @@ filter = {{ fsm = 1 }}
 definition = "eef"
 "#,
         effect = cfg.effect,
-        start_label = crate::plot::year_label(i64::from(cfg.programme_start)),
+        start_label = psmeval_report::plot::year_label(i64::from(cfg.programme_start)),
         seed = cfg.seed,
         first = cfg.first_year,
         last = cfg.last_year,
@@ -97,14 +97,14 @@ pub fn write_example(dir: &Path, cfg: &SimConfig) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::study::Study;
+    use psmeval_evaluation::{Plan, Study};
 
     #[test]
     fn example_study_is_valid() {
-        let s = Study::parse(&study_text(&SimConfig::small()), Path::new("x/study.toml")).unwrap();
-        assert!(s.check_static().is_empty(), "{:?}", s.check_static());
+        let s = Study::from_toml(&study_text(&SimConfig::small())).unwrap();
         assert_eq!(s.matching.ratio, 20);
         assert_eq!(s.outcomes.len(), 3);
+        Plan::new(s).unwrap();
     }
 
     /// `data/example-study.toml` documents the example; it must stay what `--example` writes.
@@ -114,7 +114,6 @@ mod tests {
         let shipped = std::fs::read_to_string(&path).unwrap();
         let body: String = shipped.lines().skip(2).map(|l| format!("{l}\n")).collect();
         assert_eq!(body, study_text(&SimConfig::default()).replace("\"data/", "\"synthetic/"));
-        let study = crate::study::Study::parse(&shipped, &path).unwrap();
-        assert!(study.check_static().is_empty());
+        Plan::new(Study::from_toml(&shipped).unwrap()).unwrap();
     }
 }

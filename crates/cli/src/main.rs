@@ -7,15 +7,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use psmeval::args::{Cli, Command};
-use psmeval::{error, evaluate, lmm_cmd, match_cmd, simulate};
+use psmeval::commands;
+use psmeval::error;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Simulate(a) => simulate::run(&a),
-        Command::Match(a) => match_cmd::run(&a),
-        Command::Lmm(a) => lmm_cmd::run(&a),
-        Command::Evaluate(a) => evaluate::run(&a),
+        Command::Simulate(a) => commands::simulate::run(&a),
+        Command::Match(a) => commands::r#match::run(&a),
+        Command::Lmm(a) => commands::lmm::run(&a),
+        Command::Evaluate(a) => commands::evaluate::run(&a),
+        Command::Report(a) => commands::report::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

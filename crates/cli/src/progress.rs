@@ -101,3 +101,46 @@ impl Step {
         }
     }
 }
+
+/// Shows a library's progress events ([`psmeval_evaluation::Progress`]) as steps and bars.
+#[derive(Debug)]
+pub struct Observer<'a> {
+    progress: &'a Progress,
+    current: std::sync::Mutex<Option<Step>>,
+}
+
+impl Progress {
+    /// An observer of library progress events, shown by this reporter.
+    pub fn observer(&self) -> Observer<'_> {
+        Observer { progress: self, current: std::sync::Mutex::new(None) }
+    }
+}
+
+impl Observer<'_> {
+    /// Shows one event (called from any thread).
+    pub fn observe(&self, event: psmeval_evaluation::Progress) {
+        use psmeval_evaluation::Progress as P;
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        match event {
+            P::Started { stage, total } => {
+                if let Some(step) = current.take() {
+                    step.finish();
+                }
+                *current = Some(match total {
+                    Some(n) => self.progress.bar(stage, n),
+                    None => self.progress.step(stage),
+                });
+            }
+            P::Advanced => {
+                if let Some(step) = current.as_ref() {
+                    step.inc(1);
+                }
+            }
+            P::Finished => {
+                if let Some(step) = current.take() {
+                    step.finish();
+                }
+            }
+        }
+    }
+}

@@ -144,56 +144,14 @@ fn check_text_in_numeric(values: &[Option<String>], name: &str, source: &Path) -
     Ok(())
 }
 
-/// Requires a numeric column holding only 0 and 1 (no missing values), e.g. a treatment indicator.
+/// The 0/1 column `column` of `table` (read from `source`), e.g. a treatment indicator.
 pub fn require_binary(table: &Table, column: &str, source: &Path) -> Result<Vec<bool>> {
-    let values = table.numeric(column).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?;
-    values
-        .iter()
-        .enumerate()
-        .map(|(i, &v)| {
-            if v == 0.0 {
-                Ok(false)
-            } else if v == 1.0 {
-                Ok(true)
-            } else {
-                let shown = if v.is_nan() { "a missing value".to_string() } else { format!("{v}") };
-                Err(InputError::new(format!(
-                    "{}: column `{column}` must be 0 or 1 but row {} holds {shown}",
-                    source.display(),
-                    i + 1
-                ))
-                .into())
-            }
-        })
-        .collect()
+    table.binary(column).map_err(|e| InputError::new(format!("{}: {e}", source.display())).into())
 }
 
-/// Requires a column whose values are present and unique (an id); returns them as text.
+/// The id column `column` of `table` (read from `source`): every value present and unique.
 pub fn require_unique_ids(table: &Table, column: &str, source: &Path) -> Result<Vec<String>> {
-    let col = table.column(column).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?;
-    let mut seen = std::collections::HashMap::with_capacity(col.len());
-    let mut ids = Vec::with_capacity(col.len());
-    for i in 0..col.len() {
-        let Some(id) = col.text_at(i) else {
-            return Err(InputError::new(format!(
-                "{}: id column `{column}` is missing in row {}",
-                source.display(),
-                i + 1
-            ))
-            .into());
-        };
-        if let Some(first) = seen.insert(id.clone(), i) {
-            return Err(InputError::new(format!(
-                "{}: id column `{column}` repeats `{id}` (rows {} and {})",
-                source.display(),
-                first + 1,
-                i + 1
-            ))
-            .into());
-        }
-        ids.push(id);
-    }
-    Ok(ids)
+    table.unique_ids(column).map_err(|e| InputError::new(format!("{}: {e}", source.display())).into())
 }
 
 /// Writes bytes to `path` atomically: a temporary file in the same directory, then a rename.
@@ -222,6 +180,15 @@ pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) ->
 /// Writes text to `path` atomically.
 pub fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, |f| Ok(f.write_all(text.as_bytes())?))
+}
+
+/// Writes rendered files under `dir` (each atomically), creating folders as needed.
+pub fn write_artifacts(dir: &Path, files: &[psmeval_report::Artifact]) -> Result<()> {
+    for f in files {
+        let path = dir.join(&f.path);
+        write_atomic(&path, |out| Ok(out.write_all(&f.bytes)?))?;
+    }
+    Ok(())
 }
 
 /// Writes a frame as CSV or Parquet (by `format`) atomically.

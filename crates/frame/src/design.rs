@@ -1,4 +1,4 @@
-//! Design matrices: a parsed [`Formula`](crate::Formula) applied to a [`Table`](crate::Table) gives a
+//! Design matrices: a parsed [`Formula`] applied to a [`Table`] gives a
 //! [`ModelFrame`] with the response, the fixed-effects matrix `X` (R's column names and treatment
 //! contrasts) and the random-effects terms (grouping factor codes and per-term model matrices).
 

@@ -97,6 +97,36 @@ pub enum TableError {
         /// The repeated name.
         name: String,
     },
+    /// A 0/1 indicator (such as a treatment) holds another value.
+    #[error("column `{name}` must be 0 or 1 but row {row} holds {value}")]
+    NotBinary {
+        /// The column.
+        name: String,
+        /// 1-based data row.
+        row: usize,
+        /// The value as shown (`a missing value` for NaN).
+        value: String,
+    },
+    /// An id column has a missing value.
+    #[error("id column `{name}` is missing in row {row}")]
+    MissingId {
+        /// The column.
+        name: String,
+        /// 1-based data row.
+        row: usize,
+    },
+    /// An id column repeats a value.
+    #[error("id column `{name}` repeats `{id}` (rows {first} and {second})")]
+    DuplicateId {
+        /// The column.
+        name: String,
+        /// The repeated id.
+        id: String,
+        /// 1-based row of its first occurrence.
+        first: usize,
+        /// 1-based row of the repeat.
+        second: usize,
+    },
 }
 
 /// Named columns of equal length.
@@ -173,6 +203,41 @@ impl Table {
         }
     }
 
+    /// The named numeric column as a 0/1 indicator (no missing values), e.g. a treatment column.
+    pub fn binary(&self, name: &str) -> Result<Vec<bool>, TableError> {
+        self.numeric(name)?
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                if v == 0.0 {
+                    Ok(false)
+                } else if v == 1.0 {
+                    Ok(true)
+                } else {
+                    let value = if v.is_nan() { "a missing value".to_string() } else { format!("{v}") };
+                    Err(TableError::NotBinary { name: name.to_string(), row: i + 1, value })
+                }
+            })
+            .collect()
+    }
+
+    /// The named column as ids: every value present and unique, returned as text.
+    pub fn unique_ids(&self, name: &str) -> Result<Vec<String>, TableError> {
+        let col = self.column(name)?;
+        let mut seen = std::collections::HashMap::with_capacity(col.len());
+        let mut ids = Vec::with_capacity(col.len());
+        for i in 0..col.len() {
+            let Some(id) = col.text_at(i) else {
+                return Err(TableError::MissingId { name: name.to_string(), row: i + 1 });
+            };
+            if let Some(first) = seen.insert(id.clone(), i) {
+                return Err(TableError::DuplicateId { name: name.to_string(), id, first: first + 1, second: i + 1 });
+            }
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
     /// Iterates over `(name, column)` pairs.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Column)> {
         self.names.iter().map(String::as_str).zip(self.columns.iter())
@@ -189,5 +254,30 @@ impl Table {
             })
             .collect();
         Table { names: self.names.clone(), columns }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn binary_and_id_columns_name_the_row_at_fault() {
+        let t = Table::new()
+            .with("lead", Column::Numeric(vec![0.0, 1.0, 2.0]))
+            .unwrap()
+            .with("id", Column::Text(vec![Some("a".into()), Some("b".into()), Some("a".into())]))
+            .unwrap()
+            .with("gap", Column::Text(vec![Some("a".into()), None, Some("c".into())]))
+            .unwrap();
+        let e = t.binary("lead").unwrap_err();
+        assert_eq!(e.to_string(), "column `lead` must be 0 or 1 but row 3 holds 2");
+        let e = t.unique_ids("id").unwrap_err();
+        assert_eq!(e.to_string(), "id column `id` repeats `a` (rows 1 and 3)");
+        let e = t.unique_ids("gap").unwrap_err();
+        assert_eq!(e.to_string(), "id column `gap` is missing in row 2");
+        let ok = t.take_rows(&[0, 1]);
+        assert_eq!(ok.binary("lead").unwrap(), [false, true]);
+        assert_eq!(ok.unique_ids("id").unwrap(), ["a", "b"]);
     }
 }

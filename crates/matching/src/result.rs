@@ -27,7 +27,9 @@ pub struct MatchResult {
     pub balance: BalancePair,
     /// Diagnostics worth a reader's attention.
     pub notes: Vec<String>,
-    /// Every unit used (complete cases, in input order) with its distance and weight.
+    /// Every unit used (complete cases, in input order) with its distance and weight (absent from results
+    /// files written before it was recorded).
+    #[serde(default)]
     pub units: Vec<Unit>,
 }
 

@@ -1,18 +1,23 @@
-//! Typed errors of mixed-model fitting: every variant says which column, row or term is at fault.
+//! The typed error of mixed-model fitting and of the questions asked of a fit, for both families: every
+//! variant says which argument, column, row (1-based) or term is at fault.
+//!
+//! One enum serves linear and logistic models because most failures are shared (an empty frame, a
+//! mismatched length, a non-finite value, a bad weight, an aliased design) and because the
+//! [`MixedModel`](crate::MixedModel) contract (`contrast`) needs a single error type for one code path.
 
 use thiserror::Error;
 
-/// A mixed model could not be fitted.
+/// A mixed model could not be fitted, or a question asked of a fit has no answer.
 #[derive(Debug, Error, Clone, PartialEq)]
 #[non_exhaustive]
-pub enum LmmError {
+pub enum MixedModelError {
     /// The frame has no rows.
     #[error("no observations: the model frame has zero rows")]
     NoObservations,
-    /// The model has no random-effects term (use a linear model instead).
+    /// The model has no random-effects term (use a (generalized) linear model instead).
     #[error("no random-effects terms in the model")]
     NoRandomTerms,
-    /// Dimensions of the frame's parts disagree.
+    /// Lengths of the frame's parts, the weights or a contrast disagree.
     #[error("dimension mismatch in `{what}`: expected {expected}, found {found}")]
     DimensionMismatch {
         /// Which part.
@@ -25,18 +30,49 @@ pub enum LmmError {
     /// A NaN or infinite value.
     #[error("non-finite value in `{what}` at row {row}")]
     NonFinite {
-        /// The column (`response`, a fixed-effects column or a random-effects column).
+        /// The column (the response, a fixed-effects column or a random-effects column).
         what: String,
         /// 1-based row of the frame.
         row: usize,
     },
-    /// A fixed-effects column is a linear combination of earlier columns.
+    /// A prior weight that is not positive and finite.
+    #[error("row {row}: weight {value} is not positive and finite")]
+    NonPositiveWeight {
+        /// 1-based row of the frame.
+        row: usize,
+        /// The weight.
+        value: f64,
+    },
+    /// A Bernoulli response (GLMM without weights) outside {0, 1}.
+    #[error("row {row}: response {value} is not 0 or 1 (give binomial totals as weights for proportions)")]
+    ResponseNotBinary {
+        /// 1-based row of the frame.
+        row: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A binomial proportion (GLMM with weights) outside [0, 1].
+    #[error("row {row}: proportion {value} is outside [0, 1]")]
+    ProportionOutOfRange {
+        /// 1-based row of the frame.
+        row: usize,
+        /// The value.
+        value: f64,
+    },
+    /// A binomial response that is all 0 or all 1: every fixed effect runs off (complete separation).
+    #[error("complete separation: every response is {value}")]
+    CompleteSeparation {
+        /// The common value.
+        value: f64,
+    },
+    /// X is rank deficient at this column after aliased columns were dropped: every column was aliased, or
+    /// (GLMM) a column is numerically dependent on earlier ones.
     #[error("fixed-effects column `{column}` is aliased (linearly dependent on earlier columns): X is rank deficient")]
     RankDeficient {
         /// The aliased column.
         column: String,
     },
-    /// A grouping factor has as many levels as observations (lme4's check).
+    /// A grouping factor has as many levels as observations (lme4's check for `lmer`).
     #[error(
         "grouping factor `{group}` has {levels} levels for {n_obs} observations: the number of levels of each grouping factor must be < number of observations"
     )]
@@ -66,15 +102,37 @@ pub enum LmmError {
         /// The limit.
         max: usize,
     },
+    /// A model shape not fitted yet (a GLMM with several grouping factors, or adaptive quadrature with a vector
+    /// term).
+    #[error("not yet supported: {what}")]
+    NotYetSupported {
+        /// What.
+        what: String,
+    },
+    /// The GLMM objective could not be evaluated at the starting values.
+    #[error("the deviance is not finite at the starting values")]
+    NonFiniteStart,
     /// The optimizer never found a finite objective.
     #[error("the optimizer failed: {reason}")]
     Optimizer {
         /// Why.
         reason: String,
     },
+    /// A random-effects term asked for (in a prediction frame) is not in the fit.
+    #[error("no random-effects term `{group}` with these columns in the fit")]
+    UnknownTerm {
+        /// The grouping factor.
+        group: String,
+    },
     /// Two fits cannot be compared by a likelihood-ratio test.
     #[error("likelihood-ratio test not possible: {reason}")]
     NotComparable {
+        /// Why.
+        reason: String,
+    },
+    /// Cluster-robust inference is not possible for this fit and clustering.
+    #[error("cluster-robust inference: {reason}")]
+    Robust {
         /// Why.
         reason: String,
     },

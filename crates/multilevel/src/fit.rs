@@ -1,6 +1,6 @@
-//! Fitting a linear mixed model: validation of the model frame, optimization of the profiled criterion, and
-//! the immutable [`LmmFit`] result with everything lme4's `summary`, `VarCorr`, `ranef(condVar = TRUE)` and
-//! lmerTest report, plus predictions and likelihood-ratio tests.
+//! Fitting a linear mixed model: validation of the model frame and weights, optimization of the profiled
+//! criterion, and the immutable [`LmmFit`] with everything lme4's `summary`, `VarCorr`, `ranef(condVar =
+//! TRUE)` and lmerTest report (read through [`MixedModel`]), plus predictions and likelihood-ratio tests.
 
 // Index loops mirror the matrix formulas (row-major `a[i * n + j]`).
 #![allow(clippy::needless_range_loop)]
@@ -10,297 +10,186 @@ use std::collections::BTreeMap;
 use ndarray::Array2;
 use psmeval_frame::{ModelFrame, RandomTerm};
 use serde::Serialize;
-use statrs::distribution::{ChiSquared, ContinuousCDF, StudentsT};
+use statrs::distribution::{ChiSquared, ContinuousCDF};
 
-use crate::error::LmmError;
-use crate::optim::{OptSummary, minimize};
+use crate::error::MixedModelError;
+use crate::model::{Family, MixedModel, contrast_estimate, p_value_t};
+use crate::optim::{OptParameters, OptSummary, Schedule, minimize};
 use crate::pls::Pls;
+use crate::result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, VarianceComponent};
 use crate::satterthwaite::{SatterthwaiteParts, satterthwaite_parts};
+use crate::validate::{validate_frame, validate_weights};
 
-/// Fitting options. Defaults: REML, Satterthwaite df on.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// Fitting options. Defaults: REML, Satterthwaite df on, no weights.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LmmOptions {
     /// REML (default `true`) or maximum likelihood.
     pub reml: bool,
     /// Compute Satterthwaite df and p-values (default `true`).
     pub satterthwaite: bool,
-    /// lme4's `isSingular` tolerance on diagonal θ (default 1e-4).
-    pub singular_tol: f64,
+    /// Prior weights, one per row (lme4's `weights`): observation i has residual variance σ²/wᵢ. `None`
+    /// (default) means all 1.
+    pub weights: Option<Vec<f64>>,
 }
 
 impl Default for LmmOptions {
     fn default() -> Self {
-        LmmOptions { reml: true, satterthwaite: true, singular_tol: 1e-4 }
+        LmmOptions { reml: true, satterthwaite: true, weights: None }
     }
 }
 
-/// One row of the fixed-effects table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FixedEffect {
-    /// Column name of X.
-    pub term: String,
-    /// Estimate β̂.
-    pub estimate: f64,
-    /// Standard error.
-    pub std_error: f64,
-    /// Satterthwaite df (NaN if not computed).
-    pub df: f64,
-    /// t statistic.
-    pub t_value: f64,
-    /// Two-sided p-value from t on `df` (NaN if df not computed).
-    pub p_value: f64,
-}
+/// lme4's `isSingular` tolerance on the diagonal of Λ.
+const SINGULAR_TOL: f64 = 1e-4;
 
-/// One variance component (lme4's `VarCorr` diagonal, then the residual).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RandomEffect {
-    /// Grouping factor, or `Residual`.
-    pub group: String,
-    /// Column of the term; `None` for the residual.
-    pub term: Option<String>,
-    /// Variance.
-    pub variance: f64,
-    /// Standard deviation.
-    pub std_dev: f64,
-}
-
-/// A correlation between two random effects of the same term.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Correlation {
-    /// Grouping factor.
-    pub group: String,
-    /// First column.
-    pub term1: String,
-    /// Second column.
-    pub term2: String,
-    /// Correlation.
-    pub correlation: f64,
-}
-
-/// Conditional modes (BLUPs) of one random-effects term.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct RanefTerm {
-    /// Grouping factor.
-    pub group: String,
-    /// Columns of the term.
-    pub terms: Vec<String>,
-    /// Level labels.
-    pub levels: Vec<String>,
-    /// `values[level][column]`: conditional mode.
-    pub values: Vec<Vec<f64>>,
-    /// `cond_sd[level][column]`: conditional standard deviation (lme4's `condVar`).
-    pub cond_sd: Vec<Vec<f64>>,
-}
-
-/// A fitted linear mixed model.
+/// A fitted linear mixed model. The quantities common to both families are read through [`MixedModel`];
+/// the fields here are the linear model's own.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LmmFit {
     /// REML (true) or ML.
     pub reml: bool,
-    /// Observations.
-    pub n_obs: usize,
-    /// Grouping factors and their level counts.
-    pub groups: BTreeMap<String, usize>,
-    /// Relative covariance parameters, in lme4's order.
-    pub theta: Vec<f64>,
-    /// Fixed effects.
-    pub beta: Vec<f64>,
-    /// Fixed-effects table.
-    pub fixed_effects: Vec<FixedEffect>,
-    /// Covariance of β̂ (p×p, row-major).
-    pub vcov: Vec<f64>,
-    /// Variance components, residual last.
-    pub random_effects: Vec<RandomEffect>,
-    /// Correlations within terms.
-    pub correlations: Vec<Correlation>,
-    /// Residual standard deviation.
+    /// Residual standard deviation σ.
     pub sigma: f64,
-    /// Log-likelihood (REML log-likelihood for REML fits).
-    pub log_likelihood: f64,
     /// REML criterion (REML) or deviance (ML), as `REMLcrit()` / `deviance()`.
     pub criterion: f64,
-    /// AIC with df = p + length(θ) + 1.
-    pub aic: f64,
-    /// BIC.
-    pub bic: f64,
-    /// Number of parameters p + length(θ) + 1.
+    /// Number of parameters p + length(θ) + 1 (the df of AIC and of likelihood-ratio tests).
     pub n_params: usize,
-    /// Whether the optimizer converged.
-    pub converged: bool,
-    /// Whether the fit is singular (a diagonal θ within the tolerance of 0).
-    pub singular: bool,
-    /// Objective evaluations.
-    pub iterations: usize,
-    /// The optimizer's record.
-    pub optimizer: OptSummary,
-    /// Intra-class correlation τ²/(τ² + σ²) for a model whose only random term is one scalar intercept.
-    pub icc: Option<f64>,
-    /// Conditional modes with conditional SDs, per term in lme4's order.
-    pub ranef: Vec<RanefTerm>,
-    /// Fixed-effects column names.
-    pub x_names: Vec<String>,
-    /// Fixed-effects columns dropped because they were aliased (rank-deficient X), as lme4's message names them.
-    pub dropped_columns: Vec<String>,
-    /// Satterthwaite ingredients for [`LmmFit::contrast`] (not serialized).
+    family: Family,
+    n_obs: usize,
+    groups: BTreeMap<String, usize>,
+    theta: Vec<f64>,
+    beta: Vec<f64>,
+    vcov: Vec<f64>,
+    fixed_effects: Vec<FixedEffect>,
+    variance_components: Vec<VarianceComponent>,
+    correlations: Vec<Correlation>,
+    ranef: Vec<ConditionalModes>,
+    log_likelihood: f64,
+    aic: f64,
+    bic: f64,
+    converged: bool,
+    singular: bool,
+    optimizer: OptSummary,
+    icc: Option<f64>,
+    dropped_columns: Vec<String>,
+    /// Satterthwaite ingredients for [`MixedModel::contrast`] (not serialized).
     #[serde(skip)]
     satterthwaite: Option<SatterthwaiteParts>,
 }
 
-/// A test of one linear combination L'β of the fixed effects (lmerTest's `contest1D`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ContrastTest {
-    /// L'β̂.
-    pub estimate: f64,
-    /// √(L' cov(β̂) L).
-    pub std_error: f64,
-    /// Satterthwaite degrees of freedom (NaN when the fit was made without them).
-    pub df: f64,
-    /// t statistic.
-    pub t_value: f64,
-    /// Two-sided p-value from t on `df`.
-    pub p_value: f64,
-}
-
-/// A likelihood-ratio test of two nested ML fits.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LikelihoodRatioTest {
-    /// 2 (ℓ_large − ℓ_small).
-    pub chisq: f64,
-    /// Difference in parameter counts.
-    pub df: usize,
-    /// Upper chi-square tail probability.
-    pub p_value: f64,
-}
-
-fn validate(frame: &ModelFrame) -> Result<(), LmmError> {
+fn validate(frame: &ModelFrame) -> Result<(), MixedModelError> {
+    validate_frame(frame)?;
     let n = frame.y.len();
-    if n == 0 {
-        return Err(LmmError::NoObservations);
-    }
-    if frame.random.is_empty() {
-        return Err(LmmError::NoRandomTerms);
-    }
-    let dim = |what: &str, expected: usize, found: usize| {
-        if expected != found {
-            Err(LmmError::DimensionMismatch { what: what.to_string(), expected, found })
-        } else {
-            Ok(())
-        }
-    };
-    dim("x rows", n, frame.x.nrows())?;
-    dim("x_names", frame.x.ncols(), frame.x_names.len())?;
-    if let Some(i) = frame.y.iter().position(|v| !v.is_finite()) {
-        return Err(LmmError::NonFinite { what: frame.response_name.clone(), row: i + 1 });
-    }
-    for (j, name) in frame.x_names.iter().enumerate() {
-        if let Some(i) = frame.x.column(j).iter().position(|v| !v.is_finite()) {
-            return Err(LmmError::NonFinite { what: name.clone(), row: i + 1 });
-        }
-    }
     let p = frame.x.ncols();
     if n <= p {
-        return Err(LmmError::TooFewObservations { n_obs: n, p });
+        return Err(MixedModelError::TooFewObservations { n_obs: n, p });
     }
     for rt in &frame.random {
-        dim(&format!("codes of `{}`", rt.group), n, rt.codes.len())?;
-        dim(&format!("z rows of `{}`", rt.group), n, rt.z.nrows())?;
-        dim(&format!("names of `{}`", rt.group), rt.z.ncols(), rt.names.len())?;
-        if let Some(i) = rt.codes.iter().position(|&c| c as usize >= rt.levels.len()) {
-            return Err(LmmError::DimensionMismatch {
-                what: format!("level code of `{}` at row {}", rt.group, i + 1),
-                expected: rt.levels.len(),
-                found: rt.codes[i] as usize,
-            });
-        }
         if rt.levels.len() >= n {
-            return Err(LmmError::TooManyLevels { group: rt.group.clone(), levels: rt.levels.len(), n_obs: n });
-        }
-        for (c, name) in rt.names.iter().enumerate() {
-            if let Some(i) = rt.z.column(c).iter().position(|v| !v.is_finite()) {
-                return Err(LmmError::NonFinite { what: format!("{name} | {}", rt.group), row: i + 1 });
-            }
+            return Err(MixedModelError::TooManyLevels { group: rt.group.clone(), levels: rt.levels.len(), n_obs: n });
         }
     }
     if frame.random.len() > 1 {
         let size: usize = frame.random.iter().map(|rt| rt.levels.len() * rt.z.ncols()).sum();
         if size > crate::pls::MAX_DENSE {
-            return Err(LmmError::TooLarge { size, max: crate::pls::MAX_DENSE });
+            return Err(MixedModelError::TooLarge { size, max: crate::pls::MAX_DENSE });
         }
     }
     Ok(())
 }
 
-/// Fits `y = Xβ + Zb + ε` by REML or ML as lme4's `lmer`. Fixed-effects columns that are linear
-/// combinations of earlier columns are dropped first, as lme4 does, and named in `dropped_columns`.
-pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmError> {
+/// Fits `y = Xβ + Zb + ε` by REML or ML as lme4's `lmer`, with prior weights when `options.weights` is
+/// set. Fixed-effects columns that are linear combinations of earlier columns are dropped first, as lme4
+/// does, and named in [`MixedModel::dropped_columns`].
+///
+/// Weights: observation i has residual variance σ²/wᵢ; the fit is that of the rows of y, X and Z scaled by
+/// √wᵢ, and the log-likelihood includes ½ Σ log wᵢ, as lme4's.
+pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, MixedModelError> {
     validate(frame)?;
+    let Some(weights) = &options.weights else {
+        return fit_unweighted(frame, options);
+    };
+    validate_weights(weights, frame.y.len())?;
+    let mut scaled = frame.clone();
+    for (i, r) in weights.iter().map(|w| w.sqrt()).enumerate() {
+        scaled.y[i] *= r;
+        scaled.x.row_mut(i).mapv_inplace(|v| v * r);
+        for t in &mut scaled.random {
+            t.z.row_mut(i).mapv_inplace(|v| v * r);
+        }
+    }
+    let mut fit = fit_unweighted(&scaled, options)?;
+    let half_log_w: f64 = weights.iter().map(|w| w.ln()).sum::<f64>() / 2.0;
+    fit.log_likelihood += half_log_w;
+    fit.criterion -= 2.0 * half_log_w;
+    fit.aic -= 2.0 * half_log_w;
+    fit.bic -= 2.0 * half_log_w;
+    Ok(fit)
+}
+
+/// The fit of a validated frame (weights already applied): aliased columns dropped, then the full-rank fit.
+fn fit_unweighted(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, MixedModelError> {
     let aliased = frame.aliased_columns();
     if aliased.is_empty() {
         return fit_full_rank(frame, options);
     }
     if aliased.len() == frame.x.ncols() {
-        return Err(LmmError::RankDeficient { column: frame.x_names[aliased[0]].clone() });
+        return Err(MixedModelError::RankDeficient { column: frame.x_names[aliased[0]].clone() });
     }
     let mut fit = fit_full_rank(&frame.without_columns(&aliased), options)?;
     fit.dropped_columns = aliased.iter().map(|&j| frame.x_names[j].clone()).collect();
     Ok(fit)
 }
 
-/// The fit of a frame whose X has full column rank (`fit_lmm` has dropped aliased columns).
-fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, LmmError> {
+/// The fit of a frame whose X has full column rank.
+fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, MixedModelError> {
     let reml = options.reml;
     // lme4 orders terms by decreasing number of levels (stable).
     let mut order: Vec<&RandomTerm> = frame.random.iter().collect();
     order.sort_by_key(|t| std::cmp::Reverse(t.levels.len()));
     let pls = Pls::new(&frame.y, &frame.x, &order);
     let lower = pls.lower_bounds();
-    let mut theta = pls.theta_start();
-    let opt = minimize(|t| pls.objective(t, reml), &mut theta, &lower);
+    let theta_initial = pls.theta_start();
+    let mut theta = theta_initial.clone();
+    // A coarse-to-fine run from lme4's start, then a restart with a smaller radius to polish.
+    let schedule = Schedule { runs: &[(0.5, 1e-9), (1e-3, 1e-11)], max_fun_per_parameter: 20_000 };
+    let runs = minimize(|t| pls.objective(t, reml), &mut theta, &lower, schedule, OptParameters::Theta);
     let eval = pls
         .eval(&theta)
-        .ok_or_else(|| LmmError::Optimizer { reason: "no finite objective at the optimum".to_string() })?;
+        .ok_or_else(|| MixedModelError::Optimizer { reason: "no finite objective at the optimum".to_string() })?;
     let n = pls.n;
     let p = pls.p;
     let criterion = pls.criterion(&eval, reml);
+    let optimizer = OptSummary::new(theta_initial, lower, theta.clone(), criterion, runs);
     let sigma2 = eval.pwrss / if reml { (n - p) as f64 } else { n as f64 };
     let sigma = sigma2.sqrt();
     let unscaled = crate::dense::chol_inverse(&eval.lx, p);
     let vcov: Vec<f64> = unscaled.iter().map(|v| v * sigma2).collect();
     let satterthwaite = if options.satterthwaite { satterthwaite_parts(&pls, &theta, sigma, reml) } else { None };
-    let df: Vec<f64> = (0..p)
+    let fixed_effects = (0..p)
         .map(|j| {
             let mut l = vec![0.0; p];
             l[j] = 1.0;
-            satterthwaite.as_ref().map_or(f64::NAN, |s| s.df(&l, &vcov))
-        })
-        .collect();
-    let fixed_effects = (0..p)
-        .map(|j| {
+            let df = satterthwaite.as_ref().map(|s| s.df(&l, &vcov));
             let se = vcov[j * p + j].sqrt();
             let t = eval.beta[j] / se;
-            let p_value = if df[j].is_finite() && df[j] > 0.0 {
-                StudentsT::new(0.0, 1.0, df[j]).map(|d| 2.0 * d.sf(t.abs())).unwrap_or(f64::NAN)
-            } else {
-                f64::NAN
-            };
             FixedEffect {
                 term: frame.x_names[j].clone(),
                 estimate: eval.beta[j],
                 std_error: se,
-                df: df[j],
-                t_value: t,
-                p_value,
+                statistic: t,
+                df,
+                p_value: df.map_or(f64::NAN, |df| p_value_t(t, df)),
             }
         })
         .collect();
-    let mut random_effects = Vec::new();
+    let mut variance_components = Vec::new();
     let mut correlations = Vec::new();
     let mut singular = false;
     for t in &pls.terms {
         let q = t.q;
         let lam = t.lambda(&theta);
         for c in 0..q {
-            if lam[c * q + c] < options.singular_tol {
+            if lam[c * q + c] < SINGULAR_TOL {
                 singular = true;
             }
         }
@@ -311,7 +200,7 @@ fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, Lmm
             }
         }
         for a in 0..q {
-            random_effects.push(RandomEffect {
+            variance_components.push(VarianceComponent {
                 group: t.group.clone(),
                 term: Some(t.names[a].clone()),
                 variance: cov[a * q + a],
@@ -329,10 +218,15 @@ fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, Lmm
             }
         }
     }
-    random_effects.push(RandomEffect { group: "Residual".to_string(), term: None, variance: sigma2, std_dev: sigma });
+    variance_components.push(VarianceComponent {
+        group: "Residual".to_string(),
+        term: None,
+        variance: sigma2,
+        std_dev: sigma,
+    });
     let modes = pls
         .modes(&theta, &eval.beta)
-        .ok_or_else(|| LmmError::Optimizer { reason: "conditional modes not computable".to_string() })?;
+        .ok_or_else(|| MixedModelError::Optimizer { reason: "conditional modes not computable".to_string() })?;
     let ranef = pls
         .terms
         .iter()
@@ -345,11 +239,17 @@ fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, Lmm
                 .iter()
                 .map(|cov| (0..q).map(|c| (sigma2 * cov[c * q + c]).sqrt()).collect())
                 .collect();
-            RanefTerm { group: t.group.clone(), terms: t.names.clone(), levels: t.levels.clone(), values, cond_sd }
+            ConditionalModes {
+                group: t.group.clone(),
+                terms: t.names.clone(),
+                levels: t.levels.clone(),
+                modes: values,
+                cond_sd,
+            }
         })
         .collect();
     let icc = (pls.terms.len() == 1 && pls.terms[0].q == 1 && pls.terms[0].names[0] == "(Intercept)").then(|| {
-        let tau2 = random_effects[0].variance;
+        let tau2 = variance_components[0].variance;
         tau2 / (tau2 + sigma2)
     });
     let n_params = p + theta.len() + 1;
@@ -357,93 +257,102 @@ fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, Lmm
     let groups = pls.terms.iter().map(|t| (t.group.clone(), t.levels.len())).collect();
     Ok(LmmFit {
         reml,
+        sigma,
+        criterion,
+        n_params,
+        family: Family::Gaussian,
         n_obs: n,
         groups,
+        theta,
         beta: eval.beta.clone(),
-        fixed_effects,
         vcov,
-        random_effects,
+        fixed_effects,
+        variance_components,
         correlations,
-        sigma,
+        ranef,
         log_likelihood,
-        criterion,
         aic: criterion + 2.0 * n_params as f64,
         bic: criterion + (n as f64).ln() * n_params as f64,
-        n_params,
-        converged: opt.converged,
+        converged: optimizer.converged,
         singular,
-        iterations: opt.evaluations,
-        optimizer: opt,
+        optimizer,
         icc,
-        ranef,
-        x_names: frame.x_names.clone(),
-        theta,
         dropped_columns: Vec::new(),
         satterthwaite,
     })
 }
 
-/// Fits a linear mixed model with prior weights: observation i has residual variance σ²/wᵢ (lme4's `weights`).
-/// Equivalent to scaling the rows of y, X and Z by √wᵢ; the log-likelihood includes ½ Σ log wᵢ, as lme4's.
-pub fn fit_lmm_weighted(frame: &ModelFrame, weights: &[f64], options: &LmmOptions) -> Result<LmmFit, LmmError> {
-    if weights.len() != frame.y.len() {
-        return Err(LmmError::DimensionMismatch {
-            what: "weights".to_string(),
-            expected: frame.y.len(),
-            found: weights.len(),
-        });
+impl MixedModel for LmmFit {
+    fn family(&self) -> Family {
+        self.family
     }
-    if let Some(row) = weights.iter().position(|w| !(w.is_finite() && *w > 0.0)) {
-        return Err(LmmError::NonFinite { what: "weights (must be positive and finite)".to_string(), row: row + 1 });
+    fn n_obs(&self) -> usize {
+        self.n_obs
     }
-    let root: Vec<f64> = weights.iter().map(|w| w.sqrt()).collect();
-    let mut scaled = frame.clone();
-    for (i, r) in root.iter().enumerate() {
-        scaled.y[i] *= r;
-        scaled.x.row_mut(i).mapv_inplace(|v| v * r);
-        for t in &mut scaled.random {
-            t.z.row_mut(i).mapv_inplace(|v| v * r);
-        }
+    fn groups(&self) -> &BTreeMap<String, usize> {
+        &self.groups
     }
-    let mut fit = fit_lmm(&scaled, options)?;
-    let half_log_w: f64 = weights.iter().map(|w| w.ln()).sum::<f64>() / 2.0;
-    fit.log_likelihood += half_log_w;
-    fit.criterion -= 2.0 * half_log_w;
-    fit.aic -= 2.0 * half_log_w;
-    fit.bic -= 2.0 * half_log_w;
-    Ok(fit)
+    fn beta(&self) -> &[f64] {
+        &self.beta
+    }
+    fn vcov(&self) -> &[f64] {
+        &self.vcov
+    }
+    fn fixed_effects(&self) -> &[FixedEffect] {
+        &self.fixed_effects
+    }
+    fn variance_components(&self) -> &[VarianceComponent] {
+        &self.variance_components
+    }
+    fn correlations(&self) -> &[Correlation] {
+        &self.correlations
+    }
+    fn ranef(&self) -> &[ConditionalModes] {
+        &self.ranef
+    }
+    fn theta(&self) -> &[f64] {
+        &self.theta
+    }
+    fn log_likelihood(&self) -> f64 {
+        self.log_likelihood
+    }
+    fn aic(&self) -> f64 {
+        self.aic
+    }
+    fn bic(&self) -> f64 {
+        self.bic
+    }
+    fn converged(&self) -> bool {
+        self.converged
+    }
+    fn singular(&self) -> bool {
+        self.singular
+    }
+    fn optimizer(&self) -> &OptSummary {
+        &self.optimizer
+    }
+    fn dropped_columns(&self) -> &[String] {
+        &self.dropped_columns
+    }
+    fn icc(&self) -> Option<f64> {
+        self.icc
+    }
+    /// Estimate, standard error and Satterthwaite df of L'β, as lmerTest's `contest1D(fit, L)` (`df = None`
+    /// and a NaN p-value when the fit was made without Satterthwaite df).
+    fn contrast(&self, l: &[f64]) -> Result<ContrastTest, MixedModelError> {
+        let (estimate, std_error) = contrast_estimate(&self.beta, &self.vcov, l)?;
+        let df = self.satterthwaite.as_ref().map(|s| s.df(l, &self.vcov));
+        let statistic = estimate / std_error;
+        let p_value = df.map_or(f64::NAN, |df| p_value_t(statistic, df));
+        Ok(ContrastTest { estimate, std_error, statistic, df, p_value })
+    }
 }
 
 impl LmmFit {
-    /// Estimate, standard error and Satterthwaite df of the contrast L'β (`l` has one weight per fixed
-    /// effect), as lmerTest's `contest1D(fit, L)`.
-    pub fn contrast(&self, l: &[f64]) -> Result<ContrastTest, LmmError> {
-        let p = self.beta.len();
-        if l.len() != p {
-            return Err(LmmError::DimensionMismatch { what: "contrast".to_string(), expected: p, found: l.len() });
-        }
-        let estimate: f64 = l.iter().zip(&self.beta).map(|(a, b)| a * b).sum();
-        let mut var = 0.0;
-        for i in 0..p {
-            for j in 0..p {
-                var += l[i] * self.vcov[i * p + j] * l[j];
-            }
-        }
-        let std_error = var.sqrt();
-        let df = self.satterthwaite.as_ref().map_or(f64::NAN, |s| s.df(l, &self.vcov));
-        let t_value = estimate / std_error;
-        let p_value = if df.is_finite() && df > 0.0 {
-            StudentsT::new(0.0, 1.0, df).map(|d| 2.0 * d.sf(t_value.abs())).unwrap_or(f64::NAN)
-        } else {
-            f64::NAN
-        };
-        Ok(ContrastTest { estimate, std_error, df, t_value, p_value })
-    }
-
     /// Population-level predictions Xβ̂ for a fixed-effects matrix with the fit's columns.
-    pub fn predict_fixed(&self, x: &Array2<f64>) -> Result<Vec<f64>, LmmError> {
+    pub fn predict_fixed(&self, x: &Array2<f64>) -> Result<Vec<f64>, MixedModelError> {
         if x.ncols() != self.beta.len() {
-            return Err(LmmError::DimensionMismatch {
+            return Err(MixedModelError::DimensionMismatch {
                 what: "columns of x".to_string(),
                 expected: self.beta.len(),
                 found: x.ncols(),
@@ -453,22 +362,22 @@ impl LmmFit {
     }
 
     /// Predictions for a model frame: Xβ̂ plus, when `include_random`, Zb̂ for every term matched by group name
-    /// and level label (a level not seen in the fit contributes 0, as lme4's `allow.new.levels`).
-    pub fn predict(&self, frame: &ModelFrame, include_random: bool) -> Result<Vec<f64>, LmmError> {
+    /// and columns, level by label (a level not seen in the fit contributes 0, as lme4's `allow.new.levels`).
+    pub fn predict(&self, frame: &ModelFrame, include_random: bool) -> Result<Vec<f64>, MixedModelError> {
         let mut pred = self.predict_fixed(&frame.x)?;
         if !include_random {
             return Ok(pred);
         }
         for rt in &frame.random {
             let Some(re) = self.ranef.iter().find(|r| r.group == rt.group && r.terms == rt.names) else {
-                return Err(LmmError::NotComparable { reason: format!("no random term `{}` in the fit", rt.group) });
+                return Err(MixedModelError::UnknownTerm { group: rt.group.clone() });
             };
             let index: std::collections::HashMap<&str, usize> =
                 re.levels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
             let map: Vec<Option<usize>> = rt.levels.iter().map(|l| index.get(l.as_str()).copied()).collect();
             for (i, pr) in pred.iter_mut().enumerate() {
                 if let Some(j) = map[rt.codes[i] as usize] {
-                    *pr += (0..rt.names.len()).map(|c| rt.z[[i, c]] * re.values[j][c]).sum::<f64>();
+                    *pr += (0..rt.names.len()).map(|c| rt.z[[i, c]] * re.modes[j][c]).sum::<f64>();
                 }
             }
         }
@@ -477,15 +386,17 @@ impl LmmFit {
 }
 
 /// Likelihood-ratio test of `small` nested in `large`; both must be ML fits on the same observations.
-pub fn likelihood_ratio_test(small: &LmmFit, large: &LmmFit) -> Result<LikelihoodRatioTest, LmmError> {
+pub fn likelihood_ratio_test(small: &LmmFit, large: &LmmFit) -> Result<LikelihoodRatioTest, MixedModelError> {
     if small.reml || large.reml {
-        return Err(LmmError::NotComparable { reason: "both fits must be ML (REML = false)".to_string() });
+        return Err(MixedModelError::NotComparable { reason: "both fits must be ML (REML = false)".to_string() });
     }
     if small.n_obs != large.n_obs {
-        return Err(LmmError::NotComparable { reason: "different numbers of observations".to_string() });
+        return Err(MixedModelError::NotComparable { reason: "different numbers of observations".to_string() });
     }
     if large.n_params <= small.n_params {
-        return Err(LmmError::NotComparable { reason: "the larger model must have more parameters".to_string() });
+        return Err(MixedModelError::NotComparable {
+            reason: "the larger model must have more parameters".to_string(),
+        });
     }
     let df = large.n_params - small.n_params;
     let chisq = (2.0 * (large.log_likelihood - small.log_likelihood)).max(0.0);

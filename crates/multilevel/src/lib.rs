@@ -1,24 +1,33 @@
-//! Linear mixed models fitted as lme4's `lmer` fits them (Bates et al. 2015, profiled deviance on θ), with
-//! lmerTest's Satterthwaite degrees of freedom for the fixed effects.
+//! Mixed models for pupils in schools, fitted as lme4 fits them: linear ones as `lmer` (Bates et al. 2015,
+//! profiled criterion on θ) with lmerTest's Satterthwaite degrees of freedom, and logistic ones as `glmer`
+//! (Laplace or adaptive Gauss–Hermite quadrature).
 //!
-//! Entry point: [`fit_lmm`] on a [`psmeval_frame::ModelFrame`] gives an immutable [`LmmFit`]. Terms are
-//! reordered by decreasing number of levels as lme4 does; θ holds each term's lower-triangular Λ column by
-//! column. A single term (any size: national data with 16,000 schools) is solved with one small block per
-//! level; several terms (crossed or nested) share one dense block (up to 6,000 random effects).
+//! Entry points: [`fit_lmm`] and [`fit_glmm`] on a [`psmeval_frame::ModelFrame`] give an immutable
+//! [`LmmFit`] or [`GlmmFit`]. Both implement [`MixedModel`], one contract for estimates (β, `vcov`, the
+//! fixed-effects table), variance components, conditional modes, information criteria, the optimizer's
+//! record and contrasts, all in one result vocabulary ([`FixedEffect`], [`VarianceComponent`],
+//! [`Correlation`], [`ConditionalModes`], [`ContrastTest`], [`OptSummary`]); errors are one
+//! [`MixedModelError`]. Nothing here prints: rendering belongs to the report.
+//!
+//! Terms are reordered by decreasing number of levels as lme4 does; θ holds each term's lower-triangular Λ
+//! column by column. A single linear term (any size: national data with 16,000 schools) is solved with one
+//! small block per level; several terms (crossed or nested) share one dense block (up to 6,000 random
+//! effects).
 //!
 //! ```
 //! use ndarray::Array2;
 //! use psmeval_frame::{ModelFrame, RandomTerm};
-//! use psmeval_multilevel::{LmmOptions, fit_lmm};
+//! use psmeval_multilevel::{Family, LmmOptions, MixedModel, fit_lmm};
 //!
-//! // Four schools, three pupils each: y = 10 + school effect + noise.
+//! // Four schools, three pupils each; the second column marks a programme pupil.
 //! let y = vec![9.0, 10.5, 11.0, 12.0, 13.5, 12.5, 8.0, 7.5, 9.0, 10.0, 11.5, 10.5];
+//! let treated = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0, 1.0];
 //! let codes: Vec<u32> = (0..12).map(|i| i / 3).collect();
 //! let frame = ModelFrame {
 //!     response_name: "y".into(),
 //!     y,
-//!     x: Array2::ones((12, 1)),
-//!     x_names: vec!["(Intercept)".into()],
+//!     x: Array2::from_shape_fn((12, 2), |(i, j)| if j == 0 { 1.0 } else { treated[i] }),
+//!     x_names: vec!["(Intercept)".into(), "treated".into()],
 //!     random: vec![RandomTerm {
 //!         group: "school".into(),
 //!         levels: vec!["a".into(), "b".into(), "c".into(), "d".into()],
@@ -30,24 +39,39 @@
 //!     n_dropped: 0,
 //! };
 //! let fit = fit_lmm(&frame, &LmmOptions::default()).unwrap();
-//! assert!(fit.converged);
-//! assert!(fit.icc.unwrap() > 0.5);
-//! println!("{fit}"); // lme4-like summary text
+//!
+//! // One code path for linear and logistic fits.
+//! fn programme_effect(model: &dyn MixedModel) -> (f64, f64) {
+//!     let test = model.contrast(&[0.0, 1.0]).unwrap();
+//!     (test.estimate, test.p_value)
+//! }
+//! assert_eq!(fit.family(), Family::Gaussian);
+//! assert!(fit.converged());
+//! let (effect, p) = programme_effect(&fit);
+//! assert_eq!(effect, fit.fixed_effects()[1].estimate);
+//! assert!(fit.contrast(&[0.0, 1.0]).unwrap().df.is_some()); // Satterthwaite df for an LMM
+//! assert!((0.0..=1.0).contains(&p));
+//! assert!(fit.icc().unwrap() > 0.5);
 //! ```
 
+#![deny(missing_docs)]
+
 mod dense;
-pub mod describe;
 mod error;
 mod fit;
 pub mod glmm;
+mod model;
 mod optim;
 mod pls;
+mod result;
+pub mod robust;
 mod satterthwaite;
-mod summary;
+mod validate;
 
-pub use error::LmmError;
-pub use fit::{
-    ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, LmmFit, LmmOptions, RandomEffect, RanefTerm, fit_lmm,
-    fit_lmm_weighted, likelihood_ratio_test,
-};
-pub use optim::OptSummary;
+pub use error::MixedModelError;
+pub use fit::{LmmFit, LmmOptions, fit_lmm, likelihood_ratio_test};
+pub use glmm::{GlmmDiagnostics, GlmmFit, GlmmOptions, Link, fit_glmm};
+pub use model::{Family, MixedModel};
+pub use optim::{OptMethod, OptParameters, OptRun, OptSummary};
+pub use result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, VarianceComponent};
+pub use robust::{Cr2, WaldTest};

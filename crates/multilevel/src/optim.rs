@@ -1,56 +1,166 @@
-//! The bounded derivative-free minimization of the profiled criterion over θ: BOBYQA (lme4's default for
-//! `lmer` is NLopt's BOBYQA), with tight tolerances and a restart from the optimum, recorded as a summary.
+//! The bounded derivative-free minimizer of both fits, BOBYQA (lme4's default for `lmer` and glmer's second
+//! stage is NLopt's or minqa's BOBYQA; here the `bobyqa` crate, a PRIMA port), run as a schedule of
+//! restarts from the best point, and the record of what it did ([`OptSummary`], as MixedModels.jl's).
 
 use bobyqa::{Bobyqa, Config, Status};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-/// What the optimizer did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct OptSummary {
-    /// Objective evaluations over all runs.
-    pub evaluations: usize,
-    /// Whether the final run stopped on its convergence criterion.
-    pub converged: bool,
-    /// The final status, as text.
-    pub status: String,
-    /// Objective at the optimum.
-    pub objective: f64,
+/// The parameters a run of the optimizer moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptParameters {
+    /// The covariance parameters θ (the LMM's profiled criterion; the GLMM's first stage, β by PIRLS).
+    Theta,
+    /// θ and β jointly (the GLMM's second stage).
+    ThetaBeta,
 }
 
-/// Minimizes `f` over θ with lower bounds `lower` from `theta` (updated in place). Infinite values of `f` are
-/// allowed (BOBYQA moderates them).
-pub(crate) fn minimize(f: impl Fn(&[f64]) -> f64, theta: &mut [f64], lower: &[f64]) -> OptSummary {
-    let n = theta.len();
+/// How a run searched.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OptMethod {
+    /// BOBYQA with trust-region radius from `rho_begin` down to `rho_end`.
+    Bobyqa {
+        /// Initial trust-region radius.
+        rho_begin: f64,
+        /// Final trust-region radius.
+        rho_end: f64,
+    },
+    /// Newton steps on the exact gradient of the Laplace objective (GLMM with a scalar term).
+    Newton,
+}
+
+/// One run of the optimizer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OptRun {
+    /// What it moved.
+    pub parameters: OptParameters,
+    /// How.
+    pub method: OptMethod,
+    /// Objective evaluations.
+    pub evaluations: usize,
+    /// Best objective value of the run (+∞ when nothing finite was found, or for a Newton polish whose first
+    /// step was not usable; JSON writes it as `null`).
+    #[serde(deserialize_with = "crate::result::inf_if_null")]
+    pub objective: f64,
+    /// Whether the run's point was kept (a run that makes the objective worse is undone).
+    pub accepted: bool,
+    /// Whether the run stopped on its convergence criterion (a Newton polish: whether its steps were kept).
+    pub converged: bool,
+    /// The run's final status, as text.
+    pub status: String,
+}
+
+/// What the optimizer did, for either family (MixedModels.jl's `OptSummary`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct OptSummary {
+    /// The optimizer.
+    pub optimizer: String,
+    /// θ at the start (lme4's: 1 on the diagonal of Λ, 0 below).
+    pub theta_initial: Vec<f64>,
+    /// Lower bounds on θ (0 on the diagonal of Λ, −∞ below; JSON writes −∞ as `null`).
+    #[serde(deserialize_with = "crate::result::neg_inf_if_null")]
+    pub lower_bounds: Vec<f64>,
+    /// θ at the optimum.
+    pub theta_final: Vec<f64>,
+    /// Objective at the optimum (the profiled REML criterion or deviance; glmer's objective for a GLMM).
+    #[serde(deserialize_with = "crate::result::nan_if_null")]
+    pub objective: f64,
+    /// Objective evaluations over all runs.
+    pub evaluations: usize,
+    /// Whether the last kept BOBYQA run stopped on its convergence criterion with a finite objective.
+    pub converged: bool,
+    /// The status of the last kept BOBYQA run, as text.
+    pub status: String,
+    /// Every run, in order.
+    pub runs: Vec<OptRun>,
+}
+
+impl OptSummary {
+    /// The record of `runs` ending at `theta_final` with objective `objective`.
+    pub(crate) fn new(
+        theta_initial: Vec<f64>,
+        lower_bounds: Vec<f64>,
+        theta_final: Vec<f64>,
+        objective: f64,
+        runs: Vec<OptRun>,
+    ) -> OptSummary {
+        let last = runs.iter().rev().find(|r| r.accepted && matches!(r.method, OptMethod::Bobyqa { .. }));
+        OptSummary {
+            optimizer: "BOBYQA".to_string(),
+            theta_initial,
+            lower_bounds,
+            theta_final,
+            objective,
+            evaluations: runs.iter().map(|r| r.evaluations).sum(),
+            converged: last.is_some_and(|r| r.converged) && objective.is_finite(),
+            status: last.or(runs.last()).map_or_else(|| Status::InvalidArgs.to_string(), |r| r.status.clone()),
+            runs,
+        }
+    }
+}
+
+/// A restart schedule: BOBYQA runs with these `(rho_begin, rho_end)`, each from the best point so far, with
+/// at most `max_fun_per_parameter` evaluations per parameter per run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Schedule<'a> {
+    pub runs: &'a [(f64, f64)],
+    pub max_fun_per_parameter: usize,
+}
+
+/// Minimizes `f` from `x` (updated in place) with lower bounds `lower` (no upper bounds) by the runs of
+/// `schedule`. A run that does not improve on the best value so far is undone. Infinite values of `f` are
+/// allowed (BOBYQA moderates them); a numerical failure is a bad value, not an abort.
+pub(crate) fn minimize(
+    mut f: impl FnMut(&[f64]) -> f64,
+    x: &mut [f64],
+    lower: &[f64],
+    schedule: Schedule<'_>,
+    parameters: OptParameters,
+) -> Vec<OptRun> {
+    let n = x.len();
     let upper = vec![f64::INFINITY; n];
-    let mut evaluations = 0;
-    let mut last = (f64::INFINITY, Status::InvalidArgs);
-    // First a coarse-to-fine run from lme4's start, then a restart with a smaller radius to polish.
-    for (rho_begin, rho_end) in [(0.5, 1e-9), (1e-3, 1e-11)] {
+    let mut best = f64::INFINITY;
+    let mut runs = Vec::with_capacity(schedule.runs.len());
+    for &(rho_begin, rho_end) in schedule.runs {
+        let method = OptMethod::Bobyqa { rho_begin, rho_end };
         let mut cfg = Config::new(n);
         cfg.npt = if n == 1 { 3 } else { 2 * n + 1 };
         cfg.rho_begin = rho_begin;
         cfg.rho_end = rho_end;
-        cfg.max_fun = 20_000 * n.max(1);
+        cfg.max_fun = schedule.max_fun_per_parameter * n.max(1);
         let mut solver = match Bobyqa::new(n, cfg) {
             Ok(s) => s,
             Err(status) => {
-                last = (f64::INFINITY, status);
+                runs.push(OptRun {
+                    parameters,
+                    method,
+                    evaluations: 0,
+                    objective: f64::INFINITY,
+                    accepted: false,
+                    converged: false,
+                    status: status.to_string(),
+                });
                 break;
             }
         };
-        let before = theta.to_vec();
-        let out = solver.minimize(|t: &[f64]| f(t), theta, lower, &upper);
-        evaluations += out.n_eval;
-        if out.f.is_nan() || out.f > last.0 {
-            theta.copy_from_slice(&before);
+        let before = x.to_vec();
+        let out = solver.minimize(&mut f, x, lower, &upper);
+        let accepted = !(out.f.is_nan() || out.f > best);
+        if accepted {
+            best = out.f;
         } else {
-            last = (out.f, out.status);
+            x.copy_from_slice(&before);
         }
+        runs.push(OptRun {
+            parameters,
+            method,
+            evaluations: out.n_eval,
+            objective: out.f,
+            accepted,
+            converged: matches!(out.status, Status::Converged | Status::FtolReached),
+            status: out.status.to_string(),
+        });
     }
-    OptSummary {
-        evaluations,
-        converged: matches!(last.1, Status::Converged | Status::FtolReached) && last.0.is_finite(),
-        status: last.1.to_string(),
-        objective: f(theta),
-    }
+    runs
 }

@@ -6,7 +6,7 @@
 //! criteria 1e-6, Satterthwaite df 1e-3.
 
 use psmeval_frame::{Column, Table, build_model_frame, parse_formula};
-use psmeval_multilevel::{LmmError, LmmOptions, fit_lmm, fit_lmm_weighted};
+use psmeval_multilevel::{LmmOptions, MixedModel, MixedModelError, fit_lmm};
 use serde_json::Value;
 
 fn data() -> Table {
@@ -51,23 +51,30 @@ fn did_contrasts_match_contest1d() {
     let names: Vec<String> = did["names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
     assert_eq!(frame.x_names, names);
     let fit = fit_lmm(&frame, &LmmOptions::default()).unwrap();
-    close("logLik", fit.log_likelihood, did["log_likelihood"].as_f64().unwrap(), 1e-6);
+    close("logLik", fit.log_likelihood(), did["log_likelihood"].as_f64().unwrap(), 1e-6);
     for c in did["contrasts"].as_array().unwrap() {
         let l = nums(&c["l"]);
         let t = fit.contrast(&l).unwrap();
         close("estimate", t.estimate, c["estimate"].as_f64().unwrap(), 1e-5);
         close("std_error", t.std_error, c["std_error"].as_f64().unwrap(), 1e-4);
-        close("df", t.df, c["df"].as_f64().unwrap(), 1e-3);
-        close("t", t.t_value, c["t_value"].as_f64().unwrap(), 1e-4);
+        close("df", t.df.expect("Satterthwaite df"), c["df"].as_f64().unwrap(), 1e-3);
+        close("t", t.statistic, c["t_value"].as_f64().unwrap(), 1e-4);
         close("p", t.p_value, c["p_value"].as_f64().unwrap(), 1e-3);
     }
     // A unit contrast reproduces the coefficient table.
     let mut unit = vec![0.0; names.len()];
     unit[6] = 1.0;
     let t = fit.contrast(&unit).unwrap();
-    assert_eq!(t.estimate, fit.fixed_effects[6].estimate);
-    close("unit df", t.df, fit.fixed_effects[6].df, 1e-12);
-    assert!(matches!(fit.contrast(&[1.0]), Err(LmmError::DimensionMismatch { .. })));
+    assert_eq!(t.estimate, fit.fixed_effects()[6].estimate);
+    close("unit df", t.df.unwrap(), fit.fixed_effects()[6].df.unwrap(), 1e-12);
+    assert!(matches!(fit.contrast(&[1.0]), Err(MixedModelError::DimensionMismatch { .. })));
+    // Without Satterthwaite: the same estimates, no df, NaN p-values.
+    let plain = fit_lmm(&frame, &LmmOptions { satterthwaite: false, ..LmmOptions::default() }).unwrap();
+    assert_eq!(plain.beta(), fit.beta());
+    assert!(plain.fixed_effects().iter().all(|fe| fe.df.is_none() && fe.p_value.is_nan()));
+    let t = plain.contrast(&unit).unwrap();
+    assert_eq!((t.estimate, t.df), (fit.fixed_effects()[6].estimate, None));
+    assert!(t.p_value.is_nan());
 }
 
 #[test]
@@ -80,35 +87,33 @@ fn weighted_fits_match_lmer_weights() {
     let w = data.numeric("w").unwrap().to_vec();
     for want in w_ref["fits"].as_array().unwrap() {
         let reml = want["reml"].as_bool().unwrap();
-        let fit = fit_lmm_weighted(&frame, &w, &LmmOptions { reml, ..LmmOptions::default() }).unwrap();
-        close("logLik", fit.log_likelihood, want["log_likelihood"].as_f64().unwrap(), 1e-6);
+        let fit = fit_lmm(&frame, &LmmOptions { reml, weights: Some(w.clone()), ..LmmOptions::default() }).unwrap();
+        close("logLik", fit.log_likelihood(), want["log_likelihood"].as_f64().unwrap(), 1e-6);
         close("criterion", fit.criterion, want["criterion"].as_f64().unwrap(), 1e-6);
-        close("AIC", fit.aic, want["aic"].as_f64().unwrap(), 1e-6);
-        close("BIC", fit.bic, want["bic"].as_f64().unwrap(), 1e-6);
+        close("AIC", fit.aic(), want["aic"].as_f64().unwrap(), 1e-6);
+        close("BIC", fit.bic(), want["bic"].as_f64().unwrap(), 1e-6);
         close("sigma", fit.sigma, want["sigma"].as_f64().unwrap(), 1e-4);
-        for (k, (b, e)) in nums(&want["beta"]).iter().zip(&fit.fixed_effects).enumerate() {
+        for (k, (b, e)) in nums(&want["beta"]).iter().zip(fit.fixed_effects()).enumerate() {
             close(&format!("beta[{k}]"), e.estimate, *b, 1e-5);
         }
-        for (k, (s, e)) in nums(&want["std_error"]).iter().zip(&fit.fixed_effects).enumerate() {
+        for (k, (s, e)) in nums(&want["std_error"]).iter().zip(fit.fixed_effects()).enumerate() {
             close(&format!("se[{k}]"), e.std_error, *s, 1e-4);
         }
-        for (k, (d, e)) in nums(&want["df"]).iter().zip(&fit.fixed_effects).enumerate() {
-            close(&format!("df[{k}]"), e.df, *d, 1e-3);
+        for (k, (d, e)) in nums(&want["df"]).iter().zip(fit.fixed_effects()).enumerate() {
+            close(&format!("df[{k}]"), e.df.unwrap(), *d, 1e-3);
         }
-        for (k, (t, g)) in nums(&want["theta"]).iter().zip(&fit.theta).enumerate() {
+        for (k, (t, g)) in nums(&want["theta"]).iter().zip(fit.theta()).enumerate() {
             assert!((t - g).abs() <= 1e-4 * t.abs().max(1.0), "theta[{k}]: {g} vs {t}");
         }
     }
     // Unit weights give the unweighted fit; bad weights are named.
     let ones = vec![1.0; w.len()];
-    let a = fit_lmm_weighted(&frame, &ones, &LmmOptions::default()).unwrap();
+    let weighted = |w: &[f64]| fit_lmm(&frame, &LmmOptions { weights: Some(w.to_vec()), ..LmmOptions::default() });
+    let a = weighted(&ones).unwrap();
     let b = fit_lmm(&frame, &LmmOptions::default()).unwrap();
-    assert_eq!(a.log_likelihood, b.log_likelihood);
+    assert_eq!(a.log_likelihood(), b.log_likelihood());
     let mut bad = w.clone();
     bad[7] = 0.0;
-    assert!(matches!(fit_lmm_weighted(&frame, &bad, &LmmOptions::default()), Err(LmmError::NonFinite { row: 8, .. })));
-    assert!(matches!(
-        fit_lmm_weighted(&frame, &w[1..], &LmmOptions::default()),
-        Err(LmmError::DimensionMismatch { .. })
-    ));
+    assert_eq!(weighted(&bad), Err(MixedModelError::NonPositiveWeight { row: 8, value: 0.0 }));
+    assert!(matches!(weighted(&w[1..]), Err(MixedModelError::DimensionMismatch { .. })));
 }

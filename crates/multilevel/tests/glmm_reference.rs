@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use psmeval_frame::{Column, Table, binomial_counts, build_model_frame, parse_formula};
-use psmeval_multilevel::glmm::{GlmmError, GlmmFit, GlmmOptions, fit_glmm};
+use psmeval_multilevel::{Family, GlmmFit, GlmmOptions, MixedModel, MixedModelError, fit_glmm};
 use serde_json::Value;
 
 /// A CSV written by R's `write.csv`: quoted fields become text columns, unquoted ones numbers.
@@ -60,7 +60,7 @@ fn fit(data: &str, formula: &str, nagq: usize, use_hessian: bool) -> GlmmFit {
 fn check(fit: &GlmmFit, r: &Value, se_key: &str, se_tol: f64, ll_tol: f64) {
     // Parameters: 1e-5 where the objectives coincide (AGQ), 1e-3 where glmer's stale-weight Laplace moves its optimum (cbpp: β 4e-4).
     let par_tol = if ll_tol > 1e-6 { 1e-3 } else { 1e-5 };
-    assert!(fit.converged, "{:?}", fit.diagnostics);
+    assert!(fit.converged(), "{:?} {:?}", fit.diagnostics, fit.optimizer());
     close("logLik", fit.glmer_log_likelihood, r["logLik"].as_f64().unwrap(), ll_tol);
     close("criterion", fit.criterion, r["devfun_value"].as_f64().unwrap(), ll_tol);
     close("deviance", fit.deviance, r["deviance"].as_f64().unwrap(), par_tol);
@@ -68,19 +68,20 @@ fn check(fit: &GlmmFit, r: &Value, se_key: &str, se_tol: f64, ll_tol: f64) {
     let beta = nums(&r["beta"]);
     let se = nums(&r[se_key]);
     for (k, name) in names.iter().enumerate() {
-        let fe = fit.fixed_effects.iter().find(|f| &f.term == name).unwrap_or_else(|| panic!("no term {name}"));
+        let fe = fit.fixed_effects().iter().find(|f| &f.term == name).unwrap_or_else(|| panic!("no term {name}"));
         close(&format!("beta {name}"), fe.estimate, beta[k], par_tol);
         close(&format!("se {name}"), fe.std_error, se[k], se_tol * se[k].abs());
     }
-    close("theta", fit.theta[0], nums(&r["theta"])[0], par_tol.max(1e-4));
-    close("variance", fit.random_effects[0].variance, nums(&r["variance"])[0], par_tol.max(1e-4));
+    close("theta", fit.theta()[0], nums(&r["theta"])[0], par_tol.max(1e-4));
+    close("variance", fit.variance_components()[0].variance, nums(&r["variance"])[0], par_tol.max(1e-4));
     let levels: Vec<&str> = r["ranef_levels"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
     let (re, sd) = (nums(&r["ranef"]), nums(&r["ranef_sd"]));
-    let by_level: HashMap<&str, _> = fit.ranef[0].levels.iter().map(|l| (l.level.as_str(), l)).collect();
+    let ranef = &fit.ranef()[0];
+    let by_level: HashMap<&str, usize> = ranef.levels.iter().enumerate().map(|(j, l)| (l.as_str(), j)).collect();
     for (k, lev) in levels.iter().enumerate() {
-        let m = by_level[lev];
-        close(&format!("ranef {lev}"), m.modes[0], re[k], par_tol.max(1e-4));
-        close(&format!("condsd {lev}"), m.cond_sd[0], sd[k], par_tol.max(1e-4));
+        let j = by_level[lev];
+        close(&format!("ranef {lev}"), ranef.modes[j][0], re[k], par_tol.max(1e-4));
+        close(&format!("condsd {lev}"), ranef.cond_sd[j][0], sd[k], par_tol.max(1e-4));
     }
 }
 
@@ -99,9 +100,9 @@ fn cbpp_laplace_matches_glmer() {
     // glmer differentiates its stale-weight objective (whose PIRLS stopping point moves with the 1e-4 steps),
     // so its Hessian SEs for cbpp differ from ours by up to 1.2% (period2 0.306642 vs 0.303151); schools agree to 1e-3.
     check(&f, &r, "se_hessian", 2e-2, LAPLACE_LL_TOL);
-    close("AIC", f.aic, r["AIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
-    close("BIC", f.bic, r["BIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
-    close("loglik scale", f.log_likelihood, f.glmer_log_likelihood, 1e-12);
+    close("AIC", f.aic(), r["AIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
+    close("BIC", f.bic(), r["BIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
+    close("loglik scale", f.log_likelihood(), f.glmer_log_likelihood, 1e-12);
     let f_rx = fit("cbpp", CBPP, 1, false);
     // R_X SEs move with the 4e-4 shift of the optimum: 1.7e-4 measured.
     check(&f_rx, &r, "se_rx", 1e-3, LAPLACE_LL_TOL);
@@ -118,7 +119,7 @@ fn cbpp_agq10_matches_glmer() {
         - (laplace["sum_dev_resid"].as_f64().unwrap()
             + laplace["sum_u2"].as_f64().unwrap()
             + laplace["ldL2"].as_f64().unwrap());
-    close("full logLik", f.log_likelihood, r["logLik"].as_f64().unwrap() - c / 2.0, 1e-6);
+    close("full logLik", f.log_likelihood(), r["logLik"].as_f64().unwrap() - c / 2.0, 1e-6);
 }
 
 #[test]
@@ -126,8 +127,37 @@ fn schools_laplace_matches_glmer() {
     let r = reference("schools_laplace");
     let f = fit("glmm_schools", "y ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school)", 1, true);
     check(&f, &r, "se_hessian", 1e-3, LAPLACE_LL_TOL);
-    close("AIC", f.aic, r["AIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
-    close("BIC", f.bic, r["BIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
+    close("AIC", f.aic(), r["AIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
+    close("BIC", f.bic(), r["BIC"].as_f64().unwrap(), LAPLACE_LL_TOL);
+}
+
+/// The shared contract on a logistic fit: Wald z rows and contrasts, the latent-scale ICC, the optimizer's
+/// record of both stages and the Newton polish.
+#[test]
+fn glmm_contract() {
+    let f = fit("glmm_schools", "y ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school)", 1, true);
+    assert_eq!(f.family(), Family::Binomial);
+    let p = f.beta().len();
+    assert_eq!(f.vcov().len(), p * p);
+    for (j, fe) in f.fixed_effects().iter().enumerate() {
+        assert_eq!(fe.df, None);
+        let mut unit = vec![0.0; p];
+        unit[j] = 1.0;
+        let t = f.contrast(&unit).unwrap();
+        assert_eq!((t.estimate, t.std_error, t.statistic, t.df), (fe.estimate, fe.std_error, fe.statistic, None));
+        assert!((t.p_value - fe.p_value).abs() < 1e-15);
+        assert_eq!(fe.odds_ratio(), fe.estimate.exp());
+    }
+    let tau2 = f.variance_components()[0].variance;
+    let icc = f.icc().expect("random intercept");
+    assert!((icc - tau2 / (tau2 + std::f64::consts::PI.powi(2) / 3.0)).abs() < 1e-15);
+    assert_eq!(f.variance_components()[0].term.as_deref(), Some("(Intercept)"));
+    let opt = f.optimizer();
+    assert_eq!(opt.theta_final, f.theta());
+    assert_eq!(opt.objective, f.criterion);
+    assert_eq!(opt.evaluations, opt.runs.iter().map(|r| r.evaluations).sum::<usize>());
+    assert!(opt.runs.len() >= 3, "{opt:?}");
+    assert!(matches!(f.contrast(&[1.0]), Err(MixedModelError::DimensionMismatch { .. })));
 }
 
 #[test]
@@ -135,14 +165,35 @@ fn bad_responses_are_typed_errors() {
     let table = read_table("glmm_schools");
     let f = parse_formula("prior ~ fsm + (1 | school)").unwrap();
     let frame = build_model_frame(&f, &table).unwrap();
-    assert!(matches!(fit_glmm(&frame, &GlmmOptions::default()), Err(GlmmError::ResponseNotBinary { .. })));
+    assert!(matches!(
+        fit_glmm(&frame, &GlmmOptions::default()),
+        Err(MixedModelError::ResponseNotBinary { row: 1, .. })
+    ));
     let f = parse_formula("fsm ~ female + (1 | school)").unwrap();
     let mut frame = build_model_frame(&f, &table).unwrap();
     frame.y.iter_mut().for_each(|y| *y = 0.0);
-    assert!(matches!(fit_glmm(&frame, &GlmmOptions::default()), Err(GlmmError::CompleteSeparation { .. })));
+    assert!(matches!(fit_glmm(&frame, &GlmmOptions::default()), Err(MixedModelError::CompleteSeparation { .. })));
     let n = frame.y.len();
     let opts = GlmmOptions { weights: Some(vec![0.0; n]), ..GlmmOptions::default() };
-    assert!(matches!(fit_glmm(&frame, &opts), Err(GlmmError::NonPositiveWeight { .. })));
+    assert!(matches!(fit_glmm(&frame, &opts), Err(MixedModelError::NonPositiveWeight { row: 1, .. })));
+    let opts = GlmmOptions { weights: Some(vec![1.0; n - 1]), ..GlmmOptions::default() };
+    assert!(matches!(fit_glmm(&frame, &opts), Err(MixedModelError::DimensionMismatch { .. })));
+    // Rows are 1-based in every error, as for the linear model.
+    let f = parse_formula("fsm ~ female + (1 | school)").unwrap();
+    let mut frame = build_model_frame(&f, &table).unwrap();
+    frame.x[[2, 1]] = f64::NAN;
+    assert_eq!(
+        fit_glmm(&frame, &GlmmOptions::default()),
+        Err(MixedModelError::NonFinite { what: "female".into(), row: 3 })
+    );
+    frame.x[[2, 1]] = 0.0;
+    frame.y[3] = 0.5;
+    assert_eq!(
+        fit_glmm(&frame, &GlmmOptions::default()),
+        Err(MixedModelError::ResponseNotBinary { row: 4, value: 0.5 })
+    );
+    frame.random.clear();
+    assert_eq!(fit_glmm(&frame, &GlmmOptions::default()), Err(MixedModelError::NoRandomTerms));
 }
 
 /// Separation by a covariate is not an error (glmer fits it too) but a named diagnostic, as glm's warning

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use ndarray::Array2;
 use psmeval_frame::{ModelFrame, RandomTerm};
-use psmeval_multilevel::{LmmError, LmmFit, LmmOptions, fit_lmm, likelihood_ratio_test};
+use psmeval_multilevel::{LmmFit, LmmOptions, MixedModel, MixedModelError, fit_lmm, likelihood_ratio_test};
 use serde_json::Value;
 
 /// A CSV file as columns of strings (R's `write.csv`: quoted text, unquoted numbers, no embedded commas).
@@ -191,15 +191,15 @@ fn check(name: &str, reml: bool, fit: &LmmFit, r: &Value) {
     let r = &r[&key];
     let tag = |s: &str| format!("{key} {s}");
     assert_eq!(fit.reml, r["reml"].as_bool().unwrap());
-    close_rel(&tag("logLik"), fit.log_likelihood, r["loglik"].as_f64().unwrap(), 1e-6);
+    close_rel(&tag("logLik"), fit.log_likelihood(), r["loglik"].as_f64().unwrap(), 1e-6);
     close_rel(&tag("criterion"), fit.criterion, r["criterion"].as_f64().unwrap(), 1e-6);
-    close_rel(&tag("AIC"), fit.aic, r["aic"].as_f64().unwrap(), 1e-6);
-    close_rel(&tag("BIC"), fit.bic, r["bic"].as_f64().unwrap(), 1e-6);
+    close_rel(&tag("AIC"), fit.aic(), r["aic"].as_f64().unwrap(), 1e-6);
+    close_rel(&tag("BIC"), fit.bic(), r["bic"].as_f64().unwrap(), 1e-6);
     close(&tag("sigma"), fit.sigma, r["sigma"].as_f64().unwrap(), 1e-4);
-    assert_eq!(fit.singular, r["singular"].as_bool().unwrap(), "{key} singular");
+    assert_eq!(fit.singular(), r["singular"].as_bool().unwrap(), "{key} singular");
     let theta = nums(&r["theta"]);
-    assert_eq!(fit.theta.len(), theta.len());
-    for (k, (g, w)) in fit.theta.iter().zip(&theta).enumerate() {
+    assert_eq!(fit.theta().len(), theta.len());
+    for (k, (g, w)) in fit.theta().iter().zip(&theta).enumerate() {
         close(&tag(&format!("theta[{k}]")), *g, *w, 1e-4);
     }
     let names: Vec<String> = r["beta_names"].as_array().map_or_else(
@@ -207,17 +207,17 @@ fn check(name: &str, reml: bool, fit: &LmmFit, r: &Value) {
         |a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect(),
     );
     let (beta, se, df) = (nums(&r["beta"]), nums(&r["std_error"]), nums(&r["df"]));
-    for (j, fe) in fit.fixed_effects.iter().enumerate() {
+    for (j, fe) in fit.fixed_effects().iter().enumerate() {
         assert_eq!(fe.term, names[j], "{key} column names");
         close(&tag(&format!("beta {}", fe.term)), fe.estimate, beta[j], 1e-5);
         close_rel(&tag(&format!("SE {}", fe.term)), fe.std_error, se[j], 1e-4);
-        close_rel(&tag(&format!("df {}", fe.term)), fe.df, df[j], 1e-3);
+        close_rel(&tag(&format!("df {}", fe.term)), fe.df.expect("Satterthwaite df"), df[j], 1e-3);
     }
     // Variance components: lme4's VarCorr rows with var2 = null are variances (or the residual).
     let vc: Vec<&Value> = r["varcomp"].as_array().unwrap().iter().collect();
     let variances: Vec<&Value> = vc.iter().copied().filter(|v| v["var2"].is_null()).collect();
-    assert_eq!(variances.len(), fit.random_effects.len(), "{key} number of variance components");
-    for (got, want) in fit.random_effects.iter().zip(&variances) {
+    assert_eq!(variances.len(), fit.variance_components().len(), "{key} number of variance components");
+    for (got, want) in fit.variance_components().iter().zip(&variances) {
         // lme4 names a factor's second `||` term `Subject.1`; we keep the factor's name.
         let want_group = want["group"].as_str().unwrap();
         let want_group = match want_group.rsplit_once('.') {
@@ -234,15 +234,15 @@ fn check(name: &str, reml: bool, fit: &LmmFit, r: &Value) {
         );
     }
     let cors: Vec<&Value> = vc.iter().copied().filter(|v| !v["var2"].is_null()).collect();
-    assert_eq!(cors.len(), fit.correlations.len());
-    for (got, want) in fit.correlations.iter().zip(&cors) {
+    assert_eq!(cors.len(), fit.correlations().len());
+    for (got, want) in fit.correlations().iter().zip(&cors) {
         close(&tag("correlation"), got.correlation, want["sdcor"].as_f64().unwrap(), 1e-4);
     }
     // Conditional modes and SDs, matched by group and level label; columns in order.
     let mut seen = 0;
     for want in r["ranef"].as_array().unwrap() {
         let group = want["group"].as_str().unwrap();
-        let got_terms: Vec<_> = fit.ranef.iter().filter(|t| t.group == group).collect();
+        let got_terms: Vec<_> = fit.ranef().iter().filter(|t| t.group == group).collect();
         let levels: Vec<&str> = want["levels"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
         let values = want["values"].as_array().unwrap();
         let sds = want["cond_sd"].as_array().unwrap();
@@ -254,7 +254,7 @@ fn check(name: &str, reml: bool, fit: &LmmFit, r: &Value) {
             let mut got_sd: Vec<f64> = Vec::new();
             for t in &got_terms {
                 let j = t.levels.iter().position(|l| l == level).unwrap_or_else(|| panic!("{key}: level {level}"));
-                got_v.extend(&t.values[j]);
+                got_v.extend(&t.modes[j]);
                 got_sd.extend(&t.cond_sd[j]);
             }
             assert_eq!(got_v.len(), want_v.len());
@@ -285,7 +285,7 @@ fn all_reference_models_reml_and_ml() {
         for reml in [true, false] {
             let fit = fit_lmm(&frame, &LmmOptions { reml, ..LmmOptions::default() })
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert!(fit.converged, "{name}: {:?}", fit.optimizer);
+            assert!(fit.converged(), "{name}: {:?}", fit.optimizer());
             check(name, reml, &fit, &r);
         }
     }
@@ -305,32 +305,43 @@ fn likelihood_ratio_test_matches_anova() {
     assert!((lrt.chisq - want).abs() < 1e-5, "chisq {} vs {want}", lrt.chisq);
     close("LRT p", lrt.p_value, r["lrt_sleep"]["p_value"].as_f64().unwrap(), 1e-4);
     let reml = fit_lmm(&model("sleep_corr"), &LmmOptions::default()).unwrap();
-    assert!(matches!(likelihood_ratio_test(&small, &reml), Err(LmmError::NotComparable { .. })));
+    assert!(matches!(likelihood_ratio_test(&small, &reml), Err(MixedModelError::NotComparable { .. })));
 }
 
 #[test]
-fn icc_predictions_and_display() {
+fn icc_and_predictions() {
     let frame = model("dyestuff");
     let fit = fit_lmm(&frame, &LmmOptions::default()).unwrap();
-    let tau2 = fit.random_effects[0].variance;
-    let icc = fit.icc.expect("random-intercept model has an ICC");
+    let tau2 = fit.variance_components()[0].variance;
+    let icc = fit.icc().expect("random-intercept model has an ICC");
     assert!((icc - tau2 / (tau2 + fit.sigma * fit.sigma)).abs() < 1e-12);
     let fixed = fit.predict(&frame, false).unwrap();
     let full = fit.predict(&frame, true).unwrap();
     // Row 0 is batch A: the difference is batch A's conditional mode.
-    let a = fit.ranef[0].levels.iter().position(|l| l == "A").unwrap();
-    assert!((full[0] - fixed[0] - fit.ranef[0].values[a][0]).abs() < 1e-9);
-    assert!((fixed[0] - fit.beta[0]).abs() < 1e-12);
-    let text = fit.to_string();
-    assert!(text.contains("REML criterion at convergence"), "{text}");
-    assert!(text.contains("Batch"));
-    assert!(fit_lmm(&model("sleep_corr"), &LmmOptions::default()).unwrap().icc.is_none());
+    let a = fit.ranef()[0].levels.iter().position(|l| l == "A").unwrap();
+    assert!((full[0] - fixed[0] - fit.ranef()[0].modes[a][0]).abs() < 1e-9);
+    assert!((fixed[0] - fit.beta()[0]).abs() < 1e-12);
+    assert!(fit_lmm(&model("sleep_corr"), &LmmOptions::default()).unwrap().icc().is_none());
+}
+
+/// The optimizer's record: two BOBYQA runs over θ from lme4's start, evaluations summed, the final θ.
+#[test]
+fn optimizer_record() {
+    let fit = fit_lmm(&model("sleep_corr"), &LmmOptions::default()).unwrap();
+    let opt = fit.optimizer();
+    assert_eq!(opt.theta_initial, [1.0, 0.0, 1.0]);
+    assert_eq!(opt.lower_bounds, [0.0, f64::NEG_INFINITY, 0.0]);
+    assert_eq!(opt.theta_final, fit.theta());
+    assert_eq!(opt.runs.len(), 2);
+    assert_eq!(opt.evaluations, opt.runs.iter().map(|r| r.evaluations).sum::<usize>());
+    assert_eq!(opt.objective, fit.criterion);
+    assert!(opt.converged && fit.converged());
 }
 
 #[test]
 fn error_no_observations() {
     let f = frame(Vec::new(), Array2::zeros((0, 1)), &["(Intercept)"], vec![]);
-    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(LmmError::NoObservations));
+    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(MixedModelError::NoObservations));
 }
 
 #[test]
@@ -349,14 +360,15 @@ fn rank_deficient_columns_are_dropped_and_named() {
     f.x_names.push("twice_days".to_string());
     // As lme4: the aliased column is dropped and named; the fit is that of the full-rank model.
     let fit = fit_lmm(&f, &LmmOptions::default()).unwrap();
-    assert_eq!(fit.dropped_columns, vec!["twice_days".to_string()]);
-    assert_eq!(fit.x_names, full_rank.x_names);
-    assert_eq!(fit.beta, full_rank.beta);
-    assert_eq!(fit.log_likelihood, full_rank.log_likelihood);
+    assert_eq!(fit.dropped_columns(), ["twice_days".to_string()]);
+    let terms = |f: &LmmFit| f.fixed_effects().iter().map(|e| e.term.clone()).collect::<Vec<_>>();
+    assert_eq!(terms(&fit), terms(&full_rank));
+    assert_eq!(fit.beta(), full_rank.beta());
+    assert_eq!(fit.log_likelihood(), full_rank.log_likelihood());
     // Nothing left to fit: an error naming the column.
     f.x = Array2::zeros((n, 1));
     f.x_names = vec!["zero".to_string()];
-    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(LmmError::RankDeficient { column: "zero".to_string() }));
+    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(MixedModelError::RankDeficient { column: "zero".to_string() }));
 }
 
 #[test]
@@ -368,7 +380,7 @@ fn error_group_with_as_many_levels_as_observations() {
     let f = frame(y, Array2::ones((n, 1)), &["(Intercept)"], vec![intercept_term("obs", &ids)]);
     assert_eq!(
         fit_lmm(&f, &LmmOptions::default()),
-        Err(LmmError::TooManyLevels { group: "obs".to_string(), levels: n, n_obs: n })
+        Err(MixedModelError::TooManyLevels { group: "obs".to_string(), levels: n, n_obs: n })
     );
 }
 
@@ -376,19 +388,19 @@ fn error_group_with_as_many_levels_as_observations() {
 fn error_non_finite_response() {
     let mut f = model("dyestuff");
     f.y[4] = f64::NAN;
-    assert!(matches!(fit_lmm(&f, &LmmOptions::default()), Err(LmmError::NonFinite { row: 5, .. })));
+    assert!(matches!(fit_lmm(&f, &LmmOptions::default()), Err(MixedModelError::NonFinite { row: 5, .. })));
 }
 
 #[test]
 fn error_dimension_mismatch_in_codes() {
     let mut f = model("dyestuff");
     f.random[0].codes.pop();
-    assert!(matches!(fit_lmm(&f, &LmmOptions::default()), Err(LmmError::DimensionMismatch { .. })));
+    assert!(matches!(fit_lmm(&f, &LmmOptions::default()), Err(MixedModelError::DimensionMismatch { .. })));
 }
 
 #[test]
 fn error_no_random_terms() {
     let mut f = model("dyestuff");
     f.random.clear();
-    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(LmmError::NoRandomTerms));
+    assert_eq!(fit_lmm(&f, &LmmOptions::default()), Err(MixedModelError::NoRandomTerms));
 }

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use ndarray::Array2;
 use psmeval_frame::{ModelFrame, RandomTerm};
-use psmeval_multilevel::{LmmOptions, fit_lmm};
+use psmeval_multilevel::{LmmOptions, MixedModel, fit_lmm};
 
 /// SplitMix64 with Box–Muller normals: deterministic, dependency-free.
 #[derive(Debug)]
@@ -72,15 +72,15 @@ fn national_scale_random_intercept_and_slope() {
         eprintln!(
             "slope={slope}: {:.2} s, {} evaluations, theta {:?}, sigma {:.4}, beta {:?}, df {:?}",
             secs,
-            fit.iterations,
-            fit.theta,
+            fit.optimizer().evaluations,
+            fit.theta(),
             fit.sigma,
-            fit.beta,
-            fit.fixed_effects.iter().map(|f| f.df).collect::<Vec<_>>()
+            fit.beta(),
+            fit.fixed_effects().iter().map(|f| f.df).collect::<Vec<_>>()
         );
-        assert!(fit.converged);
+        assert!(fit.converged());
         assert!((fit.sigma - 10.0).abs() < 0.03);
-        assert!((fit.beta[1] - 2.0).abs() < 0.03);
-        assert!((fit.random_effects[0].std_dev - 3.0).abs() < 0.1);
+        assert!((fit.beta()[1] - 2.0).abs() < 0.03);
+        assert!((fit.variance_components()[0].std_dev - 3.0).abs() < 0.1);
     }
 }

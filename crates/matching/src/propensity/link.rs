@@ -18,6 +18,16 @@ pub enum Link {
     Probit,
 }
 
+impl std::fmt::Display for Link {
+    /// R's name of the link: `logit` or `probit`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Link::Logit => "logit",
+            Link::Probit => "probit",
+        })
+    }
+}
+
 impl Link {
     /// R's `linkfun`: `log(mu/(1 − mu))` or `qnorm(mu)`.
     pub fn linkfun(self, mu: f64) -> f64 {

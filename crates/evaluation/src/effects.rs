@@ -8,17 +8,37 @@
 //! degrees of freedom of these contrasts come from the fitted model; this module only builds the `L` vectors
 //! and turns the model's answers into report rows.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
-/// Which effect a row reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+use crate::float::nan_if_null;
+
+/// Which effect a row reports: one year (a number in JSON) or the pooled effect (the string `"pooled"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Period {
     /// One post-programme year.
     Year(i64),
-    /// All post-programme years together (the string `"pooled"`).
-    Pooled(&'static str),
+    /// All post-programme years together.
+    Pooled(Pooled),
+}
+
+/// The tag of the pooled effect, written `"pooled"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Pooled {
+    /// The only value.
+    #[serde(rename = "pooled")]
+    Pooled,
+}
+
+impl Period {
+    /// The pooled period.
+    pub const POOLED: Period = Period::Pooled(Pooled::Pooled);
+
+    /// True for the pooled effect.
+    pub fn is_pooled(&self) -> bool {
+        matches!(self, Period::Pooled(_))
+    }
 }
 
 /// A contrast to evaluate: its period and coefficient weights (aligned with the fixed effects).
@@ -30,24 +50,32 @@ pub struct Contrast {
     pub l: Vec<f64>,
 }
 
-/// One effect row of a report.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One effect row of a report. Non-finite numbers are written as `null` in JSON (infinite df of a Wald z
+/// test, a df that could not be computed) and read back as NaN.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Effect {
     /// `2016` or `"pooled"`.
     pub year: Period,
     /// Change in the lead–contrast gap relative to the pre-programme period, in outcome units.
+    #[serde(deserialize_with = "nan_if_null")]
     pub estimate: f64,
     /// Standard error.
+    #[serde(deserialize_with = "nan_if_null")]
     pub std_error: f64,
     /// Satterthwaite degrees of freedom (infinite for Wald z tests).
+    #[serde(deserialize_with = "nan_if_null")]
     pub df: f64,
     /// Lower 95% limit.
+    #[serde(deserialize_with = "nan_if_null")]
     pub ci_low: f64,
     /// Upper 95% limit.
+    #[serde(deserialize_with = "nan_if_null")]
     pub ci_high: f64,
     /// Two-sided p value.
+    #[serde(deserialize_with = "nan_if_null")]
     pub p_value: f64,
     /// Estimate divided by the effect-size SD.
+    #[serde(deserialize_with = "nan_if_null")]
     pub effect_size: f64,
 }
 
@@ -110,7 +138,7 @@ pub fn did_contrasts(
         }
         out.push(Contrast { period: Period::Year(y), l });
     }
-    out.push(Contrast { period: Period::Pooled("pooled"), l: pooled });
+    out.push(Contrast { period: Period::POOLED, l: pooled });
     Ok(out)
 }
 
@@ -133,7 +161,7 @@ mod tests {
         // 2015: e[2015:group] − (0 + e[2014:group]) / 2
         assert_eq!(c[0].period, Period::Year(2015));
         assert_eq!(c[0].l, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 1.0, 0.0]);
-        assert_eq!(c[2].period, Period::Pooled("pooled"));
+        assert_eq!(c[2].period, Period::POOLED);
         assert_eq!(c[2].l, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.5, 0.5]);
         assert!(did_contrasts(&names(), "yr", &[2013, 2014, 2015], 2015).is_err());
         // Without a `group` main effect every year has an interaction coefficient, the reference year too.
@@ -153,8 +181,14 @@ mod tests {
         assert!((e.ci_high - (0.2 + 0.204_227_245_6)).abs() < 1e-8);
         assert!((e.effect_size - 0.1).abs() < 1e-15);
         assert!((e.p_value - 0.054_645).abs() < 1e-4, "{}", e.p_value);
-        let z = Effect::new(Period::Pooled("pooled"), 0.2, 0.1, f64::INFINITY, 1.0);
+        let z = Effect::new(Period::POOLED, 0.2, 0.1, f64::INFINITY, 1.0);
         assert!((z.p_value - 0.045_500_26).abs() < 1e-6);
         assert_eq!(serde_json::to_string(&z.year).unwrap(), "\"pooled\"");
+        // JSON round trip: the infinite df is written as null and read back as NaN.
+        let back: Effect = serde_json::from_str(&serde_json::to_string(&z).unwrap()).unwrap();
+        assert_eq!(back.year, Period::POOLED);
+        assert!(back.df.is_nan() && back.estimate == 0.2);
+        let y: Period = serde_json::from_str("2016").unwrap();
+        assert_eq!(y, Period::Year(2016));
     }
 }

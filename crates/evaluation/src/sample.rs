@@ -1,4 +1,4 @@
-//! Analysis samples for `psmeval evaluate`: the pupils of matched schools for one outcome and subgroup, as a
+//! Analysis samples of an evaluation: the pupils of matched schools for one outcome and subgroup, as a
 //! [`Table`] with the columns the impact model uses (`outcome`, the year, `group`, the school id, covariates,
 //! `year_c`), plus counts for the sample-flow table.
 //!
@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use psmeval_frame::{Column, Table};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::study::{OutcomeSpec, Study, SubgroupSpec, filter_rows};
 
@@ -22,7 +22,7 @@ pub struct MatchedSchool {
 }
 
 /// Counts of one analysis sample.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SampleCounts {
     /// Pupil rows in the years analysed that pass the outcome's and subgroup's filters (all schools).
     pub eligible_rows: usize,

@@ -1,54 +1,36 @@
-//! Outputs of `psmeval evaluate`: `results.json`, CSV tables, figures (SVG and PNG) and the report
-//! (`report.md`, `report.html`), all rendered from an [`Evaluation`] — nothing is recomputed here.
+//! The report of an evaluation: CSV tables, figures (SVG and PNG) and the document (`report.md`,
+//! `report.html`), all rendered from an [`Evaluation`] — nothing is recomputed here, so the same
+//! `results.json` always gives the same report.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use anyhow::Result;
+use psmeval_evaluation::effects::Period;
+use psmeval_evaluation::study::{EffectSizeDefinition, Family};
+use psmeval_evaluation::{Evaluation, OutcomeResult};
+use psmeval_matching::Method;
+use psmeval_matching::balance::BalanceRow;
 
-use crate::effects::Period;
-use crate::evaluate::{Evaluation, OutcomeResult};
+use crate::document::{Block, Document};
+use crate::format::{count, csv_line, full, full_opt, num, opt, pval};
 use crate::plot::{
     self, CONTROL, CaterpillarPlot, DistributionPanel, DistributionPlot, IntervalPlot, IntervalSeries, LovePlot,
     TREATED, year_label,
 };
-use crate::report::{Block, Document, count, num, opt, pval};
-use crate::study::Family;
-use crate::table::write_text;
+use crate::{Artifact, ReportError};
 
-/// Writes every output of an evaluation under `out`.
-pub fn write_outputs(ev: &Evaluation, out: &Path) -> Result<()> {
-    std::fs::create_dir_all(out.join("figures"))?;
-    std::fs::create_dir_all(out.join("tables"))?;
-    write_text(&out.join("results.json"), &(serde_json::to_string_pretty(ev)? + "\n"))?;
-    write_tables(ev, out)?;
-    let doc = report(ev, out)?;
-    write_text(&out.join("report.md"), &doc.markdown())?;
-    write_text(&out.join("report.html"), &doc.html())?;
-    Ok(())
+/// Every output of an evaluation's report, as files relative to the output folder: `tables/*.csv`,
+/// `figures/*.{svg,png}`, `report.md` and `report.html`.
+pub fn render_evaluation(ev: &Evaluation) -> Result<Vec<Artifact>, ReportError> {
+    let mut files = tables(ev);
+    let doc = document(ev, &mut files)?;
+    files.push(Artifact::text("report.md", doc.markdown()));
+    files.push(Artifact::text("report.html", doc.html()));
+    Ok(files)
 }
 
-fn csv_line(cells: &[String]) -> String {
-    let quoted: Vec<String> = cells
-        .iter()
-        .map(|c| if c.contains([',', '"', '\n']) { format!("\"{}\"", c.replace('"', "\"\"")) } else { c.clone() })
-        .collect();
-    quoted.join(",") + "\n"
-}
-
-/// Full precision (shortest round-trip form), scientific notation for very small or large magnitudes.
-fn full(x: f64) -> String {
-    if !x.is_finite() {
-        "NA".into()
-    } else if x != 0.0 && !(1e-4..1e15).contains(&x.abs()) {
-        format!("{x:e}")
-    } else {
-        format!("{x}")
-    }
-}
-
-fn full_opt(x: Option<f64>) -> String {
-    x.map_or_else(|| "NA".into(), full)
+/// The report document alone (its figures rendered and discarded).
+pub fn evaluation_document(ev: &Evaluation) -> Result<Document, ReportError> {
+    document(ev, &mut Vec::new())
 }
 
 /// The units of an outcome's effect estimates, for the summary.
@@ -69,11 +51,12 @@ fn p_phrase(p: f64) -> String {
     }
 }
 
-/// Satterthwaite df as shown: ∞ for Wald z tests, NA where the df could not be computed.
-fn df_label(df: f64) -> String {
+/// Satterthwaite df as shown: ∞ for the Wald z tests of logistic models, NA where the df could not be
+/// computed. (JSON keeps no infinity, so the family says which.)
+fn df_label(df: f64, family: Family) -> String {
     if df.is_finite() {
         num(df, 1)
-    } else if df == f64::INFINITY {
+    } else if family == Family::Binomial {
         "∞ (z)".into()
     } else {
         "NA".into()
@@ -83,11 +66,11 @@ fn df_label(df: f64) -> String {
 fn period_label(p: &Period) -> String {
     match p {
         Period::Year(y) => y.to_string(),
-        Period::Pooled(s) => s.to_string(),
+        Period::Pooled(_) => "pooled".into(),
     }
 }
 
-fn write_tables(ev: &Evaluation, out: &Path) -> Result<()> {
+fn tables(ev: &Evaluation) -> Vec<Artifact> {
     let mut balance = csv_line(
         &["stage", "term", "mean_treated", "mean_control", "smd", "var_ratio", "ecdf_mean", "ecdf_max"]
             .map(String::from),
@@ -106,7 +89,7 @@ fn write_tables(ev: &Evaluation, out: &Path) -> Result<()> {
             ]);
         }
     }
-    write_text(&out.join("tables/balance.csv"), &balance)?;
+    let mut files = vec![Artifact::text("tables/balance.csv", balance)];
     let mut coefs = csv_line(
         &["outcome", "subgroup", "term", "estimate", "std_error", "df", "statistic", "p_value"].map(String::from),
     );
@@ -116,8 +99,8 @@ fn write_tables(ev: &Evaluation, out: &Path) -> Result<()> {
     );
     for o in &ev.outcomes {
         let sub = o.subgroup.clone().unwrap_or_else(|| "all pupils".into());
-        if let Some(fit) = &o.fit {
-            for c in &fit.coefficients {
+        if let Some(model) = &o.model {
+            for c in &model.coefficients() {
                 coefs += &csv_line(&[
                     o.name.clone(),
                     sub.clone(),
@@ -145,18 +128,22 @@ fn write_tables(ev: &Evaluation, out: &Path) -> Result<()> {
             ]);
         }
     }
-    write_text(&out.join("tables/coefficients.csv"), &coefs)?;
-    write_text(&out.join("tables/effects.csv"), &effects)?;
-    Ok(())
+    files.push(Artifact::text("tables/coefficients.csv", coefs));
+    files.push(Artifact::text("tables/effects.csv", effects));
+    files
 }
 
-/// Saves a figure as SVG and PNG under `out/figures/<name>` and returns the report block.
-fn figure(fig: &impl plot::Figure, out: &Path, name: &str, caption: String) -> Result<Block> {
+/// Renders a figure as `figures/<name>.svg` and `.png` into `files` and returns its report block.
+fn figure(
+    fig: &impl plot::Figure,
+    files: &mut Vec<Artifact>,
+    name: &str,
+    caption: String,
+) -> Result<Block, ReportError> {
     let stem = format!("figures/{name}");
-    plot::save(fig, &out.join(format!("{stem}.png")))?;
-    let svg_path = out.join(format!("{stem}.svg"));
-    plot::save(fig, &svg_path)?;
-    let svg = std::fs::read_to_string(&svg_path)?;
+    let svg = plot::svg(fig, name)?;
+    files.push(Artifact { path: format!("{stem}.png"), bytes: plot::png(fig, name)? });
+    files.push(Artifact::text(format!("{stem}.svg"), svg.clone()));
     Ok(Block::Figure { stem, svg, caption })
 }
 
@@ -172,7 +159,7 @@ fn slug(s: &str) -> String {
     out.trim_matches('-').to_string()
 }
 
-fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
+fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, ReportError> {
     let s = &ev.study;
     let m = &ev.matching;
     let mut d = Document {
@@ -190,8 +177,8 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
         m.n.matched_control,
         s.matching.ratio,
         match s.matching.method {
-            crate::args::MethodArg::Nearest => "nearest-neighbour",
-            crate::args::MethodArg::Optimal => "optimal",
+            Method::Nearest => "nearest-neighbour",
+            Method::Optimal => "optimal",
         }
     );
     for o in ev.outcomes.iter().filter(|o| o.subgroup.is_none()) {
@@ -284,7 +271,7 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
     } else if let Some(c) = &s.matching.distance_column {
         d.p(format!("The distance was taken from the column `{c}` of the school table."));
     }
-    let after: std::collections::HashMap<&str, &crate::matching::BalanceRowView> =
+    let after: std::collections::HashMap<&str, &BalanceRow> =
         m.balance.after.iter().map(|r| (r.term.as_str(), r)).collect();
     d.table(
         &[
@@ -324,7 +311,7 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
     };
     d.blocks.push(figure(
         &love,
-        out,
+        files,
         "love",
         "Love plot: standardized mean differences between treatment and contrast schools for each covariate, \
          before (open circles) and after (filled) matching. Differences within ±0.1 (dashed lines) are \
@@ -357,7 +344,7 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
     };
     d.blocks.push(figure(
         &dist,
-        out,
+        files,
         "scores",
         "Distribution of the matching distance in treatment and contrast schools before and after matching. \
          After matching the contrast schools' distribution should resemble the treatment schools'."
@@ -374,16 +361,16 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
          effect is a log odds ratio. Effect sizes divide by the {}.",
         year_label(s.years.programme_start),
         match s.effect_size.definition {
-            crate::study::EffectSizeDefinition::Eef =>
+            EffectSizeDefinition::Eef =>
                 "total SD (between-school intercept variance plus pupil-level variance, π²/3 on the latent scale for \
                  binary outcomes) of the model with the same design terms and school random effects but without \
                  pupil covariates (EEF's convention)",
-            crate::study::EffectSizeDefinition::Residual =>
+            EffectSizeDefinition::Residual =>
                 "pupil-level SD (π/√3 for binary outcomes) of the model without pupil covariates",
         }
     ));
     for o in ev.outcomes.iter().filter(|o| o.subgroup.is_none()) {
-        outcome_section(&mut d, ev, o, out)?;
+        outcome_section(&mut d, ev, o, files)?;
     }
     if !s.subgroups.is_empty() {
         d.h(2, "4. Subgroups");
@@ -427,7 +414,12 @@ fn report(ev: &Evaluation, out: &Path) -> Result<Document> {
     Ok(d)
 }
 
-fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &Path) -> Result<()> {
+fn outcome_section(
+    d: &mut Document,
+    ev: &Evaluation,
+    o: &OutcomeResult,
+    files: &mut Vec<Artifact>,
+) -> Result<(), ReportError> {
     let s = &ev.study;
     d.h(3, o.name.clone());
     if let Some(why) = &o.skipped {
@@ -459,7 +451,7 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
     };
     d.blocks.push(figure(
         &trend,
-        out,
+        files,
         &format!("trend-{stem}"),
         format!(
             "Mean {} by year in treatment and matched contrast schools, with 95% confidence intervals that allow \
@@ -479,7 +471,7 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
                     },
                     num(e.estimate, 3),
                     num(e.std_error, 3),
-                    df_label(e.df),
+                    df_label(e.df, o.family),
                     format!("{} to {}", num(e.ci_low, 3), num(e.ci_high, 3)),
                     pval(e.p_value),
                     num(e.effect_size, 3),
@@ -511,7 +503,7 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
     };
     d.blocks.push(figure(
         &event,
-        out,
+        files,
         &format!("effects-{stem}"),
         format!(
             "Estimated programme effect on {} in each programme year: the change in the gap between treatment and \
@@ -520,18 +512,19 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
             o.name
         ),
     )?);
-    if let Some(fit) = &o.fit {
+    if let Some(model) = &o.model {
         d.p(format!(
             "Model `{}`: {} observations, {} schools; {}{}.",
             o.formula,
             count(o.n_pupils),
             count(o.n_schools),
-            if fit.converged { "converged" } else { "did NOT converge — treat with caution" },
-            if fit.singular { "; singular fit (a variance component is estimated at zero)" } else { "" }
+            if model.converged() { "converged" } else { "did NOT converge — treat with caution" },
+            if model.singular() { "; singular fit (a variance component is estimated at zero)" } else { "" }
         ));
         d.table(
-            &["Term", "Estimate", "SE", "df", fit.statistic_name, "p"],
-            fit.coefficients
+            &["Term", "Estimate", "SE", "df", model.statistic_name(), "p"],
+            model
+                .coefficients()
                 .iter()
                 .map(|c| {
                     vec![
@@ -547,7 +540,8 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
         );
         d.table(
             &["Group", "Term", "Variance", "SD"],
-            fit.variance_components
+            model
+                .variance_components()
                 .iter()
                 .map(|v| {
                     vec![v.group.clone(), v.term.clone().unwrap_or_default(), num(v.variance, 4), num(v.std_dev, 4)]
@@ -560,15 +554,15 @@ fn outcome_section(d: &mut Document, ev: &Evaluation, o: &OutcomeResult, out: &P
                 num(icc, 3)
             ));
         }
-        if !fit.school_effects.is_empty() {
+        if !o.school_effects.is_empty() {
             let cat = CaterpillarPlot {
                 title: format!("{}: school effects", o.name),
-                effects: fit.school_effects.iter().map(|e| (e.estimate, e.cond_sd, e.treated)).collect(),
+                effects: o.school_effects.iter().map(|e| (e.estimate, e.cond_sd, e.treated)).collect(),
                 highlight_label: "Treatment schools".into(),
             };
             d.blocks.push(figure(
                 &cat,
-                out,
+                files,
                 &format!("schools-{stem}"),
                 format!(
                     "School effects on {} (the model's conditional modes of the school intercepts) with 95% intervals, \

@@ -5,21 +5,27 @@
 //! sampling units: `V = G/(G-1) · Σ_g (Σ_{i∈g} w_i (y_i − ȳ))² / (Σ w)²` with G clusters in the cell (the
 //! CR1-style linearization used by survey software), and the interval is `ȳ ± t_{G−1, 0.975} · √V`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+use crate::float::nan_if_null;
 use statrs::distribution::{ContinuousCDF, StudentsT};
 
 /// The mean of one cell with its clustered uncertainty.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CellMean {
     /// The cell's key (e.g. year and group), as given.
     pub cell: (i64, bool),
     /// Weighted mean.
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
     /// Cluster-robust standard error (NaN with a single cluster).
+    #[serde(deserialize_with = "nan_if_null")]
     pub std_error: f64,
     /// Lower end of the 95% interval.
+    #[serde(deserialize_with = "nan_if_null")]
     pub ci_low: f64,
     /// Upper end of the 95% interval.
+    #[serde(deserialize_with = "nan_if_null")]
     pub ci_high: f64,
     /// Observations in the cell.
     pub n: usize,

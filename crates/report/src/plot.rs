@@ -1,18 +1,15 @@
-//! Figures for reports, drawn with plotters as SVG or PNG (chosen by the file extension).
+//! Figures for reports, drawn with plotters as SVG text or PNG bytes.
 //!
-//! Each figure is a plain data struct implementing [`Figure`]; [`save`] renders it to a temporary file and
-//! renames it into place. Text is drawn with DejaVu Sans shipped in `assets/fonts` (registered once), so PNGs
+//! Each figure is a plain data struct implementing [`Figure`]; [`svg`] and [`png`] render it to text or bytes
+//! (the caller writes them). Text is drawn with DejaVu Sans shipped in `assets/fonts` (registered once), so PNGs
 //! render on a machine without any system fonts.
 
-use std::path::Path;
 use std::sync::Once;
 
-use anyhow::{Context, Result, anyhow};
+use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
-
-use crate::error::InputError;
 
 static FONTS: Once = Once::new();
 
@@ -56,42 +53,45 @@ pub fn err<E: std::fmt::Debug>(e: E) -> String {
     format!("{e:?}")
 }
 
-/// Renders `fig` to `path` (`.svg` or `.png`) atomically.
-pub fn save(fig: &impl Figure, path: &Path) -> Result<()> {
+/// A figure that could not be drawn.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("drawing `{figure}`: {reason}")]
+pub struct PlotError {
+    /// The figure's title.
+    pub figure: String,
+    /// What plotters reported.
+    pub reason: String,
+}
+
+/// Renders `fig` as SVG text.
+pub fn svg(fig: &impl Figure, name: &str) -> Result<String, PlotError> {
     register_fonts();
-    let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => std::path::PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    match ext.as_deref() {
-        Some("svg") => {
-            let mut svg = String::new();
-            {
-                let root = SVGBackend::with_string(&mut svg, fig.size()).into_drawing_area();
-                fig.draw(&root).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
-                root.present().map_err(|e| anyhow!("drawing {}: {e:?}", path.display()))?;
-            }
-            crate::table::write_text(path, &svg)
-        }
-        Some("png") => {
-            let tmp = tempfile::Builder::new().prefix(".psmeval-").suffix(".png").tempfile_in(&dir)?.into_temp_path();
-            {
-                let root = BitMapBackend::new(&tmp, fig.size()).into_drawing_area();
-                fig.draw(&root).map_err(|e| anyhow!("drawing {}: {e}", path.display()))?;
-                root.present().map_err(|e| anyhow!("drawing {}: {e:?}", path.display()))?;
-            }
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::PermissionsExt;
-                std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
-            }
-            tmp.persist(path).map_err(|e| anyhow!("cannot move the figure into place at {}: {e}", path.display()))?;
-            Ok(())
-        }
-        _ => Err(InputError::new(format!("{}: figures are written as .svg or .png", path.display())).into()),
+    let fail = |reason: String| PlotError { figure: name.to_string(), reason };
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, fig.size()).into_drawing_area();
+        fig.draw(&root).map_err(fail)?;
+        root.present().map_err(|e| fail(format!("{e:?}")))?;
     }
+    Ok(svg)
+}
+
+/// Renders `fig` as a PNG file's bytes.
+pub fn png(fig: &impl Figure, name: &str) -> Result<Vec<u8>, PlotError> {
+    register_fonts();
+    let fail = |reason: String| PlotError { figure: name.to_string(), reason };
+    let (w, h) = fig.size();
+    let mut rgb = vec![0u8; w as usize * h as usize * 3];
+    {
+        let root = BitMapBackend::with_buffer(&mut rgb, (w, h)).into_drawing_area();
+        fig.draw(&root).map_err(fail)?;
+        root.present().map_err(|e| fail(format!("{e:?}")))?;
+    }
+    let mut bytes = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut bytes)
+        .write_image(&rgb, w, h, image::ColorType::Rgb8)
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(bytes)
 }
 
 /// Love plot: standardized mean differences per covariate before and after matching, with ±0.1 lines.
@@ -303,7 +303,6 @@ mod tests {
 
     #[test]
     fn figures_render_as_svg_and_png() {
-        let dir = tempfile::tempdir().unwrap();
         let love = LovePlot {
             title: "Covariate balance".into(),
             rows: vec![("pct_fsm".into(), Some(0.45), Some(0.02)), ("factor(region)7".into(), Some(-0.3), None)],
@@ -321,13 +320,11 @@ mod tests {
             ],
             groups: ("Lead".into(), "Contrast".into()),
         };
-        for ext in ["svg", "png"] {
-            let p = dir.path().join(format!("love.{ext}"));
-            save(&love, &p).unwrap();
-            assert!(p.metadata().unwrap().len() > 1000);
-            let q = dir.path().join(format!("dist.{ext}"));
-            save(&dist, &q).unwrap();
-            assert!(q.metadata().unwrap().len() > 1000);
+        let love_svg = svg(&love, "love").unwrap();
+        assert!(love_svg.contains("pct_fsm") && love_svg.contains("After matching"));
+        assert!(svg(&dist, "dist").unwrap().len() > 1000);
+        for bytes in [png(&love, "love").unwrap(), png(&dist, "dist").unwrap()] {
+            assert!(bytes.len() > 1000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"));
         }
         let trend = IntervalPlot {
             title: "Attainment".into(),
@@ -345,23 +342,10 @@ mod tests {
             effects: vec![(0.1, 0.05, false), (-0.2, 0.1, true), (0.3, 0.02, false)],
             highlight_label: "Lead".into(),
         };
-        for ext in ["svg", "png"] {
-            let p = dir.path().join(format!("trend.{ext}"));
-            save(&trend, &p).unwrap();
-            assert!(p.metadata().unwrap().len() > 1000);
-            let q = dir.path().join(format!("cat.{ext}"));
-            save(&cat, &q).unwrap();
-            assert!(q.metadata().unwrap().len() > 1000);
-        }
-        if let Ok(keep) = std::env::var("PSMEVAL_KEEP_FIGURES") {
-            for f in ["love.png", "dist.png", "trend.png", "cat.png"] {
-                std::fs::copy(dir.path().join(f), Path::new(&keep).join(f)).unwrap();
-            }
-        }
+        assert!(svg(&trend, "trend").unwrap().contains("Programme starts"));
+        assert!(svg(&cat, "cat").unwrap().len() > 1000);
+        assert!(png(&trend, "trend").unwrap().len() > 1000 && png(&cat, "cat").unwrap().len() > 1000);
         assert_eq!(year_label(2015), "2014/15");
-        let svg = std::fs::read_to_string(dir.path().join("love.svg")).unwrap();
-        assert!(svg.contains("pct_fsm") && svg.contains("After matching"));
-        assert!(save(&love, &dir.path().join("love.jpg")).is_err());
     }
 }
 

@@ -172,43 +172,10 @@ fn escape_md_alt(s: &str) -> String {
     s.replace(['[', ']'], "")
 }
 
-/// Formats a number with `digits` decimals, `–` for a missing value, and a true minus sign.
-pub fn num(x: f64, digits: usize) -> String {
-    if x.is_finite() { format!("{x:.digits$}").replace('-', "−") } else { "–".into() }
-}
-
-/// Formats an optional number.
-pub fn opt(x: Option<f64>, digits: usize) -> String {
-    x.map_or_else(|| "–".into(), |v| num(v, digits))
-}
-
-/// Formats a p value as reports do: `<0.001` below 0.001, else three decimals.
-pub fn pval(p: f64) -> String {
-    if !p.is_finite() {
-        "–".into()
-    } else if p < 0.001 {
-        "<0.001".into()
-    } else {
-        format!("{p:.3}")
-    }
-}
-
-/// Formats an integer count with thousands separators.
-pub fn count(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::format::num;
 
     #[test]
     fn renders_markdown_and_html() {
@@ -231,15 +198,5 @@ mod tests {
         assert!(html.contains("<td class=\"num\">−0.123</td>"));
         assert!(html.contains("<figure>\n<svg></svg>"), "xml prolog stripped: {html}");
         assert!(!html.contains("src=\"http"), "self-contained");
-    }
-
-    #[test]
-    fn number_formats() {
-        assert_eq!(pval(0.0004), "<0.001");
-        assert_eq!(pval(0.04567), "0.046");
-        assert_eq!(count(6_000_712), "6,000,712");
-        assert_eq!(count(999), "999");
-        assert_eq!(num(f64::NAN, 2), "–");
-        assert_eq!(opt(Some(1.0), 1), "1.0");
     }
 }

@@ -1,47 +1,13 @@
-//! `psmeval simulate`: writes a synthetic population (see `psmeval_synth`) as tables plus `truth.json`.
+//! Writing a synthetic population ([`psmeval_synth::Population`]) as tables plus `truth.json`, shared by
+//! `psmeval simulate` and the built-in example.
 
 use std::path::Path;
 
 use anyhow::Result;
 use polars::prelude::{Column as PlColumn, DataFrame};
-use psmeval_synth::{Population, SimConfig, simulate};
+use psmeval_synth::Population;
 
-use crate::args::{Preset, SimulateArgs};
-use crate::error::input;
 use crate::table::{Format, write_dataframe, write_text};
-
-/// The simulation configuration the arguments describe.
-pub fn config(a: &SimulateArgs) -> SimConfig {
-    let base = match a.preset {
-        Preset::National => SimConfig::default(),
-        Preset::Small => SimConfig::small(),
-    };
-    SimConfig {
-        schools: a.schools.unwrap_or(base.schools),
-        leads: a.leads,
-        first_year: a.first_year,
-        last_year: a.last_year,
-        programme_start: a.programme_start,
-        effect: a.effect,
-        seed: a.seed,
-        ..base
-    }
-}
-
-/// Runs the command.
-pub fn run(a: &SimulateArgs) -> Result<()> {
-    let cfg = config(a);
-    let pop = simulate(&cfg).map_err(input("invalid simulation parameters"))?;
-    write_population(&pop, &a.out, a.format)?;
-    eprintln!(
-        "wrote {} schools ({} lead) and {} pupil rows to {}",
-        pop.schools.school_id.len(),
-        pop.schools.lead.iter().sum::<i64>(),
-        pop.pupils.len(),
-        a.out.display()
-    );
-    Ok(())
-}
 
 /// The school table as a polars frame.
 pub fn schools_frame(pop: &Population) -> Result<DataFrame> {

@@ -1,66 +1,13 @@
-//! `psmeval match`: propensity scores, matching and balance for one unit table, written as a matched-unit
-//! table, a JSON summary, a balance table on stdout and optional figures.
+//! Renderings of a matching run ([`MatchResult`]): MatchIt-style summary text (sample sizes and balance
+//! tables, as `summary(m)` prints them), the Love plot and the distance distributions.
 
-use anyhow::Result;
-use polars::prelude::{Column as PlColumn, DataFrame};
+use psmeval_matching::MatchResult;
 
-use crate::args::MatchArgs;
-use crate::matching::{MatchRun, run_matching};
-use crate::plot::{self, DistributionPanel, DistributionPlot, LovePlot};
-use crate::report::{num, opt};
-use crate::table::{Format, load_table, require_binary, require_unique_ids, write_dataframe, write_text};
-
-/// Runs the command.
-pub fn run(a: &MatchArgs) -> Result<()> {
-    let out_format = Format::from_path(&a.out)?;
-    for p in [&a.love_plot, &a.score_plot].into_iter().flatten() {
-        match p.extension().and_then(|e| e.to_str()) {
-            Some("svg" | "png") => {}
-            _ => {
-                return Err(crate::error::InputError::new(format!(
-                    "{}: figures are written as .svg or .png",
-                    p.display()
-                ))
-                .into());
-            }
-        }
-    }
-    let table = load_table(&a.data)?;
-    let formula = psmeval_frame::parse_formula(&a.spec.formula)
-        .map_err(|e| crate::error::InputError::new(format!("--formula: {e}")))?;
-    let treatment = formula.response.label();
-    let treat = require_binary(&table, &treatment, &a.data)?;
-    let ids = require_unique_ids(&table, &a.id, &a.data)?;
-    let run = run_matching(&a.spec, &table, &treat, &ids, &a.data)?;
-    let mut df = matched_frame(&run)?;
-    write_dataframe(&a.out, &mut df, out_format)?;
-    if let Some(p) = &a.json {
-        write_text(p, &(serde_json::to_string_pretty(&run)? + "\n"))?;
-    }
-    if let Some(p) = &a.love_plot {
-        plot::save(&love_plot(&run), p)?;
-    }
-    if let Some(p) = &a.score_plot {
-        plot::save(&score_plot(&run), p)?;
-    }
-    print!("{}", summary_text(&run));
-    Ok(())
-}
-
-/// The matched-unit table: one row per unit kept (weight > 0).
-pub fn matched_frame(run: &MatchRun) -> Result<DataFrame> {
-    let kept: Vec<&crate::matching::Unit> = run.units.iter().filter(|u| u.weight > 0.0).collect();
-    Ok(DataFrame::new_infer_height(vec![
-        PlColumn::new("id".into(), kept.iter().map(|u| u.id.as_str()).collect::<Vec<_>>()),
-        PlColumn::new("treated".into(), kept.iter().map(|u| i64::from(u.treated)).collect::<Vec<_>>()),
-        PlColumn::new("distance".into(), kept.iter().map(|u| u.distance).collect::<Vec<_>>()),
-        PlColumn::new("weight".into(), kept.iter().map(|u| u.weight).collect::<Vec<_>>()),
-        PlColumn::new("subclass".into(), kept.iter().map(|u| u.subclass.clone()).collect::<Vec<_>>()),
-    ])?)
-}
+use crate::format::{num, opt};
+use crate::plot::{DistributionPanel, DistributionPlot, LovePlot};
 
 /// The Love plot of a run.
-pub fn love_plot(run: &MatchRun) -> LovePlot {
+pub fn love_plot(run: &MatchResult) -> LovePlot {
     LovePlot {
         title: "Covariate balance before and after matching".into(),
         rows: run.balance.before.iter().zip(&run.balance.after).map(|(b, a)| (b.term.clone(), b.smd, a.smd)).collect(),
@@ -68,7 +15,7 @@ pub fn love_plot(run: &MatchRun) -> LovePlot {
 }
 
 /// The distance distributions of a run, before and after matching.
-pub fn score_plot(run: &MatchRun) -> DistributionPlot {
+pub fn score_plot(run: &MatchResult) -> DistributionPlot {
     let pick = |treated: bool, after: bool| -> Vec<(f64, f64)> {
         run.units
             .iter()
@@ -96,7 +43,7 @@ pub fn score_plot(run: &MatchRun) -> DistributionPlot {
 }
 
 /// A readable summary: sample sizes and the balance table, as MatchIt's `summary()` prints them.
-pub fn summary_text(run: &MatchRun) -> String {
+pub fn summary_text(run: &MatchResult) -> String {
     let n = &run.n;
     let mut s = String::new();
     s += "Sample sizes:\n";

@@ -1,0 +1,116 @@
+//! `psmeval evaluate`: a whole evaluation from one study file (or the built-in example). Reads the study
+//! and its tables, hashes the inputs, runs [`psmeval_evaluation::evaluate`], and writes `results.json` and
+//! the report rendered by [`psmeval_report::render_evaluation`]. Everything is rendered in memory before the
+//! first file is written, so an evaluation that fails writes nothing.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use psmeval_evaluation::{Evaluation, EvaluationError, InputFile, Plan, PlanError, Study, evaluate};
+use sha2::{Digest, Sha256};
+
+use crate::args::EvaluateArgs;
+use crate::error::InputError;
+use crate::progress::Progress;
+use crate::table::{load_table, write_artifacts, write_text};
+
+/// Runs `psmeval evaluate` from its arguments and writes every output.
+pub fn run(a: &EvaluateArgs) -> Result<()> {
+    let progress = Progress::new(a.quiet);
+    let (study_path, out): (PathBuf, PathBuf) = if a.example {
+        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports/example"));
+        let cfg = crate::example::config(a);
+        let step = progress.step("simulating the example population");
+        let study = crate::example::write_example(&out, &cfg)?;
+        step.finish();
+        (study, out)
+    } else {
+        let Some(study) = a.study.clone() else {
+            return Err(InputError::new("give a study file, or --example to run the built-in example").into());
+        };
+        let out = a.out.clone().unwrap_or_else(|| {
+            PathBuf::from("reports")
+                .join(study.file_stem().map_or("evaluation".into(), |s| s.to_string_lossy().to_string()))
+        });
+        (study, out)
+    };
+    let evaluation = run_study(&study_path, &progress)?;
+    let step = progress.step("rendering tables, figures and report");
+    let files = psmeval_report::render_evaluation(&evaluation)?;
+    let results = serde_json::to_string_pretty(&evaluation)? + "\n";
+    step.finish();
+    let step = progress.step("writing results, tables, figures and report");
+    write_artifacts(&out, &files)?;
+    write_text(&out.join("results.json"), &results)?;
+    step.finish();
+    progress.message(&format!("wrote {}", out.display()));
+    Ok(())
+}
+
+/// Reads, checks and evaluates the study at `study_path`.
+pub fn run_study(study_path: &Path, progress: &Progress) -> Result<Evaluation> {
+    let text = std::fs::read_to_string(study_path)
+        .map_err(|e| InputError::new(format!("{}: cannot read the study file: {e}", study_path.display())))?;
+    let at_study = |e: PlanError| -> anyhow::Error {
+        match e {
+            PlanError::Invalid(_) => InputError::new(format!("{}:\n  {e}", study_path.display())).into(),
+            _ => InputError::new(format!("{}: {e}", study_path.display())).into(),
+        }
+    };
+    let mut study = Study::from_toml(&text).map_err(at_study)?;
+    // Tables are read relative to the study file; results.json shows their paths as the study gives them,
+    // so the same study gives the same bytes wherever it is run from.
+    let base = study_path.parent().unwrap_or(Path::new(""));
+    let resolve = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+    let (schools_path, pupils_path) = (resolve(&study.data.schools), resolve(&study.data.pupils));
+    study.data.schools = PathBuf::from(display_relative(&schools_path, study_path));
+    study.data.pupils = PathBuf::from(display_relative(&pupils_path, study_path));
+    let plan = Plan::new(study).map_err(at_study)?;
+
+    let step = progress.step("loading tables");
+    let schools = load_table(&schools_path)?;
+    let pupils = load_table(&pupils_path)?;
+    step.finish();
+    let inputs = vec![
+        InputFile {
+            path: display_relative(&schools_path, study_path),
+            sha256: sha256(&schools_path)?,
+            rows: schools.n_rows(),
+        },
+        InputFile {
+            path: display_relative(&pupils_path, study_path),
+            sha256: sha256(&pupils_path)?,
+            rows: pupils.n_rows(),
+        },
+    ];
+    let observer = progress.observer();
+    evaluate(&plan, &schools, &pupils, inputs, text, &|p| observer.observe(p)).map_err(|e| {
+        let input = e.is_input_error();
+        let message = match &e {
+            EvaluationError::Plan(p) => format!("{}:\n  {p}", study_path.display()),
+            EvaluationError::Schools(_) | EvaluationError::Matching(_) => {
+                format!("{}: {}", schools_path.display(), strip_table_prefix(&e))
+            }
+            _ => e.to_string(),
+        };
+        if input { InputError::new(message).into() } else { anyhow::anyhow!(message) }
+    })
+}
+
+/// The message of a school-table error without the library's generic "the school table: " prefix (the path
+/// says which table).
+fn strip_table_prefix(e: &EvaluationError) -> String {
+    let s = e.to_string();
+    s.strip_prefix("the school table: ").map(str::to_string).unwrap_or(s)
+}
+
+fn sha256(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let digest = Sha256::digest(&bytes);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn display_relative(path: &Path, study_path: &Path) -> String {
+    let base = study_path.parent().unwrap_or(Path::new(""));
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}

@@ -1,0 +1,82 @@
+//! `psmeval lmm`: fit one linear (or logistic) mixed model from a table and an lme4 formula, print an
+//! lme4-like summary, and write the fit as JSON and the conditional modes as CSV.
+//!
+//! The JSON is the [`ModelRecord`] that `psmeval evaluate`'s `results.json` embeds for each impact model. It
+//! holds no timings, so the same data and formula give identical bytes.
+
+use anyhow::Result;
+use psmeval_evaluation::model::{ModelOptions, Weights, fit_model};
+use psmeval_evaluation::{Family, ModelRecord};
+use psmeval_frame::{build_model_frame, parse_formula};
+
+use crate::args::{FamilyArg, LmmArgs};
+use crate::error::InputError;
+use crate::table::{load_table, write_text};
+
+/// Runs `psmeval lmm`.
+pub fn run(a: &LmmArgs) -> Result<()> {
+    let at = |e: String| -> anyhow::Error { InputError::new(format!("{}: {e}", a.data.display())).into() };
+    let formula = parse_formula(&a.formula).map_err(|e| InputError::new(format!("--formula: {e}")))?;
+    if formula.random.is_empty() {
+        return Err(InputError::new(format!(
+            "--formula: `{}` has no random-effects term such as `(1 | school_id)`; a mixed model needs one",
+            a.formula
+        ))
+        .into());
+    }
+    if a.nagq == 0 {
+        return Err(InputError::new("--nagq must be at least 1 (1 = Laplace)").into());
+    }
+    let family = match a.family {
+        FamilyArg::Gaussian => Family::Gaussian,
+        FamilyArg::Binomial => Family::Binomial,
+    };
+    match family {
+        Family::Gaussian if a.nagq != 1 => {
+            return Err(InputError::new("--nagq applies to --family binomial only").into());
+        }
+        Family::Binomial if a.ml => {
+            return Err(
+                InputError::new("--ml applies to linear models; logistic models are always fitted by ML").into()
+            );
+        }
+        _ => {}
+    }
+    let progress = crate::progress::Progress::new(a.quiet);
+    let step = progress.step("loading the table");
+    let table = load_table(&a.data)?;
+    step.finish();
+    let step = progress.step("building the model frame");
+    let frame = build_model_frame(&formula, &table).map_err(|e| at(e.to_string()))?;
+    step.finish();
+    let weights = match &a.weights {
+        Some(c) => {
+            let w = table.numeric(c).map_err(|e| at(format!("--weights: {e}")))?;
+            let w: Vec<f64> = frame.rows.iter().map(|&i| w[i]).collect();
+            if let Some(k) = w.iter().position(|v| !(v.is_finite() && *v > 0.0)) {
+                return Err(at(format!(
+                    "--weights: `{c}` is {} in data row {}; weights must be positive",
+                    w[k],
+                    frame.rows[k] + 1
+                )));
+            }
+            Weights::Prior(w)
+        }
+        None => Weights::None,
+    };
+    let n_dropped = frame.n_dropped;
+    let options = ModelOptions { reml: !a.ml, nagq: a.nagq, ..ModelOptions::new(family) };
+    let step = progress.step("fitting the model");
+    let (fit, _) = fit_model(&formula, &table, frame, weights, &options)
+        .map_err(|e| at(format!("cannot fit `{}`: {e}", a.formula)))?;
+    step.finish();
+    let record: ModelRecord = fit.record(&a.formula, n_dropped);
+    if let Some(p) = &a.json {
+        write_text(p, &(serde_json::to_string_pretty(&record)? + "\n"))?;
+    }
+    if let Some(p) = &a.ranef {
+        write_text(p, &psmeval_report::lmm::ranef_csv(fit.ranef()))?;
+    }
+    print!("{}", psmeval_report::lmm::summary_text(&record));
+    Ok(())
+}

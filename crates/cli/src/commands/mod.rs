@@ -1,0 +1,7 @@
+//! One module per command; none imports another.
+
+pub mod evaluate;
+pub mod lmm;
+pub mod r#match;
+pub mod report;
+pub mod simulate;

@@ -1,0 +1,287 @@
+//! The evaluation pipeline and its result: a validated [`Plan`] and the loaded tables go in; matching, one
+//! analysis sample per outcome × subgroup, the multilevel difference-in-differences impact models (in
+//! parallel) and their effects come out as an [`Evaluation`], plain serializable data holding everything a
+//! report shows. The run is deterministic: the same plan and tables give the same `Evaluation`, whatever the
+//! thread count.
+
+use std::collections::HashMap;
+
+use psmeval_frame::{Table, TableError};
+use psmeval_matching::{MatchError, MatchResult, match_units};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::effects::Effect;
+use crate::float::nan_if_null;
+use crate::impact::{SchoolEffect, default_formula, fit_impact, unconditional_sd};
+use crate::plan::Plan;
+use crate::record::ModelRecord;
+use crate::sample::{MatchedSchool, SampleCounts, build_sample};
+use crate::study::{Family, OutcomeSpec, Study, SubgroupSpec};
+use crate::trend::{CellMean, clustered_means};
+
+/// An input file and its fingerprint (the caller reads and hashes the files).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputFile {
+    /// Path as given in the study (relative to the study file where it was relative).
+    pub path: String,
+    /// SHA-256 of the file's bytes.
+    pub sha256: String,
+    /// Data rows.
+    pub rows: usize,
+}
+
+/// One outcome × subgroup analysis.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutcomeResult {
+    /// Outcome name.
+    pub name: String,
+    /// Subgroup name, or `null` for all pupils.
+    pub subgroup: Option<String>,
+    /// `gaussian` or `binomial`.
+    pub family: Family,
+    /// Standardized within year.
+    pub standardized: bool,
+    /// Pupils analysed.
+    pub n_pupils: usize,
+    /// Schools analysed.
+    pub n_schools: usize,
+    /// Sample flow.
+    pub counts: SampleCounts,
+    /// The impact model's formula.
+    pub formula: String,
+    /// The fitted impact model, `null` when the analysis could not be run.
+    pub model: Option<ModelRecord>,
+    /// SD used for effect sizes (`null` when not analysed).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub effect_size_sd: f64,
+    /// Per-year and pooled effects.
+    pub effects: Vec<Effect>,
+    /// Mean outcome by year and group with 95% intervals (clustered by school).
+    pub trend: Vec<CellMean>,
+    /// Intraclass correlation of the model (random-intercept models).
+    pub icc: Option<f64>,
+    /// Why this analysis could not be run, when it could not (the other fields are then empty).
+    pub skipped: Option<String>,
+    /// Decisions taken for this analysis that a reader should know about.
+    pub notes: Vec<String>,
+    /// The schools' random intercepts (conditional modes with conditional SDs).
+    #[serde(default)]
+    pub school_effects: Vec<SchoolEffect>,
+}
+
+/// Everything an evaluation produced: the seam between computing and presenting.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// psmeval's version.
+    pub psmeval_version: String,
+    /// The study as written.
+    pub study: Study,
+    /// The study file's text.
+    pub study_file: String,
+    /// Input files with hashes.
+    pub inputs: Vec<InputFile>,
+    /// Propensity model, matched sets and balance.
+    pub matching: MatchResult,
+    /// Outcome analyses in study order (outcome-major, all pupils first, then subgroups).
+    pub outcomes: Vec<OutcomeResult>,
+}
+
+/// Why an evaluation stopped. Each variant says which input is at fault.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum EvaluationError {
+    /// The plan does not fit the tables (a column is missing, a year has no pupils…).
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
+    /// A column of the school table is unusable (a treatment that is not 0/1, repeated ids…).
+    #[error("the school table: {0}")]
+    Schools(TableError),
+    /// Matching failed.
+    #[error(transparent)]
+    Matching(#[from] MatchError),
+    /// An analysis sample could not be built.
+    #[error("{analysis}: {message}")]
+    Sample {
+        /// `outcome `…`` or `outcome `…`, subgroup `…``.
+        analysis: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+impl EvaluationError {
+    /// True when the error stems from the user's study or data (not from psmeval itself).
+    pub fn is_input_error(&self) -> bool {
+        match self {
+            EvaluationError::Matching(e) => !e.is_internal(),
+            _ => true,
+        }
+    }
+}
+
+/// What the pipeline is doing, for progress displays.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    /// A stage started; `total` is the number of steps when it has several.
+    Started {
+        /// The stage.
+        stage: &'static str,
+        /// Its step count.
+        total: Option<u64>,
+    },
+    /// One step of the current stage is done.
+    Advanced,
+    /// The current stage is done.
+    Finished,
+}
+
+/// Runs the evaluation of `plan` on the school and pupil tables. `inputs` and `study_file` are recorded in
+/// the result as given; `progress` is told what is happening (from several threads).
+pub fn evaluate(
+    plan: &Plan,
+    schools: &Table,
+    pupils: &Table,
+    inputs: Vec<InputFile>,
+    study_file: String,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Evaluation, EvaluationError> {
+    let study = &plan.study;
+    plan.check_data(schools, pupils)?;
+    let treat = schools.binary(&study.data.treatment).map_err(EvaluationError::Schools)?;
+    let ids = schools.unique_ids(&study.data.school_id).map_err(EvaluationError::Schools)?;
+
+    progress(Progress::Started { stage: "propensity scores and matching", total: None });
+    let matching = match_units(&study.matching, schools, &treat, &ids)?;
+    progress(Progress::Finished);
+    let matched: HashMap<String, MatchedSchool> = matching
+        .units
+        .iter()
+        .filter(|u| u.weight > 0.0)
+        .map(|u| (u.id.clone(), MatchedSchool { treated: u.treated, weight: u.weight }))
+        .collect();
+
+    // Outcome-major order: all pupils, then each subgroup.
+    let mut jobs = Vec::new();
+    for o in &study.outcomes {
+        jobs.push((o, None));
+        for s in &study.subgroups {
+            jobs.push((o, Some(s)));
+        }
+    }
+    progress(Progress::Started { stage: "fitting impact models", total: Some(jobs.len() as u64) });
+    let outcomes: Vec<OutcomeResult> = jobs
+        .par_iter()
+        .map(|(o, s)| {
+            let r = analyse(plan, pupils, &matched, o, *s);
+            progress(Progress::Advanced);
+            r
+        })
+        .collect::<Result<_, _>>()?;
+    progress(Progress::Finished);
+    Ok(Evaluation {
+        psmeval_version: env!("CARGO_PKG_VERSION").to_string(),
+        study: study.clone(),
+        study_file,
+        inputs,
+        matching,
+        outcomes,
+    })
+}
+
+fn analyse(
+    plan: &Plan,
+    pupils: &Table,
+    matched: &HashMap<String, MatchedSchool>,
+    outcome: &OutcomeSpec,
+    subgroup: Option<&SubgroupSpec>,
+) -> Result<OutcomeResult, EvaluationError> {
+    let study = &plan.study;
+    let analysis = match subgroup {
+        Some(s) => format!("outcome `{}`, subgroup `{}`", outcome.name, s.name),
+        None => format!("outcome `{}`", outcome.name),
+    };
+    let sample = build_sample(study, pupils, matched, outcome, subgroup)
+        .map_err(|message| EvaluationError::Sample { analysis, message })?;
+    let (formula_text, notes) = match &study.model.formula {
+        Some(f) => (f.clone(), Vec::new()),
+        None => default_formula(study, &sample),
+    };
+    let mut result = OutcomeResult {
+        name: outcome.name.clone(),
+        subgroup: subgroup.map(|s| s.name.clone()),
+        family: outcome.family,
+        standardized: outcome.standardize_within_year,
+        n_pupils: sample.counts.n_pupils,
+        n_schools: sample.counts.n_schools,
+        counts: sample.counts.clone(),
+        formula: formula_text.clone(),
+        model: None,
+        effect_size_sd: f64::NAN,
+        effects: Vec::new(),
+        trend: Vec::new(),
+        icc: None,
+        skipped: None,
+        notes,
+        school_effects: Vec::new(),
+    };
+    if sample.counts.n_treated_schools == 0 || sample.counts.n_schools == sample.counts.n_treated_schools {
+        result.skipped = Some("the sample needs pupils in both lead and contrast schools".into());
+        return Ok(result);
+    }
+    // Trend: mean outcome by year and group, clustered by school.
+    let y = sample.table.numeric("outcome").expect("built by sample");
+    let yr: Vec<i64> =
+        sample.table.numeric(&study.data.year).expect("built by sample").iter().map(|&v| v as i64).collect();
+    let g: Vec<bool> = sample.table.numeric("group").expect("built by sample").iter().map(|&v| v == 1.0).collect();
+    let (codes, _) = psmeval_frame::design::factor_codes(
+        sample.table.column(&study.data.school_id).expect("built by sample"),
+        &(0..sample.table.n_rows()).collect::<Vec<_>>(),
+    );
+    let weights = (!sample.weights.iter().all(|&w| w == 1.0)).then_some(sample.weights.as_slice());
+    result.trend = clustered_means(y, &yr, &g, &codes, weights);
+    let present: Vec<i64> = plan.years().into_iter().filter(|y| yr.contains(y)).collect();
+    let start = study.years.programme_start;
+    if !(present.iter().any(|&y| y < start) && present.iter().any(|&y| y >= start)) {
+        result.skipped = Some("this sample has no pupils before or none after the programme start".into());
+        return Ok(result);
+    }
+    // A sample that cannot be modelled (a year without treatment pupils in a subgroup, a constant outcome,
+    // one pupil per school…) is reported as not analysed; the other analyses go on.
+    let es_sd = match unconditional_sd(study, &sample, outcome.family, study.effect_size.definition) {
+        Ok(sd) => sd,
+        Err(e) => {
+            result.skipped = Some(format!("the effect-size model could not be fitted: {e}"));
+            return Ok(result);
+        }
+    };
+    let parsed;
+    let formula = match &plan.model_formula {
+        Some(f) => f,
+        None => match psmeval_frame::parse_formula(&formula_text) {
+            Ok(f) => {
+                parsed = f;
+                &parsed
+            }
+            Err(e) => {
+                result.skipped = Some(format!("the impact model could not be fitted: formula `{formula_text}`: {e}"));
+                return Ok(result);
+            }
+        },
+    };
+    let fit = match fit_impact(study, &sample, formula, &formula_text, outcome.family, &present, es_sd) {
+        Ok(fit) => fit,
+        Err(e) => {
+            result.skipped = Some(format!("the impact model could not be fitted: {e}"));
+            return Ok(result);
+        }
+    };
+    result.notes.extend(fit.notes);
+    result.model = Some(fit.model);
+    result.effect_size_sd = es_sd;
+    result.effects = fit.effects;
+    result.icc = fit.icc;
+    result.school_effects = fit.school_effects;
+    Ok(result)
+}

@@ -1,0 +1,309 @@
+//! Validation of a study before anything is computed: a [`Study`] becomes a [`Plan`] (formulas parsed once,
+//! options in range) and the plan is checked against the loaded tables (columns exist with usable types,
+//! years present). Every problem is collected, each naming the study-file field at fault, so a user fixes
+//! them all in one pass; a study with any problem computes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use psmeval_frame::{Column, Formula, FormulaError, Table, parse_formula};
+use thiserror::Error;
+
+use crate::study::{FilterValue, Study};
+
+/// One problem of a study: the field at fault and a sentence that starts with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The study-file field, e.g. `matching.ratio` or `outcomes[1].column`.
+    pub field: String,
+    /// What is wrong, starting with the field's name.
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A study that cannot be run: its TOML does not parse, or one or more fields are wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum PlanError {
+    /// The text is not a valid study file (TOML syntax, an unknown field, a value of the wrong type).
+    #[error("{0}")]
+    Syntax(String),
+    /// Fields with invalid values; every problem found is listed.
+    #[error("{}", .0.iter().map(|p| p.message.as_str()).collect::<Vec<_>>().join("\n  "))]
+    Invalid(Vec<Problem>),
+}
+
+impl PlanError {
+    pub(crate) fn syntax(message: impl Into<String>) -> PlanError {
+        PlanError::Syntax(message.into())
+    }
+}
+
+/// A study whose fields have been checked, with its formulas parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// The study as written.
+    pub study: Study,
+    /// The propensity model's formula.
+    pub matching_formula: Formula,
+    /// The user's impact-model formula (`[model] formula`), when given.
+    pub model_formula: Option<Formula>,
+}
+
+/// Collects problems, each as a sentence that starts with its field.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn push(&mut self, field: &str, message: String) {
+        self.0.push(Problem { field: field.to_string(), message });
+    }
+
+    fn into_result(self) -> Result<(), PlanError> {
+        if self.0.is_empty() { Ok(()) } else { Err(PlanError::Invalid(self.0)) }
+    }
+}
+
+impl Plan {
+    /// Checks everything that can be checked without the data: formulas, option ranges, names.
+    pub fn new(study: Study) -> Result<Plan, PlanError> {
+        let mut problems = Problems::default();
+        let m = &study.matching;
+        let matching_formula = parse_formula(&m.formula);
+        match &matching_formula {
+            Ok(f) => {
+                if f.require_fixed_only().is_err() {
+                    problems.push(
+                        "matching.formula",
+                        "matching.formula: random-effects terms are not allowed in a propensity model".into(),
+                    );
+                }
+                if f.response.label() != study.data.treatment {
+                    problems.push(
+                        "matching.formula",
+                        format!(
+                            "matching.formula: the response `{}` must be the treatment column `{}` (data.treatment)",
+                            f.response.label(),
+                            study.data.treatment
+                        ),
+                    );
+                }
+            }
+            Err(e) => problems.push("matching.formula", format!("matching.formula: {e}")),
+        }
+        if m.ratio == 0 {
+            problems.push("matching.ratio", "matching.ratio: must be at least 1".into());
+        }
+        if let Some(c) = m.caliper
+            && !(c.is_finite() && c > 0.0)
+        {
+            problems.push("matching.caliper", format!("matching.caliper: must be a positive number of SDs, not {c}"));
+        }
+        let y = &study.years;
+        if y.first > y.last {
+            problems.push("years.first", format!("years.first ({}) is after years.last ({})", y.first, y.last));
+        }
+        if y.programme_start <= y.first || y.programme_start > y.last {
+            problems.push(
+                "years.programme_start",
+                format!(
+                    "years.programme_start ({}) must be after years.first ({}) and at most years.last ({}): at least \
+                     one pre-programme and one programme year are needed",
+                    y.programme_start, y.first, y.last
+                ),
+            );
+        }
+        if study.outcomes.is_empty() {
+            problems.push("outcomes", "outcomes: at least one [[outcomes]] entry is needed".into());
+        }
+        let mut names = BTreeSet::new();
+        for (i, o) in study.outcomes.iter().enumerate() {
+            if !names.insert(o.name.clone()) {
+                problems
+                    .push(&format!("outcomes[{i}].name"), format!("outcomes[{i}].name: `{}` is used twice", o.name));
+            }
+        }
+        let model_formula: Option<Result<Formula, FormulaError>> = study.model.formula.as_deref().map(parse_formula);
+        match &model_formula {
+            Some(Ok(parsed)) => {
+                let labels: Vec<String> = parsed.fixed.terms.iter().map(|t| t.label()).collect();
+                let year = format!("factor({})", study.data.year);
+                let interaction = format!("{year}:group");
+                if !labels.contains(&interaction) {
+                    problems.push(
+                        "model.formula",
+                        format!("model.formula: must contain the interaction `{interaction}` (write `{year} * group`)"),
+                    );
+                }
+                if parsed.response.label() != "outcome" {
+                    problems.push("model.formula", "model.formula: the response must be written `outcome`".into());
+                }
+                if parsed.random.is_empty() {
+                    problems.push(
+                        "model.formula",
+                        "model.formula: needs a random-effects term such as `(1 | school_id)`".into(),
+                    );
+                }
+            }
+            Some(Err(e)) => problems.push("model.formula", format!("model.formula: {e}")),
+            None => {}
+        }
+        problems.into_result()?;
+        Ok(Plan {
+            matching_formula: matching_formula.expect("checked above"),
+            model_formula: model_formula.map(|f| f.expect("checked above")),
+            study,
+        })
+    }
+
+    /// Checks the plan against the loaded tables: columns exist and have usable types, years are present.
+    pub fn check_data(&self, schools: &Table, pupils: &Table) -> Result<(), PlanError> {
+        let study = &self.study;
+        let mut problems = Problems::default();
+        let d = &study.data;
+        let need = |t: &Table, table: &str, field: &str, col: &str, problems: &mut Problems| {
+            if !t.has(col) {
+                problems.push(
+                    field,
+                    format!("{field}: column `{col}` is not in the {table} table (columns: {})", t.names().join(", ")),
+                );
+            }
+        };
+        need(schools, "school", "data.school_id", &d.school_id, &mut problems);
+        need(pupils, "pupil", "data.school_id", &d.school_id, &mut problems);
+        need(schools, "school", "data.treatment", &d.treatment, &mut problems);
+        need(pupils, "pupil", "data.year", &d.year, &mut problems);
+        for c in self.matching_formula.columns() {
+            need(schools, "school", "matching.formula", &c, &mut problems);
+        }
+        for (field, cols) in [("matching.exact", &study.matching.exact), ("matching.mahvars", &study.matching.mahvars)]
+        {
+            for c in cols {
+                need(schools, "school", field, c, &mut problems);
+            }
+        }
+        if let Some(c) = &study.matching.distance_column {
+            need(schools, "school", "matching.distance_column", c, &mut problems);
+        }
+        for c in &study.model.covariates {
+            need(pupils, "pupil", "model.covariates", c, &mut problems);
+            if c == "group" || c == "outcome" {
+                problems.push(
+                    "model.covariates",
+                    format!("model.covariates: `{c}` is a name psmeval uses itself; rename the column"),
+                );
+            }
+        }
+        for (i, o) in study.outcomes.iter().enumerate() {
+            let field = format!("outcomes[{i}].column");
+            need(pupils, "pupil", &field, &o.column, &mut problems);
+            if let Ok(Column::Text(_)) = pupils.column(&o.column) {
+                problems.push(&field, format!("{field}: `{}` holds text; outcomes must be numeric", o.column));
+            }
+            check_filter(pupils, &o.filter, &format!("outcomes[{i}].filter"), &mut problems);
+        }
+        for (i, s) in study.subgroups.iter().enumerate() {
+            check_filter(pupils, &s.filter, &format!("subgroups[{i}].filter"), &mut problems);
+        }
+        if let Ok(years) = pupils.numeric(&d.year) {
+            let present: BTreeSet<i64> = years.iter().filter(|y| y.is_finite()).map(|&y| y as i64).collect();
+            for y in study.years.first..=study.years.last {
+                if !present.contains(&y) {
+                    problems.push(
+                        "years",
+                        format!(
+                            "years: year {y} (between years.first and years.last) has no pupils in column `{}` \
+                             (years present: {})",
+                            d.year,
+                            present.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
+                        ),
+                    );
+                }
+            }
+        } else if pupils.has(&d.year) {
+            problems.push("data.year", format!("data.year: column `{}` must be numeric", d.year));
+        }
+        problems.into_result()
+    }
+
+    /// The years analysed, first to last.
+    pub fn years(&self) -> Vec<i64> {
+        (self.study.years.first..=self.study.years.last).collect()
+    }
+}
+
+fn check_filter(pupils: &Table, filter: &BTreeMap<String, FilterValue>, field: &str, problems: &mut Problems) {
+    for (col, value) in filter {
+        match (pupils.column(col), value) {
+            (Err(_), _) => problems.push(
+                field,
+                format!("{field}: column `{col}` is not in the pupil table (columns: {})", pupils.names().join(", ")),
+            ),
+            (Ok(Column::Numeric(_)), FilterValue::Text(t)) => {
+                problems.push(field, format!("{field}: column `{col}` is numeric but the filter value `{t}` is text"))
+            }
+            (Ok(Column::Text(_)), FilterValue::Number(x)) => {
+                problems.push(field, format!("{field}: column `{col}` holds text but the filter value {x} is a number"))
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::tests::GOOD;
+
+    fn plan(text: &str) -> Result<Plan, PlanError> {
+        Plan::new(Study::from_toml(text).unwrap())
+    }
+
+    #[test]
+    fn a_good_study_plans() {
+        let p = plan(GOOD).unwrap();
+        assert_eq!(p.matching_formula.response.label(), "lead");
+        assert_eq!(p.years(), [2013, 2014, 2015, 2016, 2017]);
+    }
+
+    #[test]
+    fn static_problems_name_fields() {
+        let bad = GOOD
+            .replace("lead ~ pct_fsm", "lead ~ pct_fsm +")
+            .replace("ratio = 20", "ratio = 0\ncaliper = -1")
+            .replace("programme_start = 2015", "programme_start = 2013");
+        let Err(PlanError::Invalid(problems)) = plan(&bad) else { panic!("not refused") };
+        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
+        assert_eq!(fields, ["matching.formula", "matching.ratio", "matching.caliper", "years.programme_start"]);
+        assert!(problems.iter().all(|p| p.message.starts_with(&p.field)));
+    }
+
+    #[test]
+    fn data_problems_name_fields_and_columns() {
+        let p = plan(GOOD).unwrap();
+        let schools = Table::new()
+            .with("school_id", Column::Numeric(vec![1.0, 2.0]))
+            .unwrap()
+            .with("lead", Column::Numeric(vec![0.0, 1.0]))
+            .unwrap()
+            .with("pct_fsm", Column::Numeric(vec![1.0, 2.0]))
+            .unwrap();
+        let pupils = Table::new()
+            .with("school_id", Column::Numeric(vec![1.0, 2.0]))
+            .unwrap()
+            .with("year", Column::Numeric(vec![2013.0, 2014.0]))
+            .unwrap()
+            .with("maths", Column::Numeric(vec![1.0, 2.0]))
+            .unwrap();
+        let e = p.check_data(&schools, &pupils).unwrap_err().to_string();
+        assert!(e.contains("matching.formula: column `region`"), "{e}");
+        assert!(e.contains("model.covariates: column `fsm`"), "{e}");
+        assert!(e.contains("outcomes[0].filter: column `key_stage`"), "{e}");
+        assert!(e.contains("year 2015"), "{e}");
+    }
+}

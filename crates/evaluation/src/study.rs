@@ -1,0 +1,272 @@
+//! The study schema: a TOML description of an evaluation ([`Study`], exactly as written). Validation, which
+//! names the field of every problem before anything is computed, is [`crate::plan`]'s.
+//!
+//! ```toml
+//! [data]
+//! schools = "schools.csv"        # relative paths are relative to the study file
+//! pupils = "pupils.csv"
+//! school_id = "school_id"        # id column, in both tables
+//! treatment = "lead"             # 0/1 column of the school table
+//! year = "year"                  # year column of the pupil table
+//!
+//! [matching]                     # the options of `psmeval match`, same names
+//! formula = "lead ~ pct_fsm + pct_eal + pct_sen + idaci + prior_attainment + urban + factor(region)"
+//! ratio = 20
+//!
+//! [years]
+//! first = 2013
+//! last = 2017
+//! programme_start = 2015         # first year the programme could have had an effect
+//!
+//! [model]
+//! covariates = ["female", "fsm", "eal", "sen", "prior"]
+//! random_slope_year = false
+//!
+//! [[outcomes]]
+//! name = "KS2 maths"
+//! column = "maths"
+//! filter = { key_stage = 2 }
+//! standardize_within_year = true
+//!
+//! [[subgroups]]
+//! name = "FSM pupils"
+//! filter = { fsm = 1 }
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use psmeval_frame::{Column, Table};
+use psmeval_matching::MatchSpec;
+pub use psmeval_multilevel::Family;
+use serde::{Deserialize, Serialize};
+
+use crate::plan::PlanError;
+
+/// A study file as written.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Study {
+    /// Optional title for the report.
+    #[serde(default)]
+    pub title: Option<String>,
+    /// Input tables and their key columns.
+    pub data: DataSpec,
+    /// Propensity model and matching options.
+    pub matching: MatchSpec,
+    /// The years analysed.
+    pub years: YearsSpec,
+    /// Pupil covariates and model options.
+    #[serde(default)]
+    pub model: ModelSpec,
+    /// Outcomes to analyse (at least one).
+    pub outcomes: Vec<OutcomeSpec>,
+    /// Subgroups in which every outcome is analysed again.
+    #[serde(default)]
+    pub subgroups: Vec<SubgroupSpec>,
+    /// How effect sizes are defined.
+    #[serde(default)]
+    pub effect_size: EffectSizeSpec,
+}
+
+/// `[data]`: the tables.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// School table (CSV or Parquet), one row per school.
+    pub schools: PathBuf,
+    /// Pupil table (CSV or Parquet), one row per pupil and assessment.
+    pub pupils: PathBuf,
+    /// School id column, present in both tables.
+    #[serde(default = "default_school_id")]
+    pub school_id: String,
+    /// Treatment column (0/1) of the school table.
+    #[serde(default = "default_treatment")]
+    pub treatment: String,
+    /// Year column of the pupil table.
+    #[serde(default = "default_year")]
+    pub year: String,
+}
+
+fn default_school_id() -> String {
+    "school_id".into()
+}
+fn default_treatment() -> String {
+    "lead".into()
+}
+fn default_year() -> String {
+    "year".into()
+}
+
+/// `[years]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct YearsSpec {
+    /// First year analysed (as the year the academic year ends in: 2013 = 2012/13).
+    pub first: i64,
+    /// Last year analysed.
+    pub last: i64,
+    /// First year in which the programme could have had an effect.
+    pub programme_start: i64,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Pupil-level covariates added to the model.
+    #[serde(default)]
+    pub covariates: Vec<String>,
+    /// Add a random slope on (centred) year per school: `(1 + year_c | school)`.
+    #[serde(default)]
+    pub random_slope_year: bool,
+    /// Full mixed-model formula overriding the default; must contain the terms `factor(<year>)` and `group`
+    /// (the lead indicator psmeval adds), e.g. `maths_z ~ factor(year) * group + fsm + (1 | school_id)`.
+    /// The response is named `outcome` in this formula.
+    #[serde(default)]
+    pub formula: Option<String>,
+    /// Fit by maximum likelihood instead of REML.
+    #[serde(default)]
+    pub ml: bool,
+}
+
+/// `[[outcomes]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeSpec {
+    /// Name used in tables and figures.
+    pub name: String,
+    /// Column of the pupil table.
+    pub column: String,
+    /// Equality filters on pupil columns, e.g. `{ key_stage = 2 }`.
+    #[serde(default)]
+    pub filter: BTreeMap<String, FilterValue>,
+    /// Standardize the outcome within each year (needed across the 2016 assessment break).
+    #[serde(default)]
+    pub standardize_within_year: bool,
+    /// `gaussian` (linear mixed model) or `binomial` (0/1 outcome).
+    #[serde(default)]
+    pub family: Family,
+}
+
+/// A filter value: a number or a text.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum FilterValue {
+    /// Matches numeric columns.
+    Number(f64),
+    /// Matches text columns.
+    Text(String),
+}
+
+/// `[[subgroups]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SubgroupSpec {
+    /// Name used in tables.
+    pub name: String,
+    /// Equality filters on pupil columns.
+    pub filter: BTreeMap<String, FilterValue>,
+}
+
+/// `[effect_size]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EffectSizeSpec {
+    /// `eef`: the adjusted difference divided by the total SD (school + pupil variance) of a model without
+    /// covariates; `residual`: divided by the pupil-level residual SD of the same model.
+    #[serde(default)]
+    pub definition: EffectSizeDefinition,
+}
+
+/// Effect-size definitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EffectSizeDefinition {
+    /// EEF's convention (total SD of an unconditional model).
+    #[default]
+    Eef,
+    /// Pupil-level residual SD of an unconditional model.
+    Residual,
+}
+
+impl Study {
+    /// Parses a study file's text (TOML). Table paths are kept as written; the caller resolves relative paths
+    /// against the study file's folder when it reads the tables.
+    pub fn from_toml(text: &str) -> Result<Study, PlanError> {
+        toml::from_str(text).map_err(|e| PlanError::syntax(e.to_string().trim()))
+    }
+}
+
+/// Rows of `table` that pass every equality filter.
+pub fn filter_rows(table: &Table, filter: &BTreeMap<String, FilterValue>, rows: &[usize]) -> Vec<usize> {
+    rows.iter()
+        .copied()
+        .filter(|&i| {
+            filter.iter().all(|(col, value)| match (table.column(col), value) {
+                (Ok(Column::Numeric(v)), FilterValue::Number(x)) => v[i] == *x,
+                (Ok(Column::Text(v)), FilterValue::Text(t)) => v[i].as_deref() == Some(t.as_str()),
+                _ => false,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A minimal valid study file, shared with the plan's tests.
+    pub(crate) const GOOD: &str = r#"
+[data]
+schools = "schools.csv"
+pupils = "pupils.csv"
+
+[matching]
+formula = "lead ~ pct_fsm + factor(region)"
+ratio = 20
+
+[years]
+first = 2013
+last = 2017
+programme_start = 2015
+
+[model]
+covariates = ["fsm"]
+
+[[outcomes]]
+name = "KS2 maths"
+column = "maths"
+filter = { key_stage = 2 }
+standardize_within_year = true
+"#;
+
+    #[test]
+    fn parses_with_defaults_and_paths_as_written() {
+        let s = Study::from_toml(GOOD).unwrap();
+        assert_eq!(s.data.schools, PathBuf::from("schools.csv"));
+        assert_eq!(s.data.school_id, "school_id");
+        assert_eq!(s.matching.ratio, 20);
+        assert_eq!(s.matching.seed, 1);
+    }
+
+    #[test]
+    fn unknown_fields_are_named() {
+        let bad = GOOD.replace("ratio = 20", "ratoi = 20");
+        let e = Study::from_toml(&bad).unwrap_err().to_string();
+        assert!(e.contains("ratoi"), "{e}");
+    }
+
+    #[test]
+    fn filters_select_rows() {
+        let t = Table::new()
+            .with("ks", Column::Numeric(vec![1.0, 2.0, 2.0]))
+            .unwrap()
+            .with("g", Column::Text(vec![Some("a".into()), Some("b".into()), None]))
+            .unwrap();
+        let f: BTreeMap<String, FilterValue> = [("ks".to_string(), FilterValue::Number(2.0))].into();
+        assert_eq!(filter_rows(&t, &f, &[0, 1, 2]), [1, 2]);
+        let g: BTreeMap<String, FilterValue> = [("g".to_string(), FilterValue::Text("b".into()))].into();
+        assert_eq!(filter_rows(&t, &g, &[0, 1, 2]), [1]);
+    }
+}

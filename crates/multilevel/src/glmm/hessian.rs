@@ -1,0 +1,58 @@
+//! Finite-difference second derivatives of the objective in (θ, β) for the standard errors: central
+//! differences of the exact gradient (scalar Laplace), or of the objective itself as lme4's `deriv12`.
+
+use rayon::prelude::*;
+
+/// Symmetrized central finite-difference Jacobian of the gradient `g` at `x` with step `delta`: a Hessian
+/// from 2k gradient evaluations (each column independent, so they run in parallel; the result does not
+/// depend on the thread count).
+pub(super) fn fd_jacobian(g: &(impl Fn(&[f64]) -> Vec<f64> + Sync), x: &[f64], delta: f64) -> Vec<f64> {
+    let k = x.len();
+    let cols: Vec<Vec<f64>> = (0..k)
+        .into_par_iter()
+        .map(|j| {
+            let mut v = x.to_vec();
+            v[j] = x[j] + delta;
+            let ga = g(&v);
+            v[j] = x[j] - delta;
+            let gs = g(&v);
+            ga.iter().zip(&gs).map(|(a, s)| (a - s) / (2.0 * delta)).collect()
+        })
+        .collect();
+    let mut h = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            h[i * k + j] = 0.5 * (cols[j][i] + cols[i][j]);
+        }
+    }
+    h
+}
+
+/// Central finite-difference Hessian of `f` at `x` with step `delta` (as lme4's `deriv12`).
+pub(super) fn fd_hessian(f: &mut impl FnMut(&[f64]) -> f64, x: &[f64], delta: f64) -> Vec<f64> {
+    let k = x.len();
+    let fx = f(x);
+    let mut h = vec![0.0; k * k];
+    let at = |f: &mut dyn FnMut(&[f64]) -> f64, d: &[(usize, f64)]| {
+        let mut v = x.to_vec();
+        for &(i, s) in d {
+            v[i] += s;
+        }
+        f(&v)
+    };
+    for j in 0..k {
+        let fa = at(f, &[(j, delta)]);
+        let fs = at(f, &[(j, -delta)]);
+        h[j * k + j] = (fa - 2.0 * fx + fs) / (delta * delta);
+        for i in 0..j {
+            let v = (at(f, &[(i, delta), (j, delta)])
+                - at(f, &[(i, delta), (j, -delta)])
+                - at(f, &[(i, -delta), (j, delta)])
+                + at(f, &[(i, -delta), (j, -delta)]))
+                / (4.0 * delta * delta);
+            h[i * k + j] = v;
+            h[j * k + i] = v;
+        }
+    }
+    h
+}

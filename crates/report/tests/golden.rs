@@ -1,0 +1,59 @@
+//! Golden test of the evaluation report: a committed `results.json` (an `Evaluation` written by `psmeval
+//! evaluate` on a small simulated study, see `golden/README.md`) renders to the committed `report.md` and CSV
+//! tables byte for byte. A change to the report's text shows here as a diff to review; regenerate the files
+//! with `PSMEVAL_BLESS=1 cargo test -p psmeval-report --test golden` only when the change is intended.
+
+use std::path::Path;
+
+use psmeval_evaluation::Evaluation;
+use psmeval_report::render_evaluation;
+
+fn golden(name: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(name)
+}
+
+#[test]
+fn committed_results_render_to_the_committed_report() {
+    let json = std::fs::read_to_string(golden("results.json")).unwrap();
+    let ev: Evaluation = serde_json::from_str(&json).unwrap();
+    // The evaluation survives a JSON round trip unchanged (compared as JSON: NaN ≠ NaN).
+    let text = serde_json::to_string_pretty(&ev).unwrap();
+    let again: Evaluation = serde_json::from_str(&text).unwrap();
+    assert!(serde_json::to_string_pretty(&again).unwrap() == text, "the JSON round trip changed the evaluation");
+    assert!(text.trim_end() == json.trim_end(), "results.json is not what psmeval writes for this evaluation");
+    let files = render_evaluation(&ev).unwrap();
+    let bless = std::env::var_os("PSMEVAL_BLESS").is_some();
+    for name in ["report.md", "tables/balance.csv", "tables/coefficients.csv", "tables/effects.csv"] {
+        let got = files.iter().find(|f| f.path == name).unwrap_or_else(|| panic!("{name} not rendered"));
+        let path = golden(name.rsplit('/').next().unwrap());
+        if bless {
+            std::fs::write(&path, &got.bytes).unwrap();
+        }
+        let want = std::fs::read(&path).unwrap();
+        assert!(
+            got.bytes == want,
+            "{name} differs from {}:\n{}",
+            path.display(),
+            first_difference(&String::from_utf8_lossy(&got.bytes), &String::from_utf8_lossy(&want))
+        );
+    }
+    // Every figure the report links is rendered, as SVG and PNG.
+    let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
+    for stem in md.split("](figures/").skip(1).map(|s| s.split(".png)").next().unwrap()) {
+        for ext in ["svg", "png"] {
+            let path = format!("figures/{stem}.{ext}");
+            assert!(files.iter().any(|f| f.path == path && f.bytes.len() > 1000), "{path} missing");
+        }
+    }
+    let html = String::from_utf8(files.iter().find(|f| f.path == "report.html").unwrap().bytes.clone()).unwrap();
+    assert!(html.contains("<svg") && html.contains("<table>"));
+}
+
+fn first_difference(got: &str, want: &str) -> String {
+    for (i, (g, w)) in got.lines().zip(want.lines()).enumerate() {
+        if g != w {
+            return format!("line {}:\n  got:  {g}\n  want: {w}", i + 1);
+        }
+    }
+    format!("lengths differ: {} vs {} lines", got.lines().count(), want.lines().count())
+}
