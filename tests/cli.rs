@@ -185,6 +185,16 @@ fn evaluate_writes_a_complete_deterministic_report_that_finds_the_effect() {
     let (lo, hi) = (e["ci_low"].as_f64().unwrap(), e["ci_high"].as_f64().unwrap());
     assert!(lo < 0.5 && 0.5 < hi && lo > 0.0, "the pooled 95% CI {lo}..{hi} should cover the truth 0.5: {e}");
     assert!(e["df"].as_f64().unwrap() > 1.0);
+    // The default inference is CR2 clustered by school: df on the scale of the 20 lead schools, not of the
+    // thousands of pupils, with the model-based test kept beside it.
+    assert_eq!(e["inference"], "CR2", "{e}");
+    assert!(e["df"].as_f64().unwrap() < 100.0, "CR2 df should reflect the number of schools: {e}");
+    assert!(e["model_based"]["std_error"].as_f64().unwrap() > 0.0, "{e}");
+    let ks2 = &r["outcomes"][0];
+    assert_eq!(ks2["inference"]["clusters"], ks2["n_schools"]);
+    assert_eq!(ks2["pretrend"]["df_num"], 1, "one pre-programme contrast (2013 vs 2014): {}", ks2["pretrend"]);
+    assert_eq!(ks2["event_study"].as_array().unwrap().len(), 4, "every year but the reference year 2014");
+    assert!(ks2["model"]["robust"]["fixed_effects"].as_array().unwrap().len() > 5);
     let model = &r["outcomes"][0]["model"];
     assert_eq!(model["family"], "gaussian");
     assert!(model["fixed_effects"].as_array().unwrap().iter().any(|f| f["term"] == "factor(year)2016:group"));
@@ -236,6 +246,11 @@ fn evaluate_reports_study_file_problems_by_field_before_computing() {
         (text.replace("column = \"maths\"", "column = \"english\""), "outcomes"),
         (text.replace("[years]", "[years]\nbogus = 1"), "bogus"),
         (text.replace("data/pupils.csv", "data/missing.csv"), "missing.csv"),
+        (format!("{text}\n[inference]\nmethod = \"wild\"\n"), "wild"),
+        (
+            text.replace("ratio = 5", "ratio = 5\nreplace = true") + "\n[inference]\ncluster = \"matched_set\"\n",
+            "inference.cluster",
+        ),
     ];
     for (i, (bad, field)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));
@@ -375,4 +390,63 @@ fn match_and_lmm_commands_write_their_outputs() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("proportion in [0, 1]"));
+}
+
+#[test]
+fn lmm_cr2_matches_club_sandwich_and_refuses_what_it_cannot_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../multilevel/tests/data/sleepstudy_did.csv");
+    let json_path = dir.path().join("fit.json");
+    let out = psmeval(
+        &[
+            "lmm",
+            "--data",
+            data,
+            "--formula",
+            "Reaction ~ factor(period) * g + (1 | Subject)",
+            "--vcov",
+            "cr2",
+            "--json",
+            json_path.to_str().unwrap(),
+            "-q",
+        ],
+        None,
+    );
+    ok(&out);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("Cluster-robust (CR2) fixed effects, 18 clusters of `Subject`"), "{stdout}");
+    let fit = json(&json_path);
+    let robust = &fit["robust"];
+    assert_eq!(robust["type"], "CR2");
+    assert_eq!(robust["cluster"], "Subject");
+    assert_eq!(robust["clusters"], 18);
+    // clubSandwich 0.5.8: coef_test(fit, vcov = "CR2", test = "Satterthwaite"), the intercept and the g term
+    // (crates/multilevel/tests/reference/cr2_reference.json, model `did`).
+    let se = robust["fixed_effects"][0]["std_error"].as_f64().unwrap();
+    assert!((se / 8.489960641099028 - 1.0).abs() < 1e-6, "CR2 SE {se}");
+    let df = robust["fixed_effects"][4]["df"].as_f64().unwrap();
+    assert!((df - 16.0).abs() < 1e-3, "CR2 df of g {df}");
+    // A cluster that splits the grouping factor, and CR2 for a logistic model, are refused with exit 2.
+    let bad = psmeval(
+        &["lmm", "--data", data, "--formula", "Reaction ~ Days + (1 | Subject)", "--vcov", "cr2", "--cluster", "Days"],
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("`Subject`"), "{}", String::from_utf8_lossy(&bad.stderr));
+    let cbpp = concat!(env!("CARGO_MANIFEST_DIR"), "/../multilevel/tests/data/cbpp.csv");
+    let glmm = psmeval(
+        &[
+            "lmm",
+            "--family",
+            "binomial",
+            "--data",
+            cbpp,
+            "--formula",
+            "cbind(incidence, failures) ~ period + (1 | herd)",
+            "--vcov",
+            "cr2",
+        ],
+        None,
+    );
+    assert_eq!(glmm.status.code(), Some(2));
 }

@@ -62,6 +62,15 @@ pub struct SimulateArgs {
     /// True programme effect in pupil-level SD units.
     #[arg(long, value_name = "D", default_value_t = 0.10, allow_negative_numbers = true)]
     pub effect: f64,
+    /// SD of school-by-year cohort shocks (latent SD; one shock per school, year and key stage).
+    #[arg(long, value_name = "SD", default_value_t = 0.10)]
+    pub cohort_sd: f64,
+    /// Pre-programme trend of the lead schools (latent SD per year, reaching 0 in the last pre year).
+    #[arg(long, value_name = "SD", default_value_t = 0.0, allow_negative_numbers = true)]
+    pub pretrend: f64,
+    /// SD of the programme effect across lead schools (latent SD).
+    #[arg(long, value_name = "SD", default_value_t = 0.0)]
+    pub effect_sd: f64,
     /// Random seed; the same arguments and seed give byte-identical files.
     #[arg(long, value_name = "S", default_value_t = 20_130_901)]
     pub seed: u64,
@@ -292,6 +301,15 @@ pub struct LmmArgs {
     /// the number of trials when the response is a proportion in [0, 1].
     #[arg(long, value_name = "COLUMN")]
     pub weights: Option<String>,
+    /// Variance of the fixed effects for tests: `model` (lme4's, with lmerTest's Satterthwaite df) or `cr2`
+    /// (cluster-robust bias-reduced linearization with Bell–McCaffrey df, as clubSandwich's
+    /// `coef_test(fit, vcov = "CR2", test = "Satterthwaite")`; linear models), printed beside the model's.
+    #[arg(long, value_enum, default_value_t = VcovArg::Model)]
+    pub vcov: VcovArg,
+    /// With `--vcov cr2`: the cluster column (default: the grouping factor with the fewest levels). Clusters
+    /// must contain whole levels of every grouping factor.
+    #[arg(long, value_name = "COLUMN", requires = "vcov")]
+    pub cluster: Option<String>,
     /// Write the fit as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -301,6 +319,15 @@ pub struct LmmArgs {
     /// No progress output on stderr (steps and their times).
     #[arg(long, short)]
     pub quiet: bool,
+}
+
+/// Fixed-effects variance of `psmeval lmm`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VcovArg {
+    /// The model's own (lme4).
+    Model,
+    /// Cluster-robust CR2 with small-sample df.
+    Cr2,
 }
 
 /// Response families of `psmeval lmm`.

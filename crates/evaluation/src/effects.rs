@@ -77,6 +77,51 @@ pub struct Effect {
     /// Estimate divided by the effect-size SD.
     #[serde(deserialize_with = "nan_if_null")]
     pub effect_size: f64,
+    /// How the SE, df, CI and p value above were computed: `CR2` (cluster-robust, Bell–McCaffrey df),
+    /// `model` (the linear model's own SE, Satterthwaite df) or `Wald z` (a logistic model's own SE).
+    #[serde(default)]
+    pub inference: String,
+    /// The model's own SE, df, CI and p value, when the row's inference is another (CR2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_based: Option<ModelBased>,
+}
+
+/// The model-based test of an effect, kept beside the default (robust) one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelBased {
+    /// Standard error.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub std_error: f64,
+    /// Satterthwaite df (`null` for Wald z).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub df: f64,
+    /// Lower 95% limit.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub ci_low: f64,
+    /// Upper 95% limit.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub ci_high: f64,
+    /// Two-sided p value.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub p_value: f64,
+}
+
+/// A joint test of several constraints (the pre-programme trend test).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JointTest {
+    /// `CR2 HTZ` (cluster-robust Hotelling T² approximation) or `Wald chi-square` (model-based).
+    pub method: String,
+    /// Number of constraints.
+    pub df_num: usize,
+    /// Denominator df (`null` for a chi-square test).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub df_den: f64,
+    /// F statistic (chi-square / q for the model-based test).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub statistic: f64,
+    /// p value.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub p_value: f64,
 }
 
 impl Effect {
@@ -98,8 +143,54 @@ impl Effect {
             ci_high: estimate + q * std_error,
             p_value: p,
             effect_size: estimate / es_sd,
+            inference: String::new(),
+            model_based: None,
         }
     }
+
+    /// This row with its inference named, and the model-based test kept beside it.
+    pub fn with_inference(mut self, inference: &str, model_based: Option<&Effect>) -> Effect {
+        self.inference = inference.to_string();
+        self.model_based = model_based.map(|m| ModelBased {
+            std_error: m.std_error,
+            df: m.df,
+            ci_low: m.ci_low,
+            ci_high: m.ci_high,
+            p_value: m.p_value,
+        });
+        self
+    }
+}
+
+/// Event-study contrasts: for every year other than the reference year (the last pre-programme year), the
+/// change in the lead–contrast gap since the reference year, `e[Y:group] − e[R:group]`. The pre-programme
+/// rows are the pre-trend: with parallel paths they are 0. Returns the reference year and the contrasts.
+pub fn event_study_contrasts(
+    names: &[String],
+    year_var: &str,
+    years: &[i64],
+    programme_start: i64,
+) -> Result<(i64, Vec<Contrast>), String> {
+    let index = |y: i64| names.iter().position(|n| *n == format!("factor({year_var}){y}:group"));
+    let first = *years.first().ok_or("no years")?;
+    let reference = years.iter().copied().filter(|&y| y < programme_start).max().ok_or("no pre-programme year")?;
+    // The gap of year y relative to the first year, as a vector on the coefficients.
+    let gap = |y: i64| -> Result<Vec<f64>, String> {
+        let mut l = vec![0.0; names.len()];
+        match index(y) {
+            Some(k) => l[k] = 1.0,
+            None if y == first => {}
+            None => return Err(format!("the model has no coefficient `factor({year_var}){y}:group`")),
+        }
+        Ok(l)
+    };
+    let base = gap(reference)?;
+    let mut out = Vec::new();
+    for &y in years.iter().filter(|&&y| y != reference) {
+        let l: Vec<f64> = gap(y)?.iter().zip(&base).map(|(a, b)| a - b).collect();
+        out.push(Contrast { period: Period::Year(y), l });
+    }
+    Ok((reference, out))
 }
 
 /// The per-year and pooled contrasts for a model with fixed-effect names `names`, where the interaction

@@ -12,9 +12,9 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::effects::Effect;
+use crate::effects::{Effect, JointTest};
 use crate::float::nan_if_null;
-use crate::impact::{SchoolEffect, default_formula, fit_impact, unconditional_sd};
+use crate::impact::{InferenceSummary, SchoolEffect, default_formula, fit_impact, unconditional_sd};
 use crate::plan::Plan;
 use crate::record::ModelRecord;
 use crate::sample::{MatchedSchool, SampleCounts, build_sample};
@@ -69,6 +69,18 @@ pub struct OutcomeResult {
     /// The schools' random intercepts (conditional modes with conditional SDs).
     #[serde(default)]
     pub school_effects: Vec<SchoolEffect>,
+    /// What the effects' intervals account for (`null` when not analysed).
+    #[serde(default)]
+    pub inference: Option<InferenceSummary>,
+    /// Event-study estimates: the change in the gap since the reference year, for every other year.
+    #[serde(default)]
+    pub event_study: Vec<Effect>,
+    /// The event study's reference year (the last pre-programme year).
+    #[serde(default)]
+    pub event_reference: Option<i64>,
+    /// Joint test of parallel pre-programme trends (all pre-programme event-study estimates 0).
+    #[serde(default)]
+    pub pretrend: Option<JointTest>,
 }
 
 /// Everything an evaluation produced: the seam between computing and presenting.
@@ -155,11 +167,17 @@ pub fn evaluate(
     progress(Progress::Started { stage: "propensity scores and matching", total: None });
     let matching = match_units(&study.matching, schools, &treat, &ids)?;
     progress(Progress::Finished);
+    // Matched sets, numbered in the order of the matching result.
+    let sets: HashMap<&str, u32> =
+        matching.matches.iter().enumerate().map(|(k, s)| (s.treated.as_str(), k as u32)).collect();
     let matched: HashMap<String, MatchedSchool> = matching
         .units
         .iter()
         .filter(|u| u.weight > 0.0)
-        .map(|u| (u.id.clone(), MatchedSchool { treated: u.treated, weight: u.weight }))
+        .map(|u| {
+            let set = u.subclass.as_deref().and_then(|s| sets.get(s).copied());
+            (u.id.clone(), MatchedSchool { treated: u.treated, weight: u.weight, set })
+        })
         .collect();
 
     // Outcome-major order: all pupils, then each subgroup.
@@ -225,6 +243,10 @@ fn analyse(
         skipped: None,
         notes,
         school_effects: Vec::new(),
+        inference: None,
+        event_study: Vec::new(),
+        event_reference: None,
+        pretrend: None,
     };
     if sample.counts.n_treated_schools == 0 || sample.counts.n_schools == sample.counts.n_treated_schools {
         result.skipped = Some("the sample needs pupils in both lead and contrast schools".into());
@@ -283,5 +305,9 @@ fn analyse(
     result.effects = fit.effects;
     result.icc = fit.icc;
     result.school_effects = fit.school_effects;
+    result.inference = Some(fit.inference);
+    result.event_study = fit.event_study;
+    result.event_reference = Some(fit.event_reference);
+    result.pretrend = fit.pretrend;
     Ok(result)
 }

@@ -16,14 +16,14 @@
 use std::collections::HashMap;
 
 use psmeval_frame::{Column, Formula, Table, parse_formula};
-use psmeval_multilevel::{ConditionalModes, VarianceComponent};
+use psmeval_multilevel::{ConditionalModes, MixedModel, VarianceComponent};
 use serde::{Deserialize, Serialize};
 
-use crate::effects::{Effect, did_contrasts};
-use crate::model::{ModelOptions, fit_formula};
-use crate::record::ModelRecord;
+use crate::effects::{Contrast, Effect, JointTest, did_contrasts, event_study_contrasts};
+use crate::model::{Fitted, ModelOptions, fit_formula};
+use crate::record::{ModelRecord, RobustRecord};
 use crate::sample::Sample;
-use crate::study::{EffectSizeDefinition, Family, Study};
+use crate::study::{ClusterBy, EffectSizeDefinition, Family, InferenceMethod, Study};
 
 /// A school's random intercept (conditional mode) with its conditional SD.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +38,17 @@ pub struct SchoolEffect {
     pub treated: bool,
 }
 
+/// What the intervals of an analysis account for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InferenceSummary {
+    /// `CR2`, `model` or `Wald z`.
+    pub method: String,
+    /// What the clusters are (`school` or `matched set`), for CR2.
+    pub cluster: Option<String>,
+    /// Number of clusters, for CR2.
+    pub clusters: Option<usize>,
+}
+
 /// A fitted impact model: its record, the school effects and the programme effects.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImpactFit {
@@ -47,6 +58,15 @@ pub struct ImpactFit {
     pub school_effects: Vec<SchoolEffect>,
     /// Per-year and pooled effects.
     pub effects: Vec<Effect>,
+    /// Event-study estimates: every year but the reference year, relative to it.
+    pub event_study: Vec<Effect>,
+    /// The event study's reference year (the last pre-programme year).
+    pub event_reference: i64,
+    /// Joint test that the pre-programme event-study estimates are all 0 (parallel pre-trends), when there
+    /// are at least two pre-programme years.
+    pub pretrend: Option<JointTest>,
+    /// The inference used.
+    pub inference: InferenceSummary,
     /// ICC of a random-intercept model (logistic: latent scale).
     pub icc: Option<f64>,
     /// Messages about the fit (dropped aliased columns, separation).
@@ -132,7 +152,8 @@ fn intercept_variance(components: &[VarianceComponent]) -> f64 {
     components.iter().filter(|r| r.term.as_deref() == Some("(Intercept)")).map(|r| r.variance).sum()
 }
 
-/// Fits the impact model `formula` to `sample` and evaluates the DiD contrasts for `years` (the years present).
+/// Fits the impact model `formula` to `sample` and evaluates the DiD contrasts for `years` (the years present),
+/// the event study and the pre-trend test, with the study's inference (CR2 by default for linear models).
 pub fn fit_impact(
     study: &Study,
     sample: &Sample,
@@ -143,22 +164,155 @@ pub fn fit_impact(
     es_sd: f64,
 ) -> Result<ImpactFit, String> {
     let (fit, frame) = fit_formula(formula, formula_text, &sample.table, &sample.weights, &options(study, family))?;
-    let contrasts = did_contrasts(&frame.x_names, &study.data.year, years, study.years.programme_start)?;
-    let effects = contrasts
-        .iter()
-        .map(|c| {
-            let t = fit.contrast(&c.l)?;
-            Ok(Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::INFINITY), es_sd))
+    let start = study.years.programme_start;
+    let contrasts = did_contrasts(&frame.x_names, &study.data.year, years, start)?;
+    let (event_reference, event) = event_study_contrasts(&frame.x_names, &study.data.year, years, start)?;
+    let mut notes = fit.notes();
+    let mut model = fit.record(formula_text, frame.n_dropped);
+    let model_effect = |c: &Contrast| -> Result<Effect, String> {
+        let t = fit.contrast(&c.l)?;
+        Ok(Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::INFINITY), es_sd))
+    };
+    let model_name = if family == Family::Binomial { "Wald z" } else { "model" };
+    // CR2 for linear models unless the study asks for the model's own variance.
+    let cr2 = match (family, study.inference.method) {
+        (Family::Gaussian, InferenceMethod::Cr2) => {
+            let w: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
+            let w = (!w.iter().all(|&v| v == 1.0)).then_some(w);
+            let clusters: Vec<u32> = frame.rows.iter().map(|&i| sample.clusters[i]).collect();
+            match fit.cr2(&frame, w.as_deref(), &clusters) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    notes.push(format!("CR2 could not be computed ({e}); the intervals are model-based"));
+                    None
+                }
+            }
+        }
+        (Family::Binomial, InferenceMethod::Cr2) => {
+            notes.push(
+                "cluster-robust (CR2) inference is implemented for linear models only: the intervals of this \
+                 binary outcome are the logistic model's Wald z intervals, which do not allow for school-level \
+                 variation the model does not capture"
+                    .into(),
+            );
+            None
+        }
+        _ => None,
+    };
+    let cluster_label = match study.inference.cluster {
+        ClusterBy::School => "school",
+        ClusterBy::MatchedSet => "matched set",
+    };
+    let row = |c: &Contrast| -> Result<Effect, String> {
+        let m = model_effect(c)?;
+        Ok(match &cr2 {
+            Some(r) => {
+                let t = r.contrast(&c.l).map_err(|e| e.to_string())?;
+                Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::NAN), es_sd)
+                    .with_inference("CR2", Some(&m))
+            }
+            None => m.with_inference(model_name, None),
         })
-        .collect::<Result<Vec<_>, String>>()?;
+    };
+    let effects = contrasts.iter().map(row).collect::<Result<Vec<_>, String>>()?;
+    let event_study = event.iter().map(row).collect::<Result<Vec<_>, String>>()?;
+    let pre: Vec<Vec<f64>> = event
+        .iter()
+        .filter(|c| matches!(c.period, crate::effects::Period::Year(y) if y < start))
+        .map(|c| c.l.clone())
+        .collect();
+    let pretrend = if pre.is_empty() {
+        None
+    } else {
+        Some(match &cr2 {
+            Some(r) => {
+                let w = r.wald(&pre).map_err(|e| e.to_string())?;
+                JointTest {
+                    method: "CR2 HTZ".into(),
+                    df_num: w.df_num,
+                    df_den: w.df_den,
+                    statistic: w.f_statistic,
+                    p_value: w.p_value,
+                }
+            }
+            None => wald_chi_square(&fit, &pre)?,
+        })
+    };
+    let inference = match &cr2 {
+        Some(r) => {
+            if let ModelRecord::Linear(m) = &mut model {
+                m.robust = Some(RobustRecord::cr2(cluster_label, r));
+            }
+            InferenceSummary { method: "CR2".into(), cluster: Some(cluster_label.into()), clusters: Some(r.n_clusters) }
+        }
+        None => InferenceSummary { method: model_name.into(), cluster: None, clusters: None },
+    };
     let treated = treated_schools(&sample.table, &study.data.school_id)?;
     Ok(ImpactFit {
-        model: fit.record(formula_text, frame.n_dropped),
+        model,
         school_effects: school_effects(fit.ranef(), &study.data.school_id, &treated),
         effects,
+        event_study,
+        event_reference,
+        pretrend,
+        inference,
         icc: fit.icc(),
-        notes: fit.notes(),
+        notes,
     })
+}
+
+/// The model-based Wald chi-square test of `c β = 0`, reported as F = χ²/q with p from χ²(q).
+fn wald_chi_square(fit: &Fitted, c: &[Vec<f64>]) -> Result<JointTest, String> {
+    let (beta, vcov) = match fit {
+        Fitted::Linear(f) => (f.beta(), f.vcov()),
+        Fitted::Logistic(f) => (f.beta(), f.vcov()),
+    };
+    let p = beta.len();
+    let q = c.len();
+    let cb: Vec<f64> = c.iter().map(|r| r.iter().zip(beta).map(|(a, b)| a * b).sum()).collect();
+    let mut cvc = vec![0.0; q * q];
+    for (i, ri) in c.iter().enumerate() {
+        for (j, rj) in c.iter().enumerate() {
+            cvc[i * q + j] = (0..p).map(|a| (0..p).map(|b| ri[a] * vcov[a * p + b] * rj[b]).sum::<f64>()).sum();
+        }
+    }
+    let inv = invert(&cvc, q).ok_or("the pre-trend constraints' covariance is singular")?;
+    let chi2: f64 = (0..q).map(|i| (0..q).map(|j| cb[i] * inv[i * q + j] * cb[j]).sum::<f64>()).sum();
+    let p_value = statrs::distribution::ChiSquared::new(q as f64)
+        .map(|d| statrs::distribution::ContinuousCDF::sf(&d, chi2))
+        .unwrap_or(f64::NAN);
+    Ok(JointTest { method: "Wald chi-square".into(), df_num: q, df_den: f64::NAN, statistic: chi2 / q as f64, p_value })
+}
+
+/// Inverse of a small symmetric positive definite matrix by Gauss–Jordan elimination.
+fn invert(a: &[f64], n: usize) -> Option<Vec<f64>> {
+    let mut m = a.to_vec();
+    let mut inv: Vec<f64> = (0..n * n).map(|k| f64::from(u8::from(k / n == k % n))).collect();
+    for col in 0..n {
+        let piv = (col..n).max_by(|&x, &y| m[x * n + col].abs().total_cmp(&m[y * n + col].abs()))?;
+        if m[piv * n + col].abs() < 1e-300 {
+            return None;
+        }
+        for k in 0..n {
+            m.swap(col * n + k, piv * n + k);
+            inv.swap(col * n + k, piv * n + k);
+        }
+        let d = m[col * n + col];
+        for k in 0..n {
+            m[col * n + k] /= d;
+            inv[col * n + k] /= d;
+        }
+        for r in 0..n {
+            if r != col {
+                let f = m[r * n + col];
+                for k in 0..n {
+                    m[r * n + k] -= f * m[col * n + k];
+                    inv[r * n + k] -= f * inv[col * n + k];
+                }
+            }
+        }
+    }
+    Some(inv)
 }
 
 /// The schools' random intercepts, in the model's level order.

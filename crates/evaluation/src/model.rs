@@ -7,7 +7,7 @@ use psmeval_frame::formula::Response;
 use psmeval_frame::{Formula, ModelFrame, Table, binomial_counts, build_model_frame};
 use psmeval_multilevel::glmm::{GlmmOptions, fit_glmm};
 use psmeval_multilevel::{
-    ConditionalModes, ContrastTest, GlmmFit, LmmFit, LmmOptions, MixedModel, VarianceComponent, fit_lmm,
+    ConditionalModes, ContrastTest, Cr2, GlmmFit, LmmFit, LmmOptions, MixedModel, VarianceComponent, fit_lmm,
 };
 
 use crate::record::{ModelRecord, dropped_message};
@@ -76,6 +76,17 @@ impl Fitted {
         match self {
             Fitted::Linear(f) => f.icc(),
             Fitted::Logistic(f) => f.icc(),
+        }
+    }
+
+    /// The CR2 cluster-robust variance of a linear fit's fixed effects, clustered by `cluster` (a code per
+    /// frame row); `weights` are the fit's prior weights per frame row. Logistic fits have none here.
+    pub fn cr2(&self, frame: &ModelFrame, weights: Option<&[f64]>, cluster: &[u32]) -> Result<Cr2, String> {
+        match self {
+            Fitted::Linear(f) => Cr2::new(frame, f, weights, cluster).map_err(|e| e.to_string()),
+            Fitted::Logistic(_) => {
+                Err("cluster-robust (CR2) inference is implemented for linear models only".to_string())
+            }
         }
     }
 

@@ -9,7 +9,7 @@ use std::fmt;
 use psmeval_frame::{Column, Formula, FormulaError, Table, parse_formula};
 use thiserror::Error;
 
-use crate::study::{FilterValue, Study};
+use crate::study::{ClusterBy, FilterValue, Study};
 
 /// One problem of a study: the field at fault and a sentence that starts with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +127,14 @@ impl Plan {
                 problems
                     .push(&format!("outcomes[{i}].name"), format!("outcomes[{i}].name: `{}` is used twice", o.name));
             }
+        }
+        if study.inference.cluster == ClusterBy::MatchedSet && m.replace {
+            problems.push(
+                "inference.cluster",
+                "inference.cluster: `matched_set` needs matching without replacement (with replacement a contrast \
+                 school can be in several matched sets); cluster by `school` instead"
+                    .into(),
+            );
         }
         let model_formula: Option<Result<Formula, FormulaError>> = study.model.formula.as_deref().map(parse_formula);
         match &model_formula {

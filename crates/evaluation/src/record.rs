@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use psmeval_multilevel::{Correlation, FixedEffect, GlmmFit, LmmFit, MixedModel, OptSummary, VarianceComponent};
+use psmeval_multilevel::{Correlation, Cr2, FixedEffect, GlmmFit, LmmFit, MixedModel, OptSummary, VarianceComponent};
 use serde::{Deserialize, Serialize};
 
 use crate::float::nan_if_null;
@@ -103,6 +103,62 @@ pub struct LinearModelRecord {
     /// What the optimizer did (absent from results files written before it was recorded).
     #[serde(default)]
     pub optimizer: OptSummary,
+    /// Cluster-robust tests of the fixed effects, when asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub robust: Option<RobustRecord>,
+}
+
+/// Cluster-robust (CR2) tests of a linear model's fixed effects.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobustRecord {
+    /// `CR2`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// What the clusters are (a column or grouping factor).
+    pub cluster: String,
+    /// Number of clusters.
+    pub clusters: usize,
+    /// Each fixed effect with its CR2 SE, Satterthwaite (Bell–McCaffrey) df and p value.
+    pub fixed_effects: Vec<RobustCoefficient>,
+}
+
+/// One fixed effect's cluster-robust test.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RobustCoefficient {
+    /// R's term name.
+    pub term: String,
+    /// Estimate (as the model's).
+    pub estimate: f64,
+    /// CR2 standard error.
+    pub std_error: f64,
+    /// Satterthwaite df under the working model.
+    #[serde(deserialize_with = "nan_if_null")]
+    pub df: f64,
+    /// Two-sided p value from t(df).
+    #[serde(deserialize_with = "nan_if_null")]
+    pub p_value: f64,
+}
+
+impl RobustRecord {
+    /// The record of a CR2 fit clustered by `cluster`.
+    pub fn cr2(cluster: &str, cr2: &Cr2) -> RobustRecord {
+        RobustRecord {
+            kind: "CR2".into(),
+            cluster: cluster.to_string(),
+            clusters: cr2.n_clusters,
+            fixed_effects: cr2
+                .fixed_effects()
+                .into_iter()
+                .map(|f| RobustCoefficient {
+                    term: f.term,
+                    estimate: f.estimate,
+                    std_error: f.std_error,
+                    df: f.df.unwrap_or(f64::NAN),
+                    p_value: f.p_value,
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The record of a logistic mixed model fit.
@@ -210,6 +266,7 @@ impl ModelRecord {
             iterations: fit.optimizer().evaluations,
             dropped_columns: fit.dropped_columns().to_vec(),
             optimizer: fit.optimizer().clone(),
+            robust: None,
         })
     }
 

@@ -10,15 +10,17 @@ use std::collections::{BTreeMap, HashMap};
 use psmeval_frame::{Column, Table};
 use serde::{Deserialize, Serialize};
 
-use crate::study::{OutcomeSpec, Study, SubgroupSpec, filter_rows};
+use crate::study::{ClusterBy, OutcomeSpec, Study, SubgroupSpec, filter_rows};
 
-/// A matched school: its group and matching weight.
+/// A matched school: its group, matching weight and matched set.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MatchedSchool {
     /// True for a treatment (lead) school.
     pub treated: bool,
     /// Matching weight (1 for treated units).
     pub weight: f64,
+    /// Index of its matched set (without replacement), if any.
+    pub set: Option<u32>,
 }
 
 /// Counts of one analysis sample.
@@ -49,6 +51,8 @@ pub struct Sample {
     pub counts: SampleCounts,
     /// Reference mean and SD per year used for standardization (empty when not standardized).
     pub standardization: BTreeMap<i64, (f64, f64)>,
+    /// Cluster of each row for robust inference (school or matched set, as the study asks), coded 0..
+    pub clusters: Vec<u32>,
 }
 
 /// Builds the analysis sample of `outcome` in `subgroup` (or all pupils) from the matched schools.
@@ -134,6 +138,20 @@ pub fn build_sample(
     for (k, (_, m)) in complete.iter().enumerate() {
         schools.insert(school_col.text_at(k).unwrap_or_default(), m.treated);
     }
+    let clusters: Vec<u32> = match study.inference.cluster {
+        ClusterBy::School => psmeval_frame::design::factor_codes(school_col, &(0..idx.len()).collect::<Vec<_>>()).0,
+        ClusterBy::MatchedSet => complete
+            .iter()
+            .map(|(i, m)| {
+                m.set.ok_or_else(|| {
+                    format!(
+                        "school `{}` is in no single matched set, so it cannot be clustered by matched set",
+                        school.text_at(*i).unwrap_or_default()
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
     let counts = SampleCounts {
         eligible_rows,
         matched_school_rows,
@@ -142,5 +160,5 @@ pub fn build_sample(
         n_schools: schools.len(),
         n_treated_schools: schools.values().filter(|t| **t).count(),
     };
-    Ok(Sample { table, weights, counts, standardization })
+    Ok(Sample { table, weights, counts, standardization, clusters })
 }

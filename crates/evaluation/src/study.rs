@@ -67,6 +67,45 @@ pub struct Study {
     /// How effect sizes are defined.
     #[serde(default)]
     pub effect_size: EffectSizeSpec,
+    /// How standard errors, confidence intervals and p values are computed.
+    #[serde(default)]
+    pub inference: InferenceSpec,
+}
+
+/// `[inference]`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InferenceSpec {
+    /// `cr2` (default): cluster-robust CR2 variance with Bell–McCaffrey small-sample df (linear models);
+    /// `model`: the mixed model's own SEs with lmerTest's Satterthwaite df. Logistic models use Wald z tests.
+    #[serde(default)]
+    pub method: InferenceMethod,
+    /// The clusters of the robust variance: `school` (default) or `matched_set` (each treatment school with
+    /// its matched contrast schools; needs matching without replacement).
+    #[serde(default)]
+    pub cluster: ClusterBy,
+}
+
+/// Inference methods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InferenceMethod {
+    /// Cluster-robust CR2 with small-sample df.
+    #[default]
+    Cr2,
+    /// The model's own variance.
+    Model,
+}
+
+/// Clusters of the robust variance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClusterBy {
+    /// Schools.
+    #[default]
+    School,
+    /// Matched sets.
+    MatchedSet,
 }
 
 /// `[data]`: the tables.

@@ -5,6 +5,7 @@
 use std::fmt::Write as _;
 
 use psmeval_evaluation::effects::Period;
+use psmeval_evaluation::impact::InferenceSummary;
 use psmeval_evaluation::study::{EffectSizeDefinition, Family};
 use psmeval_evaluation::{Evaluation, OutcomeResult};
 use psmeval_matching::Method;
@@ -63,6 +64,36 @@ fn df_label(df: f64, family: Family) -> String {
     }
 }
 
+/// What the intervals of an outcome account for, in one sentence.
+fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult) -> String {
+    match i.method.as_str() {
+        "CR2" => {
+            let pooled = o.effects.iter().find(|e| e.year.is_pooled());
+            format!(
+                "Standard errors, confidence intervals and p values are cluster-robust (CR2, with Bell–McCaffrey \
+                 small-sample degrees of freedom), clustered by {} ({} clusters, {} of them treatment schools): they \
+                 allow for pupils being clustered in schools and for school-by-year (cohort) and school-level trend \
+                 variation that the model does not represent, and their df reflect the number of schools, not \
+                 pupils.{}",
+                i.cluster.as_deref().unwrap_or("school"),
+                i.clusters.map_or("–".into(), count),
+                count(o.counts.n_treated_schools),
+                pooled.and_then(|e| e.model_based.as_ref().map(|m| (e, m))).map_or(String::new(), |(e, m)| format!(
+                    " The model-based (lme4) SE of the pooled effect is {} against the robust {}.",
+                    num(m.std_error, 3),
+                    num(e.std_error, 3)
+                ))
+            )
+        }
+        "Wald z" => "Standard errors, confidence intervals and p values are the logistic model's Wald z tests: they \
+                     allow for pupils being clustered in schools through the school random effects only."
+            .into(),
+        _ => "Standard errors, confidence intervals and p values are the mixed model's own (lme4, with lmerTest's \
+              Satterthwaite df): they allow for pupils being clustered in schools through the random effects only."
+            .into(),
+    }
+}
+
 fn period_label(p: &Period) -> String {
     match p {
         Period::Year(y) => y.to_string(),
@@ -94,8 +125,23 @@ fn tables(ev: &Evaluation) -> Vec<Artifact> {
         &["outcome", "subgroup", "term", "estimate", "std_error", "df", "statistic", "p_value"].map(String::from),
     );
     let mut effects = csv_line(
-        &["outcome", "subgroup", "year", "estimate", "std_error", "df", "ci_low", "ci_high", "p_value", "effect_size"]
-            .map(String::from),
+        &[
+            "outcome",
+            "subgroup",
+            "year",
+            "estimate",
+            "std_error",
+            "df",
+            "ci_low",
+            "ci_high",
+            "p_value",
+            "effect_size",
+            "inference",
+            "model_std_error",
+            "model_df",
+            "model_p_value",
+        ]
+        .map(String::from),
     );
     for o in &ev.outcomes {
         let sub = o.subgroup.clone().unwrap_or_else(|| "all pupils".into());
@@ -125,6 +171,10 @@ fn tables(ev: &Evaluation) -> Vec<Artifact> {
                 full(e.ci_high),
                 full(e.p_value),
                 full(e.effect_size),
+                e.inference.clone(),
+                full_opt(e.model_based.as_ref().map(|m| m.std_error)),
+                full_opt(e.model_based.as_ref().map(|m| m.df)),
+                full_opt(e.model_based.as_ref().map(|m| m.p_value)),
             ]);
         }
     }
@@ -459,12 +509,17 @@ fn outcome_section(
             o.name
         ),
     )?);
+    let robust = o.effects.iter().any(|e| e.model_based.is_some());
+    let mut header = vec!["Year", "Estimate", "SE", "df", "95% CI", "p", "Effect size"];
+    if robust {
+        header.extend(["Model SE", "Model df"]);
+    }
     d.table(
-        &["Year", "Estimate", "SE", "df", "95% CI", "p", "Effect size"],
+        &header,
         o.effects
             .iter()
             .map(|e| {
-                vec![
+                let mut row = vec![
                     match e.year {
                         Period::Year(y) => year_label(y),
                         Period::Pooled(_) => "Pooled".into(),
@@ -475,10 +530,18 @@ fn outcome_section(
                     format!("{} to {}", num(e.ci_low, 3), num(e.ci_high, 3)),
                     pval(e.p_value),
                     num(e.effect_size, 3),
-                ]
+                ];
+                if robust {
+                    row.push(e.model_based.as_ref().map_or("–".into(), |m| num(m.std_error, 3)));
+                    row.push(e.model_based.as_ref().map_or("–".into(), |m| df_label(m.df, o.family)));
+                }
+                row
             })
             .collect(),
     );
+    if let Some(i) = &o.inference {
+        d.p(inference_sentence(i, o));
+    }
     let event = IntervalPlot {
         title: format!("{}: programme effect by year", o.name),
         y_label: if o.family == Family::Binomial {
@@ -512,6 +575,60 @@ fn outcome_section(
             o.name
         ),
     )?);
+    if let Some(reference) = o.event_reference
+        && !o.event_study.is_empty()
+    {
+        let mut points: Vec<(f64, f64, f64, f64)> = o
+            .event_study
+            .iter()
+            .filter_map(|e| match e.year {
+                Period::Year(y) => Some((y as f64, e.estimate, e.ci_low, e.ci_high)),
+                Period::Pooled(_) => None,
+            })
+            .collect();
+        points.push((reference as f64, 0.0, 0.0, 0.0));
+        points.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let study = IntervalPlot {
+            title: format!("{}: event study (gap relative to {})", o.name, year_label(reference)),
+            y_label: if o.family == Family::Binomial {
+                format!("Change in log-odds gap since {}", year_label(reference))
+            } else {
+                format!("Change in gap since {}", year_label(reference))
+            },
+            series: vec![IntervalSeries { label: "Estimate (95% CI)".into(), points, colour: TREATED }],
+            marker: Some((s.years.programme_start as f64 - 0.5, "Programme starts".to_string())),
+            zero_line: true,
+        };
+        d.blocks.push(figure(
+            &study,
+            files,
+            &format!("event-{stem}"),
+            format!(
+                "Event study of {}: the change in the gap between treatment and contrast schools since {} (the last \
+                 year before the programme, fixed at 0), every year with its 95% confidence interval. Before the \
+                 programme the estimates should be near 0 if the two groups were on parallel paths.",
+                o.name,
+                year_label(reference)
+            ),
+        )?);
+        if let Some(t) = &o.pretrend {
+            d.p(format!(
+                "Pre-trend test (parallel paths before the programme: all pre-programme event-study estimates 0; {}): \
+                 F = {} on {} and {} df, p {}. {}",
+                t.method,
+                num(t.statistic, 2),
+                t.df_num,
+                if t.df_den.is_finite() { num(t.df_den, 1) } else { "∞".into() },
+                p_phrase(t.p_value),
+                if t.p_value < 0.05 {
+                    "The groups' paths differed before the programme, so the difference-in-differences estimates \
+                     may be biased; treat them with caution."
+                } else {
+                    "There is no evidence against parallel pre-programme paths (which does not prove them)."
+                }
+            ));
+        }
+    }
     if let Some(model) = &o.model {
         d.p(format!(
             "Model `{}`: {} observations, {} schools; {}{}.",

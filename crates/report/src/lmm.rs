@@ -66,6 +66,25 @@ fn linear_summary(m: &LinearModelRecord) -> String {
     if !m.converged {
         let _ = writeln!(s, "warning: the optimizer did not report convergence ({})", m.optimizer.status);
     }
+    if let Some(r) = &m.robust {
+        let _ = writeln!(
+            s,
+            "\nCluster-robust ({}) fixed effects, {} clusters of `{}` (Bell-McCaffrey Satterthwaite df):",
+            r.kind, r.clusters, r.cluster
+        );
+        let _ = writeln!(
+            s,
+            "{:<20} {:>12} {:>12} {:>12} {:>10} {:>10}",
+            "", "Estimate", "Model SE", "Robust SE", "df", "Pr(>|t|)"
+        );
+        for (fe, rb) in m.fixed_effects.iter().zip(&r.fixed_effects) {
+            let _ = writeln!(
+                s,
+                "{:<20} {:>12.5} {:>12.5} {:>12.5} {:>10.3} {:>10.3e}",
+                rb.term, rb.estimate, fe.std_error, rb.std_error, rb.df, rb.p_value
+            );
+        }
+    }
     let _ = writeln!(s);
     if let Some(msg) = dropped_message(&m.dropped_columns) {
         let _ = writeln!(s, "{msg}");

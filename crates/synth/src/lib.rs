@@ -60,6 +60,15 @@ pub struct SimConfig {
     pub effect: f64,
     /// Mean pupils per year group per school; national: about 600,000 / 16,800.
     pub mean_cohort: f64,
+    /// SD of the school-by-year cohort shocks on the latent score (0.10 by default). Each school, year and key
+    /// stage draws its own shock: the KS1 and KS2 pupils of a school-year are different children taught by
+    /// different teachers.
+    pub cohort_sd: f64,
+    /// Pre-trend of the lead schools: latent SD per year by which their pupils differ before the programme,
+    /// growing towards the programme start (`pretrend × (year − programme_start + 1)` before it, 0 after).
+    pub pretrend: f64,
+    /// SD of the programme effect across lead schools (each lead school's effect is `effect + effect_sd · z`).
+    pub effect_sd: f64,
     /// Seed of the generator.
     pub seed: u64,
 }
@@ -74,6 +83,9 @@ impl Default for SimConfig {
             programme_start: 2015,
             effect: 0.10,
             mean_cohort: 600_000.0 / 16_800.0,
+            cohort_sd: 0.10,
+            pretrend: 0.0,
+            effect_sd: 0.0,
             seed: 20_130_901,
         }
     }
@@ -324,6 +336,14 @@ fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     if !cfg.effect.is_finite() || cfg.effect.abs() > 5.0 {
         return bad("effect", cfg.effect.to_string(), "must be finite and within ±5 SD");
     }
+    for (name, v) in [("cohort_sd", cfg.cohort_sd), ("effect_sd", cfg.effect_sd)] {
+        if !(v.is_finite() && (0.0..=2.0).contains(&v)) {
+            return bad(name, v.to_string(), "must be between 0 and 2 latent SD");
+        }
+    }
+    if !(cfg.pretrend.is_finite() && cfg.pretrend.abs() <= 1.0) {
+        return bad("pretrend", cfg.pretrend.to_string(), "must be finite and within ±1 SD per year");
+    }
     if !(cfg.mean_cohort.is_finite() && (1.0..=500.0).contains(&cfg.mean_cohort)) {
         return bad("mean_cohort", cfg.mean_cohort.to_string(), "must be between 1 and 500 pupils");
     }
@@ -521,9 +541,19 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
                 (schools.pct_fsm[j] / 100.0, schools.pct_eal[j] / 100.0, schools.pct_sen[j] / 100.0);
             let lambda = (schools.n_pupils[j] as f64 * cohort_scale).max(0.5);
             let poisson = Poisson::new(lambda).expect("positive rate");
+            // Cohort shocks and the school's own programme effect come from streams of their own, so that the
+            // other draws do not depend on them.
+            let mut cohort_rng = stream(cfg.seed, 4, j as u64);
+            let school_effect = cfg.effect + cfg.effect_sd * normal(&mut stream(cfg.seed, 5, j as u64));
             for year in cfg.first_year..=cfg.last_year {
                 let t = f64::from(year - 2015);
+                let pre = if lead && year < cfg.programme_start {
+                    cfg.pretrend * f64::from(year - cfg.programme_start + 1)
+                } else {
+                    0.0
+                };
                 for ks in [1u8, 2] {
+                    let cohort = cfg.cohort_sd * normal(&mut cohort_rng);
                     let size = poisson.sample(&mut rng) as usize;
                     for _ in 0..size {
                         let female = rng.random_bool(0.49);
@@ -544,10 +574,12 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
                             + COEF.eal * f64::from(eal)
                             + COEF.sen * f64::from(sen)
                             + COEF.prior * prior
+                            + cohort
+                            + pre
                             + RESID_SD * normal(&mut rng);
                         out.sum += base;
                         out.sum_sq += base * base;
-                        let effect = if lead && year >= cfg.programme_start { cfg.effect } else { 0.0 };
+                        let effect = if lead && year >= cfg.programme_start { school_effect } else { 0.0 };
                         let (maths, expected) = observe(ks, year, base + effect);
                         let r = &mut out.rows;
                         r.school_id.push(schools.school_id[j]);

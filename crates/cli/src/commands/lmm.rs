@@ -6,10 +6,11 @@
 
 use anyhow::Result;
 use psmeval_evaluation::model::{ModelOptions, Weights, fit_model};
+use psmeval_evaluation::record::RobustRecord;
 use psmeval_evaluation::{Family, ModelRecord};
 use psmeval_frame::{build_model_frame, parse_formula};
 
-use crate::args::{FamilyArg, LmmArgs};
+use crate::args::{FamilyArg, LmmArgs, VcovArg};
 use crate::error::InputError;
 use crate::table::{load_table, write_text};
 
@@ -34,6 +35,9 @@ pub fn run(a: &LmmArgs) -> Result<()> {
     match family {
         Family::Gaussian if a.nagq != 1 => {
             return Err(InputError::new("--nagq applies to --family binomial only").into());
+        }
+        Family::Binomial if a.vcov == VcovArg::Cr2 => {
+            return Err(InputError::new("--vcov cr2 applies to linear models (--family gaussian)").into());
         }
         Family::Binomial if a.ml => {
             return Err(
@@ -65,12 +69,43 @@ pub fn run(a: &LmmArgs) -> Result<()> {
         None => Weights::None,
     };
     let n_dropped = frame.n_dropped;
+    // Cluster codes per frame row for CR2: a column, or by default the grouping factor with the fewest levels.
+    let cluster = match (a.vcov, &a.cluster) {
+        (VcovArg::Model, _) => None,
+        (VcovArg::Cr2, Some(c)) => {
+            let col = table.column(c).map_err(|e| at(format!("--cluster: {e}")))?;
+            let labels: Vec<Option<String>> = frame.rows.iter().map(|&i| col.text_at(i)).collect();
+            if let Some(k) = labels.iter().position(Option::is_none) {
+                return Err(at(format!("--cluster: `{c}` is missing in data row {}", frame.rows[k] + 1)));
+            }
+            let labels: Vec<String> = labels.into_iter().flatten().collect();
+            let mut levels = labels.clone();
+            levels.sort();
+            levels.dedup();
+            let codes = labels.iter().map(|l| levels.binary_search(l).expect("present") as u32).collect();
+            Some((c.clone(), codes))
+        }
+        (VcovArg::Cr2, None) => {
+            let term = frame.random.iter().min_by_key(|t| t.levels.len()).expect("a random term, checked above");
+            Some((term.group.clone(), term.codes.clone()))
+        }
+    };
+    let prior: Option<Vec<f64>> = match &weights {
+        Weights::Prior(w) => Some(w.clone()),
+        _ => None,
+    };
     let options = ModelOptions { reml: !a.ml, nagq: a.nagq, ..ModelOptions::new(family) };
     let step = progress.step("fitting the model");
-    let (fit, _) = fit_model(&formula, &table, frame, weights, &options)
+    let (fit, frame) = fit_model(&formula, &table, frame, weights, &options)
         .map_err(|e| at(format!("cannot fit `{}`: {e}", a.formula)))?;
     step.finish();
-    let record: ModelRecord = fit.record(&a.formula, n_dropped);
+    let mut record: ModelRecord = fit.record(&a.formula, n_dropped);
+    if let (Some((name, codes)), ModelRecord::Linear(r)) = (&cluster, &mut record) {
+        let step = progress.step("cluster-robust (CR2) variance");
+        let cr2 = fit.cr2(&frame, prior.as_deref(), codes).map_err(|e| at(format!("--vcov cr2: {e}")))?;
+        r.robust = Some(RobustRecord::cr2(name, &cr2));
+        step.finish();
+    }
     if let Some(p) = &a.json {
         write_text(p, &(serde_json::to_string_pretty(&record)? + "\n"))?;
     }

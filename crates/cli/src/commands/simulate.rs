@@ -20,6 +20,9 @@ pub fn config(a: &SimulateArgs) -> SimConfig {
         last_year: a.last_year,
         programme_start: a.programme_start,
         effect: a.effect,
+        cohort_sd: a.cohort_sd,
+        pretrend: a.pretrend,
+        effect_sd: a.effect_sd,
         seed: a.seed,
         ..base
     }
