@@ -41,7 +41,7 @@ pub struct SchoolEffect {
 /// What the intervals of an analysis account for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InferenceSummary {
-    /// `CR2`, `model` or `Wald z`.
+    /// `CR2`, `wild bootstrap`, `model` or `Wald z`.
     pub method: String,
     /// What the clusters are (`school` or `matched set`), for CR2.
     pub cluster: Option<String>,
@@ -176,7 +176,7 @@ pub fn fit_impact(
     let model_name = if family == Family::Binomial { "Wald z" } else { "model" };
     // CR2 for linear models unless the study asks for the model's own variance.
     let cr2 = match (family, study.inference.method) {
-        (Family::Gaussian, InferenceMethod::Cr2) => {
+        (Family::Gaussian, InferenceMethod::Cr2 | InferenceMethod::Wild) => {
             let w: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
             let w = (!w.iter().all(|&v| v == 1.0)).then_some(w);
             let clusters: Vec<u32> = frame.rows.iter().map(|&i| sample.clusters[i]).collect();
@@ -188,7 +188,7 @@ pub fn fit_impact(
                 }
             }
         }
-        (Family::Binomial, InferenceMethod::Cr2) => {
+        (Family::Binomial, InferenceMethod::Cr2 | InferenceMethod::Wild) => {
             notes.push(
                 "cluster-robust (CR2) inference is implemented for linear models only: the intervals of this \
                  binary outcome are the logistic model's Wald z intervals, which do not allow for school-level \
@@ -203,19 +203,31 @@ pub fn fit_impact(
         ClusterBy::School => "school",
         ClusterBy::MatchedSet => "matched set",
     };
-    let row = |c: &Contrast| -> Result<Effect, String> {
+    let inf = &study.inference;
+    let wild = inf.method == InferenceMethod::Wild;
+    let robust_name = if wild { "wild bootstrap" } else { "CR2" };
+    let row = |c: &Contrast, bootstrap: bool| -> Result<Effect, String> {
         let m = model_effect(c)?;
         Ok(match &cr2 {
             Some(r) => {
                 let t = r.contrast(&c.l).map_err(|e| e.to_string())?;
-                Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::NAN), es_sd)
-                    .with_inference("CR2", Some(&m))
+                let mut e = Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::NAN), es_sd);
+                if bootstrap {
+                    let b = r
+                        .wild_bootstrap(&c.l, inf.bootstrap_draws, inf.bootstrap_weights, inf.seed)
+                        .map_err(|e| e.to_string())?;
+                    e.ci_low = b.ci_low;
+                    e.ci_high = b.ci_high;
+                    e.p_value = b.p_value;
+                }
+                e.with_inference(if bootstrap { robust_name } else { "CR2" }, Some(&m))
             }
             None => m.with_inference(model_name, None),
         })
     };
-    let effects = contrasts.iter().map(row).collect::<Result<Vec<_>, String>>()?;
-    let event_study = event.iter().map(row).collect::<Result<Vec<_>, String>>()?;
+    // The bootstrap is run for the programme effects; the event study keeps CR2 t intervals.
+    let effects = contrasts.iter().map(|c| row(c, wild)).collect::<Result<Vec<_>, String>>()?;
+    let event_study = event.iter().map(|c| row(c, false)).collect::<Result<Vec<_>, String>>()?;
     let pre: Vec<Vec<f64>> = event
         .iter()
         .filter(|c| matches!(c.period, crate::effects::Period::Year(y) if y < start))
@@ -243,7 +255,11 @@ pub fn fit_impact(
             if let ModelRecord::Linear(m) = &mut model {
                 m.robust = Some(RobustRecord::cr2(cluster_label, r));
             }
-            InferenceSummary { method: "CR2".into(), cluster: Some(cluster_label.into()), clusters: Some(r.n_clusters) }
+            InferenceSummary {
+                method: robust_name.into(),
+                cluster: Some(cluster_label.into()),
+                clusters: Some(r.n_clusters),
+            }
         }
         None => InferenceSummary { method: model_name.into(), cluster: None, clusters: None },
     };

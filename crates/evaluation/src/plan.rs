@@ -136,6 +136,15 @@ impl Plan {
                     .into(),
             );
         }
+        if study.inference.bootstrap_draws < 99 {
+            problems.push(
+                "inference.bootstrap_draws",
+                format!(
+                    "inference.bootstrap_draws: {} draws are too few for a bootstrap p value; give at least 99",
+                    study.inference.bootstrap_draws
+                ),
+            );
+        }
         let model_formula: Option<Result<Formula, FormulaError>> = study.model.formula.as_deref().map(parse_formula);
         match &model_formula {
             Some(Ok(parsed)) => {

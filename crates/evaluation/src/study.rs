@@ -73,10 +73,11 @@ pub struct Study {
 }
 
 /// `[inference]`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceSpec {
     /// `cr2` (default): cluster-robust CR2 variance with Bell–McCaffrey small-sample df (linear models);
+    /// `wild`: wild cluster bootstrap-t p values and test-inversion intervals (CR2 SEs in every draw);
     /// `model`: the mixed model's own SEs with lmerTest's Satterthwaite df. Logistic models use Wald z tests.
     #[serde(default)]
     pub method: InferenceMethod,
@@ -84,6 +85,37 @@ pub struct InferenceSpec {
     /// its matched contrast schools; needs matching without replacement).
     #[serde(default)]
     pub cluster: ClusterBy,
+    /// Draws of the wild cluster bootstrap (`method = "wild"`), at least 99.
+    #[serde(default = "default_draws")]
+    pub bootstrap_draws: usize,
+    /// Weights of the wild cluster bootstrap: `webb` (default) or `rademacher`.
+    #[serde(default = "default_weights")]
+    pub bootstrap_weights: psmeval_multilevel::BootstrapWeights,
+    /// Seed of the bootstrap.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+}
+
+fn default_draws() -> usize {
+    999
+}
+fn default_weights() -> psmeval_multilevel::BootstrapWeights {
+    psmeval_multilevel::BootstrapWeights::Webb
+}
+fn default_seed() -> u64 {
+    1
+}
+
+impl Default for InferenceSpec {
+    fn default() -> Self {
+        InferenceSpec {
+            method: InferenceMethod::default(),
+            cluster: ClusterBy::default(),
+            bootstrap_draws: default_draws(),
+            bootstrap_weights: default_weights(),
+            seed: default_seed(),
+        }
+    }
 }
 
 /// Inference methods.
@@ -93,6 +125,8 @@ pub enum InferenceMethod {
     /// Cluster-robust CR2 with small-sample df.
     #[default]
     Cr2,
+    /// Wild cluster bootstrap-t (restricted, CR2 standard errors) with test-inversion intervals.
+    Wild,
     /// The model's own variance.
     Model,
 }

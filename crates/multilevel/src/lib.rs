@@ -74,4 +74,4 @@ pub use glmm::{GlmmDiagnostics, GlmmFit, GlmmOptions, Link, fit_glmm};
 pub use model::{Family, MixedModel};
 pub use optim::{OptMethod, OptParameters, OptRun, OptSummary};
 pub use result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, VarianceComponent};
-pub use robust::{Cr2, WaldTest};
+pub use robust::{BootstrapWeights, Cr2, WaldTest, WildBootstrap};

@@ -53,6 +53,39 @@ pub struct Cr2 {
     /// Per cluster: Ψ_j = E_j Θ_j E_j' and Γ_j = E_j X_j (p × p each).
     psi: Vec<Vec<f64>>,
     gamma: Vec<Vec<f64>>,
+    /// Per cluster, for the wild bootstrap: the score u_j = E_j e_j, h_j = X_j'Θ_j⁻¹e_j and
+    /// H_j = X_j'Θ_j⁻¹X_j (p × p).
+    u: Vec<Vec<f64>>,
+    h: Vec<Vec<f64>>,
+    hmat: Vec<Vec<f64>>,
+}
+
+/// Weights of the wild cluster bootstrap, drawn once per cluster and draw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BootstrapWeights {
+    /// ±1 with probability 1/2.
+    Rademacher,
+    /// Webb's six-point distribution ±√(1/2), ±1, ±√(3/2), each with probability 1/6 (better with few
+    /// clusters, where Rademacher weights have few distinct draws).
+    Webb,
+}
+
+/// A wild cluster bootstrap-t test of one contrast, with its test-inversion confidence interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WildBootstrap {
+    /// Bootstrap draws.
+    pub draws: usize,
+    /// The weights.
+    pub weights: BootstrapWeights,
+    /// The CR2 t statistic of `l·β = 0`.
+    pub t_statistic: f64,
+    /// Symmetric bootstrap p value of `l·β = 0`: the share of draws with |t*| ≥ |t|.
+    pub p_value: f64,
+    /// Lower limit of the 95% interval: the null values the bootstrap test does not reject at 5%.
+    pub ci_low: f64,
+    /// Upper limit.
+    pub ci_high: f64,
 }
 
 /// A joint Wald test of q constraints Cβ = 0 with Hotelling's T² approximation (HTZ).
@@ -419,6 +452,8 @@ impl Cr2 {
         let mut meat = vec![0.0; p * p];
         let mut psi = Vec::with_capacity(n_clusters);
         let mut gamma = Vec::with_capacity(n_clusters);
+        let (mut us, mut hs, mut hmats) =
+            (Vec::with_capacity(n_clusters), Vec::with_capacity(n_clusters), Vec::with_capacity(n_clusters));
         for (c, ti) in reduced.iter().zip(&t_inv) {
             let r = c.r;
             let xt = transpose(&c.x, r, p);
@@ -441,13 +476,34 @@ impl Cr2 {
             let et = transpose(&e_mat, p, r);
             psi.push(matmul(&matmul(&e_mat, &c.t, p, r, r), &et, p, r, p));
             gamma.push(matmul(&e_mat, &c.x, p, r, p));
+            let xt_ti = matmul(&xt, ti, p, r, r);
+            hs.push(matmul(&xt_ti, &c.e, p, r, 1));
+            hmats.push(matmul(&xt_ti, &c.x, p, r, p));
+            us.push(u);
         }
         let vcov = matmul(&matmul(&m, &meat, p, p, p), &m, p, p, p);
-        Ok(Cr2 { n_clusters, terms, beta, vcov: symmetrize(vcov, p), m, psi, gamma })
+        Ok(Cr2 { n_clusters, terms, beta, vcov: symmetrize(vcov, p), m, psi, gamma, u: us, h: hs, hmat: hmats })
     }
 
     fn p(&self) -> usize {
         self.beta.len()
+    }
+
+    /// M·v, the bread (X'Θ⁻¹X)⁻¹ (σ² units) applied to `v`.
+    pub fn bread_times(&self, v: &[f64]) -> Vec<f64> {
+        matmul(&self.m, v, self.p(), self.p(), 1)
+    }
+
+    /// The GLS estimate of the frame's response at the given θ: β̂ + M Σ_j X_j'Θ_j⁻¹(y_j − X_jβ̂), where β̂ is
+    /// the `beta` this variance was computed at (exact for any `beta`).
+    pub fn gls_estimate(&self) -> Vec<f64> {
+        let p = self.p();
+        let mut sum = vec![0.0; p];
+        for h in &self.h {
+            sum.iter_mut().zip(h).for_each(|(s, x)| *s += x);
+        }
+        let d = matmul(&self.m, &sum, p, p, 1);
+        self.beta.iter().zip(&d).map(|(b, x)| b + x).collect()
     }
 
     /// Satterthwaite df of the contrast `c · β` under the working model.
@@ -518,6 +574,173 @@ impl Cr2 {
                 }
             })
             .collect()
+    }
+
+    /// The wild cluster bootstrap-t test of `l·β = 0` (restricted: residuals of the fit under the null, the
+    /// variance parameters θ held at their estimates), with CR2 standard errors in every draw, and the 95%
+    /// interval by test inversion (the same draws for every null value). `draws` ≥ 99; deterministic for a
+    /// `seed` whatever the thread count (draw b uses its own stream).
+    ///
+    /// With θ fixed, a draw's β* is a linear function of the cluster weights, so each draw costs O(J·p) from
+    /// per-cluster quantities computed once (no refit, no factorization).
+    pub fn wild_bootstrap(
+        &self,
+        l: &[f64],
+        draws: usize,
+        weights: BootstrapWeights,
+        seed: u64,
+    ) -> Result<WildBootstrap, MixedModelError> {
+        use rand::RngExt;
+        use rand::SeedableRng;
+        use rayon::prelude::*;
+        let p = self.p();
+        if l.len() != p {
+            return Err(MixedModelError::DimensionMismatch { what: "contrast".into(), expected: p, found: l.len() });
+        }
+        if draws < 99 {
+            return Err(MixedModelError::Robust { reason: format!("{draws} bootstrap draws; at least 99 are needed") });
+        }
+        let j = self.n_clusters;
+        // Cluster weights, draw-major: w[b * J + j].
+        let w: Vec<f64> = (0..draws)
+            .into_par_iter()
+            .flat_map_iter(|b| {
+                let mut rng =
+                    rand_chacha::ChaCha8Rng::seed_from_u64(seed ^ (b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+                let half = std::f64::consts::FRAC_1_SQRT_2;
+                let webb = [-(1.5f64.sqrt()), -1.0, -half, half, 1.0, 1.5f64.sqrt()];
+                (0..j)
+                    .map(|_| match weights {
+                        BootstrapWeights::Rademacher => {
+                            if rng.random_bool(0.5) {
+                                1.0
+                            } else {
+                                -1.0
+                            }
+                        }
+                        BootstrapWeights::Webb => webb[rng.random_range(0..6)],
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let a = matmul(&self.m, l, p, p, 1); // M L
+        let lma: f64 = l.iter().zip(&a).map(|(x, y)| x * y).sum();
+        let estimate: f64 = l.iter().zip(&self.beta).map(|(x, y)| x * y).sum();
+        let vl = matmul(&self.vcov, l, p, p, 1);
+        let se: f64 = l.iter().zip(&vl).map(|(x, y)| x * y).sum::<f64>().max(0.0).sqrt();
+        // Per-cluster constants that do not depend on the null value.
+        let g: Vec<Vec<f64>> = self.gamma.iter().map(|gm| matmul(&transpose(gm, p, p), &a, p, p, 1)).collect();
+        // The bootstrap p value of the null `l·β = c`.
+        let p_of = |c: f64, t_obs: f64| -> f64 {
+            // Restricted fit: β̃ − β̂ = Δ = −M L (L'M L)⁻¹ (L'β̂ − c).
+            let scale = (estimate - c) / lma;
+            let delta: Vec<f64> = a.iter().map(|v| -v * scale).collect();
+            // Restricted per-cluster vectors: h̃_j = h_j − H_j Δ, k̃_j = u_j − Γ_j Δ; s_j = a·k̃_j.
+            let ht: Vec<Vec<f64>> = self
+                .h
+                .iter()
+                .zip(&self.hmat)
+                .map(|(h, hm)| {
+                    let hd = matmul(hm, &delta, p, p, 1);
+                    h.iter().zip(&hd).map(|(x, y)| x - y).collect()
+                })
+                .collect();
+            let sj: Vec<f64> = self
+                .u
+                .iter()
+                .zip(&self.gamma)
+                .map(|(u, gm)| {
+                    let gd = matmul(gm, &delta, p, p, 1);
+                    u.iter().zip(&gd).zip(&a).map(|((x, y), z)| (x - y) * z).sum()
+                })
+                .collect();
+            let exceed: usize = (0..draws)
+                .into_par_iter()
+                .map(|b| {
+                    let wb = &w[b * j..(b + 1) * j];
+                    let mut sum_h = vec![0.0; p];
+                    for (wj, hj) in wb.iter().zip(&ht) {
+                        for (s, x) in sum_h.iter_mut().zip(hj) {
+                            *s += wj * x;
+                        }
+                    }
+                    let d = matmul(&self.m, &sum_h, p, p, 1); // δ = β* − β̃
+                    let num: f64 = l.iter().zip(&d).map(|(x, y)| x * y).sum();
+                    let var: f64 = wb
+                        .iter()
+                        .zip(&sj)
+                        .zip(&g)
+                        .map(|((wj, s), gj)| {
+                            let v = wj * s - gj.iter().zip(&d).map(|(x, y)| x * y).sum::<f64>();
+                            v * v
+                        })
+                        .sum();
+                    usize::from(var > 0.0 && (num / var.sqrt()).abs() >= t_obs.abs() - 1e-12)
+                })
+                .sum();
+            exceed as f64 / draws as f64
+        };
+        let t_statistic = estimate / se;
+        let p_value = p_of(0.0, t_statistic);
+        // Test inversion: the interval of null values c with p(c) > 0.05, searched outwards from β̂ and then
+        // bisected (the same draws for every c).
+        let t_at = |c: f64| (estimate - c) / se;
+        let bound = |sign: f64| -> f64 {
+            let mut inside = estimate;
+            let mut step = se.max(f64::MIN_POSITIVE);
+            let mut outside = estimate + sign * step;
+            let mut tries = 0;
+            while p_of(outside, t_at(outside)) > 0.05 && tries < 60 {
+                inside = outside;
+                step *= 2.0;
+                outside = estimate + sign * step;
+                tries += 1;
+            }
+            for _ in 0..40 {
+                let mid = 0.5 * (inside + outside);
+                if p_of(mid, t_at(mid)) > 0.05 {
+                    inside = mid;
+                } else {
+                    outside = mid;
+                }
+            }
+            0.5 * (inside + outside)
+        };
+        Ok(WildBootstrap { draws, weights, t_statistic, p_value, ci_low: bound(-1.0), ci_high: bound(1.0) })
+    }
+
+    /// The bootstrap t statistic of one draw with cluster weights `w` (in cluster-code order) under the null
+    /// `l·β = c`: the restricted bootstrap sample y* = Xβ̃ + w_j (y − Xβ̃) refitted by GLS with θ fixed, and its
+    /// CR2 t statistic. The same formulas as [`Cr2::wild_bootstrap`]; exposed to check them by brute force.
+    pub fn bootstrap_t(&self, l: &[f64], c: f64, w: &[f64]) -> f64 {
+        let p = self.p();
+        let a = matmul(&self.m, l, p, p, 1);
+        let lma: f64 = l.iter().zip(&a).map(|(x, y)| x * y).sum();
+        let estimate: f64 = l.iter().zip(&self.beta).map(|(x, y)| x * y).sum();
+        let scale = (estimate - c) / lma;
+        let delta: Vec<f64> = a.iter().map(|v| -v * scale).collect();
+        let mut sum_h = vec![0.0; p];
+        for ((wj, h), hm) in w.iter().zip(&self.h).zip(&self.hmat) {
+            let hd = matmul(hm, &delta, p, p, 1);
+            for ((s, x), y) in sum_h.iter_mut().zip(h).zip(&hd) {
+                *s += wj * (x - y);
+            }
+        }
+        let d = matmul(&self.m, &sum_h, p, p, 1);
+        let num: f64 = l.iter().zip(&d).map(|(x, y)| x * y).sum();
+        let var: f64 = w
+            .iter()
+            .zip(&self.u)
+            .zip(&self.gamma)
+            .map(|((wj, u), gm)| {
+                let gd = matmul(gm, &delta, p, p, 1);
+                let s: f64 = u.iter().zip(&gd).zip(&a).map(|((x, y), z)| (x - y) * z).sum();
+                let g = matmul(&transpose(gm, p, p), &a, p, p, 1);
+                let v = wj * s - g.iter().zip(&d).map(|(x, y)| x * y).sum::<f64>();
+                v * v
+            })
+            .sum();
+        num / var.sqrt()
     }
 
     /// The HTZ Wald test of the q constraints `c β = 0` (each row of `c` has length p).

@@ -151,3 +151,82 @@ fn clusters_must_hold_whole_groups() {
     let one = vec![0u32; frame.y.len()];
     assert!(Cr2::new(&frame, &fit, None, &one).unwrap_err().to_string().contains("at least 2"));
 }
+
+/// One wild-bootstrap draw computed from the stored per-cluster quantities equals the brute-force draw: the
+/// restricted bootstrap sample built row by row, refitted by GLS with θ fixed, and its CR2 t statistic.
+#[test]
+fn wild_bootstrap_draws_equal_brute_force_refits() {
+    let r = reference();
+    for id in ["did", "nested_set", "sleep_rs_weighted"] {
+        let m = r["models"].as_array().unwrap().iter().find(|m| m["id"] == id).unwrap();
+        let (frame, weights, cluster) = setup(m);
+        let terms: Vec<String> =
+            m["coef_names"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().into()).collect();
+        let theta = nums(&m["theta"]);
+        let beta = nums(&m["beta"]);
+        let cr2 = Cr2::at(&frame, &terms, &beta, &theta, weights.as_deref(), &cluster).unwrap();
+        let p = beta.len();
+        let mut l = vec![0.0; p];
+        l[p - 1] = 1.0;
+        let c = 0.3 * beta[p - 1];
+        let n_clusters = cr2.n_clusters;
+        let w: Vec<f64> = (0..n_clusters).map(|j| if (j * 7 + 3) % 5 < 2 { -1.0 } else { 1.0 }).collect();
+        let fast = cr2.bootstrap_t(&l, c, &w);
+        // Brute force. GLS with θ fixed: a Cr2 at β = 0 has h_j = X_j'Θ_j⁻¹y_j, so M Σ h_j is the GLS estimate.
+        let gls = |y: &[f64]| -> Vec<f64> {
+            let mut f = frame.clone();
+            f.y = y.to_vec();
+            let at0 = Cr2::at(&f, &terms, &vec![0.0; p], &theta, weights.as_deref(), &cluster).unwrap();
+            at0.gls_estimate()
+        };
+        let beta_hat = gls(&frame.y);
+        for k in 0..p {
+            assert!(
+                (beta_hat[k] - beta[k]).abs() < 1e-6 * beta[k].abs().max(1.0),
+                "{id}: GLS at lme4's θ gives lme4's β"
+            );
+        }
+        let x_cols: Vec<usize> = terms.iter().map(|t| frame.x_names.iter().position(|n| n == t).unwrap()).collect();
+        // β̃ = argmin GLS subject to L'β = c: β̂ − M L (L'ML)⁻¹(L'β̂ − c); M L from the bread.
+        let ml = cr2.bread_times(&l);
+        let lml: f64 = l.iter().zip(&ml).map(|(a, b)| a * b).sum();
+        let est: f64 = l.iter().zip(&beta_hat).map(|(a, b)| a * b).sum();
+        let beta_r: Vec<f64> = beta_hat.iter().zip(&ml).map(|(b, m)| b - m * (est - c) / lml).collect();
+        let fitted_r: Vec<f64> = (0..frame.y.len())
+            .map(|i| x_cols.iter().zip(&beta_r).map(|(&col, b)| frame.x[[i, col]] * b).sum())
+            .collect();
+        let mut codes: Vec<u32> = cluster.clone();
+        codes.sort_unstable();
+        codes.dedup();
+        let y_star: Vec<f64> = (0..frame.y.len())
+            .map(|i| fitted_r[i] + w[codes.binary_search(&cluster[i]).unwrap()] * (frame.y[i] - fitted_r[i]))
+            .collect();
+        let beta_star = gls(&y_star);
+        let mut f = frame.clone();
+        f.y = y_star;
+        let star = Cr2::at(&f, &terms, &beta_star, &theta, weights.as_deref(), &cluster).unwrap();
+        let t = star.contrast(&l).unwrap();
+        let brute = (t.estimate - c) / t.std_error;
+        assert!((fast - brute).abs() < 1e-8 * brute.abs().max(1.0), "{id}: fast draw {fast} vs brute force {brute}");
+    }
+}
+
+#[test]
+fn wild_bootstrap_is_deterministic_and_brackets_the_estimate() {
+    let r = reference();
+    let m = r["models"].as_array().unwrap().iter().find(|m| m["id"] == "did").unwrap();
+    let (frame, _, cluster) = setup(m);
+    let fit = fit_lmm(&frame, &LmmOptions::default()).unwrap();
+    let cr2 = Cr2::new(&frame, &fit, None, &cluster).unwrap();
+    let mut l = vec![0.0; cr2.beta.len()];
+    l[6] = 1.0; // factor(period)2:g
+    let a = cr2.wild_bootstrap(&l, 999, psmeval_multilevel::BootstrapWeights::Webb, 42).unwrap();
+    let b = cr2.wild_bootstrap(&l, 999, psmeval_multilevel::BootstrapWeights::Webb, 42).unwrap();
+    assert_eq!(a, b);
+    let est = cr2.beta[6];
+    assert!(a.ci_low < est && est < a.ci_high, "{a:?}");
+    assert!((0.0..=1.0).contains(&a.p_value));
+    // The bootstrap p value is close to the CR2 t test's (about 0.13 here) and the interval contains 0.
+    assert!(a.p_value > 0.03 && a.p_value < 0.4 && a.ci_low < 0.0, "{a:?}");
+    assert!(cr2.wild_bootstrap(&l, 50, psmeval_multilevel::BootstrapWeights::Rademacher, 1).is_err());
+}

@@ -6,10 +6,11 @@ use std::fmt::Write as _;
 
 use psmeval_evaluation::effects::Period;
 use psmeval_evaluation::impact::InferenceSummary;
-use psmeval_evaluation::study::{EffectSizeDefinition, Family};
+use psmeval_evaluation::study::{EffectSizeDefinition, Family, InferenceSpec};
 use psmeval_evaluation::{Evaluation, OutcomeResult};
 use psmeval_matching::Method;
 use psmeval_matching::balance::BalanceRow;
+use psmeval_multilevel::BootstrapWeights;
 
 use crate::document::{Block, Document};
 use crate::format::{count, csv_line, full, full_opt, num, opt, pval};
@@ -65,7 +66,7 @@ fn df_label(df: f64, family: Family) -> String {
 }
 
 /// What the intervals of an outcome account for, in one sentence.
-fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult) -> String {
+fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceSpec) -> String {
     match i.method.as_str() {
         "CR2" => {
             let pooled = o.effects.iter().find(|e| e.year.is_pooled());
@@ -85,6 +86,21 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult) -> String {
                 ))
             )
         }
+        "wild bootstrap" => format!(
+            "P values and confidence intervals come from a wild cluster bootstrap-t (restricted, {} weights, {} \
+             draws, CR2 standard errors in every draw, intervals by test inversion), clustered by {} ({} clusters, \
+             {} of them treatment schools); the standard errors and df shown are CR2's. They allow for pupils \
+             being clustered in schools and for school-by-year and school-level trend variation that the model \
+             does not represent.",
+            match spec.bootstrap_weights {
+                BootstrapWeights::Webb => "Webb",
+                BootstrapWeights::Rademacher => "Rademacher",
+            },
+            count(spec.bootstrap_draws),
+            i.cluster.as_deref().unwrap_or("school"),
+            i.clusters.map_or("–".into(), count),
+            count(o.counts.n_treated_schools),
+        ),
         "Wald z" => "Standard errors, confidence intervals and p values are the logistic model's Wald z tests: they \
                      allow for pupils being clustered in schools through the school random effects only."
             .into(),
@@ -540,7 +556,7 @@ fn outcome_section(
             .collect(),
     );
     if let Some(i) = &o.inference {
-        d.p(inference_sentence(i, o));
+        d.p(inference_sentence(i, o, &s.inference));
     }
     let event = IntervalPlot {
         title: format!("{}: programme effect by year", o.name),
