@@ -301,7 +301,7 @@ fn analyse(
     };
     result.notes.extend(fit.notes);
     result.model = Some(fit.model);
-    result.effect_size_sd = es_sd;
+    result.effect_size_sd = fit.effect_size_sd;
     result.effects = fit.effects;
     result.icc = fit.icc;
     result.school_effects = fit.school_effects;

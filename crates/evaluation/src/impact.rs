@@ -9,9 +9,11 @@
 //! Effect sizes follow the study's definition. EEF's convention divides by the total SD of a model without
 //! pupil covariates, `outcome ~ factor(year) * group + (1 | school)` (`(1 + year_c | school)` with random
 //! slopes; also when the study gives its own formula): √(school intercept variance + σ²), the intercept
-//! variance being the between-school variance at the programme start (`year_c` = 0). For logistic
-//! models the pupil-level variance is that of the standard logistic distribution, π²/3 (the latent-variable
-//! scale), so effect sizes of binary outcomes are on a comparable latent SD scale.
+//! variance being the between-school variance at the programme start (`year_c` = 0). For logistic models
+//! the total SD is that of the latent outcome of the adjusted impact model itself (McKelvey–Zavoina):
+//! √(Var(covariate part of Xβ̂) + school intercept variance + π²/3), so the log-odds effect and its SD are on
+//! one latent scale (dividing by an unadjusted logistic model's SD would mix two scales, since logistic
+//! coefficients grow as covariates are added, and overstate binary effect sizes by about a quarter).
 
 use std::collections::HashMap;
 
@@ -67,6 +69,8 @@ pub struct ImpactFit {
     pub pretrend: Option<JointTest>,
     /// The inference used.
     pub inference: InferenceSummary,
+    /// The SD the effect sizes divide by.
+    pub effect_size_sd: f64,
     /// ICC of a random-intercept model (logistic: latent scale).
     pub icc: Option<f64>,
     /// Messages about the fit (dropped aliased columns, separation).
@@ -118,13 +122,22 @@ fn options(study: &Study, family: Family) -> ModelOptions {
     ModelOptions { reml: !study.model.ml, ..ModelOptions::new(family) }
 }
 
-/// The effect-size SD: total (EEF) or pupil-level SD of the model without pupil covariates.
+/// The effect-size SD of a continuous outcome: total (EEF) or pupil-level SD of the model without pupil
+/// covariates. For a binary outcome the EEF SD comes from the adjusted impact model (see `latent_sd`), and
+/// NaN is returned here; the residual definition gives π/√3.
 pub fn unconditional_sd(
     study: &Study,
     sample: &Sample,
     family: Family,
     definition: EffectSizeDefinition,
 ) -> Result<f64, String> {
+    if family == Family::Binomial {
+        // Set from the adjusted model itself (see `latent_sd`); π/√3 for the residual definition.
+        return Ok(match definition {
+            EffectSizeDefinition::Eef => f64::NAN,
+            EffectSizeDefinition::Residual => LOGISTIC_VARIANCE.sqrt(),
+        });
+    }
     let formula = unconditional_formula(study);
     let parsed = parse_formula(&formula).map_err(|e| format!("formula `{formula}`: {e}"))?;
     // Only the variance components are needed: no Satterthwaite df, no Hessian.
@@ -169,6 +182,7 @@ pub fn fit_impact(
     let (event_reference, event) = event_study_contrasts(&frame.x_names, &study.data.year, years, start)?;
     let mut notes = fit.notes();
     let mut model = fit.record(formula_text, frame.n_dropped);
+    let es_sd = if es_sd.is_nan() { latent_sd(&fit, &frame, &study.data.year)? } else { es_sd };
     let model_effect = |c: &Contrast| -> Result<Effect, String> {
         let t = fit.contrast(&c.l)?;
         Ok(Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::INFINITY), es_sd))
@@ -265,6 +279,7 @@ pub fn fit_impact(
     };
     let treated = treated_schools(&sample.table, &study.data.school_id)?;
     Ok(ImpactFit {
+        effect_size_sd: es_sd,
         model,
         school_effects: school_effects(fit.ranef(), &study.data.school_id, &treated),
         effects,
@@ -275,6 +290,36 @@ pub fn fit_impact(
         icc: fit.icc(),
         notes,
     })
+}
+
+/// The total SD of the latent outcome of a logistic impact model (McKelvey–Zavoina): √(Var(covariate part
+/// of Xβ̂) + school intercept variance + π²/3). A log-odds effect divided by it is in SD units of the same
+/// latent scale as the adjusted model, comparable with a score's effect divided by its total SD; dividing by
+/// the SD of an unadjusted model instead would mix two latent scales (logistic coefficients grow when
+/// covariates are added) and overstate binary effect sizes. The design terms (intercept, years, `group`
+/// and its interactions) are left out of the variance, as the score's total SD leaves them out.
+fn latent_sd(fit: &Fitted, frame: &psmeval_frame::ModelFrame, year: &str) -> Result<f64, String> {
+    let (beta, names) = match fit {
+        Fitted::Logistic(f) => (f.beta(), f.fixed_effects().iter().map(|e| e.term.clone()).collect::<Vec<_>>()),
+        Fitted::Linear(_) => return Err("latent SD of a linear model".into()),
+    };
+    let design = |n: &str| n == "(Intercept)" || n.contains("group") || n.starts_with(&format!("factor({year})"));
+    let cols: Vec<(usize, f64)> = names
+        .iter()
+        .zip(beta)
+        .filter(|(n, _)| !design(n))
+        .filter_map(|(n, &b)| frame.x_names.iter().position(|x| x == n).map(|c| (c, b)))
+        .collect();
+    let n = frame.y.len();
+    let eta: Vec<f64> = (0..n).map(|i| cols.iter().map(|&(c, b)| frame.x[[i, c]] * b).sum()).collect();
+    let mean = eta.iter().sum::<f64>() / n as f64;
+    let var_x = eta.iter().map(|e| (e - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0).max(1.0);
+    let tau2 = intercept_variance(fit.variance_components());
+    let sd = (var_x + tau2 + LOGISTIC_VARIANCE).sqrt();
+    if !(sd.is_finite() && sd > 0.0) {
+        return Err(format!("the latent effect-size SD is {sd}"));
+    }
+    Ok(sd)
 }
 
 /// The model-based Wald chi-square test of `c β = 0`, reported as F = χ²/q with p from χ²(q).

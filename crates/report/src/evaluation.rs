@@ -428,9 +428,11 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
         year_label(s.years.programme_start),
         match s.effect_size.definition {
             EffectSizeDefinition::Eef =>
-                "total SD (between-school intercept variance plus pupil-level variance, π²/3 on the latent scale for \
-                 binary outcomes) of the model with the same design terms and school random effects but without \
-                 pupil covariates (EEF's convention)",
+                "total SD (between-school intercept variance plus pupil-level variance) of the model with the same \
+                 design terms and school random effects but without pupil covariates (EEF's convention); for binary \
+                 outcomes, the SD of the adjusted logistic model's latent outcome (the variance of its covariates' \
+                 linear predictor plus the school intercept variance plus π²/3), so that the log-odds effect and \
+                 its SD are on one latent scale",
             EffectSizeDefinition::Residual =>
                 "pupil-level SD (π/√3 for binary outcomes) of the model without pupil covariates",
         }
