@@ -328,52 +328,8 @@ fn wald_chi_square(fit: &Fitted, c: &[Vec<f64>]) -> Result<JointTest, String> {
         Fitted::Linear(f) => (f.beta(), f.vcov()),
         Fitted::Logistic(f) => (f.beta(), f.vcov()),
     };
-    let p = beta.len();
-    let q = c.len();
-    let cb: Vec<f64> = c.iter().map(|r| r.iter().zip(beta).map(|(a, b)| a * b).sum()).collect();
-    let mut cvc = vec![0.0; q * q];
-    for (i, ri) in c.iter().enumerate() {
-        for (j, rj) in c.iter().enumerate() {
-            cvc[i * q + j] = (0..p).map(|a| (0..p).map(|b| ri[a] * vcov[a * p + b] * rj[b]).sum::<f64>()).sum();
-        }
-    }
-    let inv = invert(&cvc, q).ok_or("the pre-trend constraints' covariance is singular")?;
-    let chi2: f64 = (0..q).map(|i| (0..q).map(|j| cb[i] * inv[i * q + j] * cb[j]).sum::<f64>()).sum();
-    let p_value = statrs::distribution::ChiSquared::new(q as f64)
-        .map(|d| statrs::distribution::ContinuousCDF::sf(&d, chi2))
-        .unwrap_or(f64::NAN);
+    let (chi2, q, p_value) = psmeval_multilevel::wald_chi_square(beta, vcov, c).map_err(|e| e.to_string())?;
     Ok(JointTest { method: "Wald chi-square".into(), df_num: q, df_den: f64::NAN, statistic: chi2 / q as f64, p_value })
-}
-
-/// Inverse of a small symmetric positive definite matrix by Gauss–Jordan elimination.
-fn invert(a: &[f64], n: usize) -> Option<Vec<f64>> {
-    let mut m = a.to_vec();
-    let mut inv: Vec<f64> = (0..n * n).map(|k| f64::from(u8::from(k / n == k % n))).collect();
-    for col in 0..n {
-        let piv = (col..n).max_by(|&x, &y| m[x * n + col].abs().total_cmp(&m[y * n + col].abs()))?;
-        if m[piv * n + col].abs() < 1e-300 {
-            return None;
-        }
-        for k in 0..n {
-            m.swap(col * n + k, piv * n + k);
-            inv.swap(col * n + k, piv * n + k);
-        }
-        let d = m[col * n + col];
-        for k in 0..n {
-            m[col * n + k] /= d;
-            inv[col * n + k] /= d;
-        }
-        for r in 0..n {
-            if r != col {
-                let f = m[r * n + col];
-                for k in 0..n {
-                    m[r * n + k] -= f * m[col * n + k];
-                    inv[r * n + k] -= f * inv[col * n + k];
-                }
-            }
-        }
-    }
-    Some(inv)
 }
 
 /// The schools' random intercepts, in the model's level order.

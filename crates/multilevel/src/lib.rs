@@ -71,7 +71,7 @@ mod validate;
 pub use error::MixedModelError;
 pub use fit::{LmmFit, LmmOptions, fit_lmm, likelihood_ratio_test};
 pub use glmm::{GlmmDiagnostics, GlmmFit, GlmmOptions, Link, fit_glmm};
-pub use model::{Family, MixedModel};
+pub use model::{Family, MixedModel, wald_chi_square};
 pub use optim::{OptMethod, OptParameters, OptRun, OptSummary};
 pub use result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, VarianceComponent};
 pub use robust::{BootstrapWeights, Cr2, WaldTest, WildBootstrap};

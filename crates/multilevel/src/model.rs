@@ -100,6 +100,34 @@ pub(crate) fn p_value_z(z: f64) -> f64 {
     2.0 * normal.cdf(-z.abs())
 }
 
+/// The model-based Wald chi-square test of the q constraints `c β = 0` from β̂ and its covariance `vcov`
+/// (p × p, row-major): Q = (cβ̂)'(c V c')⁻¹(cβ̂) on q df. Returns (Q, q, p value).
+pub fn wald_chi_square(beta: &[f64], vcov: &[f64], c: &[Vec<f64>]) -> Result<(f64, usize, f64), MixedModelError> {
+    let p = beta.len();
+    let q = c.len();
+    if q == 0 {
+        return Err(MixedModelError::DimensionMismatch { what: "constraints".into(), expected: 1, found: 0 });
+    }
+    if let Some(row) = c.iter().find(|r| r.len() != p) {
+        return Err(MixedModelError::DimensionMismatch { what: "constraint".into(), expected: p, found: row.len() });
+    }
+    let cb: Vec<f64> = c.iter().map(|r| r.iter().zip(beta).map(|(a, b)| a * b).sum()).collect();
+    let mut cvc = vec![0.0; q * q];
+    for (i, ri) in c.iter().enumerate() {
+        for (j, rj) in c.iter().enumerate() {
+            cvc[i * q + j] = (0..p).map(|a| (0..p).map(|b| ri[a] * vcov[a * p + b] * rj[b]).sum::<f64>()).sum();
+        }
+    }
+    let inv = crate::dense::inverse(&cvc, q).ok_or_else(|| MixedModelError::NotComparable {
+        reason: "the constraints' covariance is singular (are they linearly dependent?)".into(),
+    })?;
+    let chi2: f64 = (0..q).map(|i| (0..q).map(|j| cb[i] * inv[i * q + j] * cb[j]).sum::<f64>()).sum();
+    let p_value = statrs::distribution::ChiSquared::new(q as f64)
+        .map(|d| statrs::distribution::ContinuousCDF::sf(&d, chi2))
+        .unwrap_or(f64::NAN);
+    Ok((chi2, q, p_value))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
