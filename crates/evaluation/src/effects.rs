@@ -127,7 +127,16 @@ pub struct JointTest {
 impl Effect {
     /// An effect row from an estimate, its SE and df (t-based interval; normal when df is infinite or NaN).
     pub fn new(year: Period, estimate: f64, std_error: f64, df: f64, es_sd: f64) -> Effect {
-        let (q, p) = if df.is_finite() && df > 0.0 {
+        let t_stat = estimate / std_error;
+        let (q, p) = if !t_stat.is_finite() {
+            // No test is possible (a zero or undefined SE); statrs would panic on a NaN argument.
+            let q = if df.is_finite() && df > 0.0 {
+                StudentsT::new(0.0, 1.0, df).map(|t| t.inverse_cdf(0.975)).unwrap_or(f64::NAN)
+            } else {
+                1.959_963_984_540_054
+            };
+            (q, f64::NAN)
+        } else if df.is_finite() && df > 0.0 {
             let t = StudentsT::new(0.0, 1.0, df).expect("positive df");
             (t.inverse_cdf(0.975), 2.0 * t.cdf(-(estimate / std_error).abs()))
         } else {

@@ -251,18 +251,28 @@ pub fn fit_impact(
         None
     } else {
         Some(match &cr2 {
-            Some(r) => {
-                let w = r.wald(&pre).map_err(|e| e.to_string())?;
-                JointTest {
+            Some(r) => match r.wald(&pre) {
+                Ok(w) => Some(JointTest {
                     method: "CR2 HTZ".into(),
                     df_num: w.df_num,
                     df_den: w.df_den,
                     statistic: w.f_statistic,
                     p_value: w.p_value,
+                }),
+                Err(e) => {
+                    notes.push(format!("the pre-trend test could not be computed: {e}"));
+                    None
                 }
-            }
-            None => wald_chi_square(&fit, &pre)?,
+            },
+            None => match wald_chi_square(&fit, &pre) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    notes.push(format!("the pre-trend test could not be computed: {e}"));
+                    None
+                }
+            },
         })
+        .flatten()
     };
     let inference = match &cr2 {
         Some(r) => {
@@ -303,7 +313,15 @@ fn latent_sd(fit: &Fitted, frame: &psmeval_frame::ModelFrame, year: &str) -> Res
         Fitted::Logistic(f) => (f.beta(), f.fixed_effects().iter().map(|e| e.term.clone()).collect::<Vec<_>>()),
         Fitted::Linear(_) => return Err("latent SD of a linear model".into()),
     };
-    let design = |n: &str| n == "(Intercept)" || n.contains("group") || n.starts_with(&format!("factor({year})"));
+    // Design terms: the intercept, the year factor, `group` and its interactions (exact names, so that a
+    // covariate such as `age_group` stays in). Var(Xβ̂) is over pupils, unweighted: the latent outcome's spread.
+    let design = |n: &str| {
+        n == "(Intercept)"
+            || n == "group"
+            || n.starts_with("group:")
+            || n.ends_with(":group")
+            || n.starts_with(&format!("factor({year})"))
+    };
     let cols: Vec<(usize, f64)> = names
         .iter()
         .zip(beta)

@@ -545,10 +545,11 @@ impl Cr2 {
         let estimate: f64 = l.iter().zip(&self.beta).map(|(a, b)| a * b).sum();
         let vl = matmul(&self.vcov, l, p, p, 1);
         let var: f64 = l.iter().zip(&vl).map(|(a, b)| a * b).sum();
-        let std_error = var.max(0.0).sqrt();
+        // A NaN variance stays NaN (f64::max would turn it into 0, an interval of width 0).
+        let std_error = if var.is_nan() { f64::NAN } else { var.max(0.0).sqrt() };
         let df = self.df(l);
         let statistic = estimate / std_error;
-        let p_value = if df.is_finite() && df > 0.0 {
+        let p_value = if df.is_finite() && df > 0.0 && statistic.is_finite() {
             StudentsT::new(0.0, 1.0, df).map(|d| 2.0 * d.sf(statistic.abs())).unwrap_or(f64::NAN)
         } else {
             f64::NAN
@@ -627,7 +628,13 @@ impl Cr2 {
         let lma: f64 = l.iter().zip(&a).map(|(x, y)| x * y).sum();
         let estimate: f64 = l.iter().zip(&self.beta).map(|(x, y)| x * y).sum();
         let vl = matmul(&self.vcov, l, p, p, 1);
-        let se: f64 = l.iter().zip(&vl).map(|(x, y)| x * y).sum::<f64>().max(0.0).sqrt();
+        let var: f64 = l.iter().zip(&vl).map(|(x, y)| x * y).sum();
+        let se = if var.is_nan() { f64::NAN } else { var.max(0.0).sqrt() };
+        if !(se.is_finite() && se > 0.0) {
+            return Err(MixedModelError::Robust {
+                reason: format!("the contrast's CR2 standard error is {se}; no bootstrap test is possible"),
+            });
+        }
         // Per-cluster constants that do not depend on the null value.
         let g: Vec<Vec<f64>> = self.gamma.iter().map(|gm| matmul(&transpose(gm, p, p), &a, p, p, 1)).collect();
         // The bootstrap p value of the null `l·β = c`.
@@ -675,7 +682,8 @@ impl Cr2 {
                             v * v
                         })
                         .sum();
-                    usize::from(var > 0.0 && (num / var.sqrt()).abs() >= t_obs.abs() - 1e-12)
+                    // Draws with all weights equal reproduce ±t_obs up to rounding: a relative tolerance.
+                    usize::from(var > 0.0 && (num / var.sqrt()).abs() >= t_obs.abs() * (1.0 - 1e-10))
                 })
                 .sum();
             exceed as f64 / draws as f64
@@ -695,6 +703,11 @@ impl Cr2 {
                 step *= 2.0;
                 outside = estimate + sign * step;
                 tries += 1;
+            }
+            // With very few clusters no null value may be rejected (e.g. Rademacher weights with J ≤ 5): the
+            // interval is then unbounded.
+            if tries == 60 {
+                return sign * f64::INFINITY;
             }
             for _ in 0..40 {
                 let mid = 0.5 * (inside + outside);
@@ -836,7 +849,7 @@ impl Cr2 {
         let delta = ((nu - qf + 1.0) / nu).max(0.0);
         let df_den = nu - qf + 1.0;
         let f_statistic = delta * q_stat / qf;
-        let p_value = if df_den > 0.0 {
+        let p_value = if df_den > 0.0 && df_den.is_finite() && f_statistic.is_finite() {
             FisherSnedecor::new(qf, df_den).map(|d| d.sf(f_statistic)).unwrap_or(f64::NAN)
         } else {
             f64::NAN
