@@ -2,11 +2,10 @@
 //! effect, each evaluated exactly as `evaluate` does (in memory), and the share of 95% intervals of the
 //! pooled effect that cover the truth, for the default inference (CR2) and for the model-based one.
 //!
-//! The simulated truth is on the latent scale; the analysis standardizes scores within year, so the
-//! estimand is the latent effect divided by the SD of the standardized score's latent scale. For KS2 maths
-//! from 2016 (a linear scaled score of the latent score) and before it (a clamped linear mark), the
-//! standardized effect equals the latent effect divided by the latent SD within year; the runner compares
-//! with that value, computed from the simulated population itself.
+//! The caller gives the truth to compare with. The simulated effect is on the latent scale while the
+//! analysis standardizes observed scores within year (banded or clamped scores attenuate it), so the exact
+//! estimand of a non-zero effect is not the simulated `D`; the coverage checks therefore simulate no effect,
+//! where the truth is 0 on every scale.
 
 use rayon::prelude::*;
 use serde::Serialize;
