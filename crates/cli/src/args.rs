@@ -33,6 +33,86 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Rebuild an evaluation's report (tables, figures, report.md, report.html) from its results.json.
     Report(ReportArgs),
+    /// Simulate the study's design many times: power curves, MDES, bias and coverage (on all cores, in
+    /// shards, or as a Slurm job array).
+    Power(PowerArgs),
+}
+
+/// Options of `psmeval power`.
+#[derive(Debug, Args)]
+pub struct PowerArgs {
+    /// The study file (TOML) whose matching and analysis are simulated; its `[simulation]` table sets the
+    /// design (schools, lead schools, cohort size and variance).
+    #[arg(value_name = "STUDY", required_unless_present_any = ["example", "collect"])]
+    pub study: Option<PathBuf>,
+    /// Use the built-in example study (national scale unless --schools is given).
+    #[arg(long, conflicts_with_all = ["study", "collect"])]
+    pub example: bool,
+    /// With --example: schools per simulated population (default: national scale, 16,800).
+    #[arg(long, value_name = "N", requires = "example")]
+    pub schools: Option<usize>,
+    /// Replicates (simulated populations) per effect.
+    #[arg(long, value_name = "R", default_value_t = 200)]
+    pub replicates: u64,
+    /// Simulated programme effects, latent pupil SD units, comma-separated.
+    #[arg(
+        long,
+        value_name = "E,E,…",
+        value_delimiter = ',',
+        allow_negative_numbers = true,
+        default_values_t = [0.0, 0.05, 0.10, 0.15, 0.20]
+    )]
+    pub effects: Vec<f64>,
+    /// Master seed: replicate r's population is seeded from (seed, r), so results do not depend on --jobs or
+    /// on how the run is sharded.
+    #[arg(long, value_name = "S", default_value_t = 1)]
+    pub seed: u64,
+    /// Worker threads (default: all cores).
+    #[arg(long, value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Output directory (default: reports/power-STUDY, or reports/power-example with --example). With
+    /// --shard the shard file is written here.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run only shard I of N (0-based), writing `shard-I-of-N.json` to --out (for job arrays; merge with
+    /// --collect).
+    #[arg(long, value_name = "I/N", value_parser = parse_shard, conflicts_with = "collect")]
+    pub shard: Option<(usize, usize)>,
+    /// Merge the shard files in DIR into the results and report (written to --out, default DIR's parent).
+    #[arg(long, value_name = "DIR")]
+    pub collect: Option<PathBuf>,
+    /// Submit the run to Slurm as a job array (one shard per task) followed by a collect job.
+    #[arg(long, conflicts_with_all = ["shard", "collect"])]
+    pub slurm: bool,
+    /// With --slurm: array tasks (shards).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "slurm")]
+    pub array: usize,
+    /// With --slurm: the partition.
+    #[arg(long, value_name = "P", requires = "slurm")]
+    pub partition: Option<String>,
+    /// With --slurm: time limit per task (Slurm's format, e.g. 01:00:00).
+    #[arg(long, value_name = "T", requires = "slurm")]
+    pub time: Option<String>,
+    /// With --slurm: print the batch scripts instead of submitting them.
+    #[arg(long, requires = "slurm")]
+    pub dry_run: bool,
+    /// With --slurm: wait until the collect job has finished (sbatch --wait).
+    #[arg(long, requires = "slurm")]
+    pub wait: bool,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Parses `I/N` with `I < N`.
+fn parse_shard(s: &str) -> Result<(usize, usize), String> {
+    let (i, n) = s.split_once('/').ok_or_else(|| format!("`{s}` is not of the form I/N (e.g. 0/4)"))?;
+    let i: usize = i.trim().parse().map_err(|_| format!("`{i}` in `{s}` is not a shard index"))?;
+    let n: usize = n.trim().parse().map_err(|_| format!("`{n}` in `{s}` is not a number of shards"))?;
+    if n == 0 || i >= n {
+        return Err(format!("shard {i}/{n}: the index must be below the number of shards (0..{n})"));
+    }
+    Ok((i, n))
 }
 
 /// Options of `psmeval simulate`.

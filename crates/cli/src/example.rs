@@ -79,6 +79,17 @@ definition = "eef"
     )
 }
 
+/// The study file of `psmeval power --example`: the example's analysis, simulated with `schools` schools (47
+/// of them lead schools) per population.
+pub fn power_study_text(schools: usize) -> String {
+    let body: String = study_text(&SimConfig::default()).lines().skip(2).map(|l| format!("{l}\n")).collect();
+    format!(
+        "# psmeval example power study: the example evaluation's design and analysis, simulated by `psmeval power`.\n\
+         # Data paths are not read: every replicate simulates its own population.\n\
+         {body}\n[simulation]\nschools = {schools}\nleads = 47\n"
+    )
+}
+
 /// The simulation configuration of `psmeval evaluate --example`.
 pub fn config(a: &crate::args::EvaluateArgs) -> SimConfig {
     let base = SimConfig::default();

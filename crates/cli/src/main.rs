@@ -18,6 +18,7 @@ fn main() -> ExitCode {
         Command::Lmm(a) => commands::lmm::run(&a),
         Command::Evaluate(a) => commands::evaluate::run(&a),
         Command::Report(a) => commands::report::run(&a),
+        Command::Power(a) => commands::power::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

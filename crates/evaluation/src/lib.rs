@@ -44,13 +44,13 @@
 
 #![deny(missing_docs)]
 
-pub mod coverage;
 pub mod effects;
 mod evaluation;
 mod float;
 pub mod impact;
 pub mod model;
 pub mod plan;
+pub mod power;
 pub mod record;
 pub mod sample;
 pub mod study;

@@ -55,6 +55,38 @@ pub struct Sample {
     pub clusters: Vec<u32>,
 }
 
+/// The national reference of within-year standardization: mean and SD of `y` per year over `rows` (every
+/// school, after the outcome's filter), ignoring missing values. `column` names the outcome in errors.
+pub fn standardization(
+    column: &str,
+    years: &[f64],
+    y: &[f64],
+    rows: &[usize],
+) -> Result<BTreeMap<i64, (f64, f64)>, String> {
+    let mut acc: BTreeMap<i64, (f64, f64, f64)> = BTreeMap::new();
+    for &i in rows {
+        if y[i].is_finite() {
+            let e = acc.entry(years[i] as i64).or_default();
+            e.0 += 1.0;
+            e.1 += y[i];
+            e.2 += y[i] * y[i];
+        }
+    }
+    let mut out = BTreeMap::new();
+    for (year, (n, s, ss)) in acc {
+        let mean = s / n;
+        let var = (ss - n * mean * mean) / (n - 1.0);
+        if !(n > 1.0 && var > 0.0) {
+            return Err(format!(
+                "cannot standardize `{column}` within year {year}: {} has no variation",
+                if n > 1.0 { "the outcome" } else { "a single pupil" }
+            ));
+        }
+        out.insert(year, (mean, var.sqrt()));
+    }
+    Ok(out)
+}
+
 /// Builds the analysis sample of `outcome` in `subgroup` (or all pupils) from the matched schools.
 pub fn build_sample(
     study: &Study,
@@ -71,31 +103,11 @@ pub fn build_sample(
         .filter(|&i| years[i] >= study.years.first as f64 && years[i] <= study.years.last as f64)
         .collect();
     let outcome_rows = filter_rows(pupils, &outcome.filter, &in_years);
-    // National reference for standardization: every school, the outcome's filter, by year.
-    let mut standardization = BTreeMap::new();
-    if outcome.standardize_within_year {
-        let mut acc: BTreeMap<i64, (f64, f64, f64)> = BTreeMap::new();
-        for &i in &outcome_rows {
-            if y_all[i].is_finite() {
-                let e = acc.entry(years[i] as i64).or_default();
-                e.0 += 1.0;
-                e.1 += y_all[i];
-                e.2 += y_all[i] * y_all[i];
-            }
-        }
-        for (year, (n, s, ss)) in acc {
-            let mean = s / n;
-            let var = (ss - n * mean * mean) / (n - 1.0);
-            if !(n > 1.0 && var > 0.0) {
-                return Err(format!(
-                    "cannot standardize `{}` within year {year}: {} has no variation",
-                    outcome.column,
-                    if n > 1.0 { "the outcome" } else { "a single pupil" }
-                ));
-            }
-            standardization.insert(year, (mean, var.sqrt()));
-        }
-    }
+    let standardization = if outcome.standardize_within_year {
+        standardization(&outcome.column, years, y_all, &outcome_rows)?
+    } else {
+        BTreeMap::new()
+    };
     let rows = match subgroup {
         Some(s) => filter_rows(pupils, &s.filter, &outcome_rows),
         None => outcome_rows,

@@ -70,6 +70,34 @@ pub struct Study {
     /// How standard errors, confidence intervals and p values are computed.
     #[serde(default)]
     pub inference: InferenceSpec,
+    /// The simulated design of `psmeval power` (ignored by `evaluate`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulation: Option<SimulationSpec>,
+}
+
+/// `[simulation]`: the design `psmeval power` simulates. Years come from `[years]`; the analysis is the
+/// study's own (matching, model, inference). Every field is optional.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimulationSpec {
+    /// Schools in each simulated population (default 3,000).
+    #[serde(default)]
+    pub schools: Option<usize>,
+    /// Lead (treated) schools among them (default 47).
+    #[serde(default)]
+    pub leads: Option<usize>,
+    /// Mean pupils per school, year and key stage (default about 35.7, England's 600,000 / 16,800).
+    #[serde(default)]
+    pub cohort_size: Option<f64>,
+    /// SD of school-by-year cohort shocks, latent pupil SD units (default 0.10).
+    #[serde(default)]
+    pub cohort_sd: Option<f64>,
+    /// SD of the programme effect across lead schools (default 0).
+    #[serde(default)]
+    pub effect_sd: Option<f64>,
+    /// Pre-trend of lead schools per pre-programme year (default 0).
+    #[serde(default)]
+    pub pretrend: Option<f64>,
 }
 
 /// `[inference]`.

@@ -200,7 +200,7 @@ fn tables(ev: &Evaluation) -> Vec<Artifact> {
 }
 
 /// Renders a figure as `figures/<name>.svg` and `.png` into `files` and returns its report block.
-fn figure(
+pub(crate) fn figure(
     fig: &impl plot::Figure,
     files: &mut Vec<Artifact>,
     name: &str,
@@ -213,7 +213,7 @@ fn figure(
     Ok(Block::Figure { stem, svg, caption })
 }
 
-fn slug(s: &str) -> String {
+pub(crate) fn slug(s: &str) -> String {
     let mut out = String::new();
     for c in s.chars() {
         if c.is_ascii_alphanumeric() {

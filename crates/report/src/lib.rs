@@ -21,8 +21,10 @@ pub mod format;
 pub mod lmm;
 pub mod matching;
 pub mod plot;
+mod power;
 
 pub use evaluation::{evaluation_document, render_evaluation};
+pub use power::render_power;
 
 /// One output file: its path relative to the output folder and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -564,3 +564,105 @@ impl Figure for CaterpillarPlot {
         Ok(())
     }
 }
+
+/// One curve of a [`PowerCurve`].
+#[derive(Debug, Clone)]
+pub struct CurveSeries {
+    /// Legend label.
+    pub label: String,
+    /// `(effect, power, low, high)`: power with its 95% Monte Carlo interval.
+    pub points: Vec<(f64, f64, f64, f64)>,
+    /// Colour.
+    pub colour: RGBColor,
+}
+
+/// Power against the simulated effect, one curve per analysis, with the target power dashed.
+#[derive(Debug, Clone)]
+pub struct PowerCurve {
+    /// Title.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// Curves.
+    pub series: Vec<CurveSeries>,
+    /// Target power (dashed horizontal line), e.g. 0.8.
+    pub target: f64,
+    /// Nominal size (dotted horizontal line), e.g. 0.05.
+    pub alpha: f64,
+}
+
+/// Colours of successive curves.
+pub const PALETTE: [RGBColor; 6] =
+    [TREATED, CONTROL, RGBColor(60, 140, 70), RGBColor(150, 80, 160), RGBColor(220, 140, 30), RGBColor(90, 90, 90)];
+
+impl Figure for PowerCurve {
+    fn size(&self) -> (u32, u32) {
+        (900, 520)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let xs = || self.series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
+        let (xlo, xhi) = xs().fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), x| (a.min(x), b.max(x)));
+        let (xlo, xhi) = if xlo.is_finite() && xhi > xlo { (xlo, xhi) } else { (xlo.min(0.0), xlo.max(0.0) + 1.0) };
+        let pad = (xhi - xlo) * 0.04;
+        let (xlo, xhi) = (xlo - pad, xhi + pad);
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xlo..xhi, 0.0..1.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(242, 242, 242))
+            .y_label_formatter(&|y| format!("{:.0}%", 100.0 * y))
+            .x_desc(&self.x_label)
+            .y_desc("Power (share of replicates with p < 0.05)")
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(DashedLineSeries::new(
+                vec![(xlo, self.target), (xhi, self.target)],
+                8,
+                5,
+                GREY.stroke_width(2),
+            ))
+            .map_err(err)?
+            .label(format!("{:.0}% power", 100.0 * self.target))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREY.stroke_width(2)));
+        chart
+            .draw_series(DashedLineSeries::new(vec![(xlo, self.alpha), (xhi, self.alpha)], 2, 4, GREY.stroke_width(1)))
+            .map_err(err)?
+            .label(format!("{:.0}% (nominal size)", 100.0 * self.alpha))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREY.stroke_width(1)));
+        for s in &self.series {
+            let colour = s.colour;
+            chart
+                .draw_series(s.points.iter().map(|&(x, _, lo, hi)| {
+                    PathElement::new(vec![(x, lo.max(0.0)), (x, hi.min(1.0))], colour.stroke_width(2))
+                }))
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(s.points.iter().map(|&(x, y, ..)| (x, y)), colour.stroke_width(2)))
+                .map_err(err)?
+                .label(s.label.clone())
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], colour.stroke_width(3)));
+            chart
+                .draw_series(s.points.iter().map(|&(x, y, ..)| Circle::new((x, y), 4, colour.filled())))
+                .map_err(err)?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::LowerRight)
+            .background_style(WHITE.mix(0.9))
+            .border_style(GREY)
+            .label_font(("sans-serif", 14))
+            .draw()
+            .map_err(err)?;
+        Ok(())
+    }
+}

@@ -252,6 +252,12 @@ pub struct Pupils {
     pub maths: Vec<f64>,
     /// 1 = reached the expected standard.
     pub expected: Vec<i64>,
+    /// The maths outcome the pupil would have had without the programme: equal to `maths` except for
+    /// lead-school pupils in programme years (the potential outcome a simulation's true effect is measured
+    /// with; not written to files).
+    pub maths_untreated: Vec<f64>,
+    /// The expected-standard flag without the programme (see `maths_untreated`).
+    pub expected_untreated: Vec<i64>,
 }
 
 impl Pupils {
@@ -331,7 +337,8 @@ struct SchoolLatent {
     prior_z: f64,
 }
 
-fn validate(cfg: &SimConfig) -> Result<(), SimError> {
+/// Checks every parameter of `cfg` (what [`simulate`] checks first).
+pub fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     let bad = |name, value: String, reason| Err(SimError::OutOfRange { name, value, reason });
     if cfg.schools < 20 {
         return bad("schools", cfg.schools.to_string(), "at least 20 schools are needed");
@@ -593,6 +600,8 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
                         out.sum_sq += base * base;
                         let effect = if lead && year >= cfg.programme_start { school_effect } else { 0.0 };
                         let (maths, expected) = observe(ks, year, base + effect);
+                        let (maths0, expected0) =
+                            if effect == 0.0 { (maths, expected) } else { observe(ks, year, base) };
                         let r = &mut out.rows;
                         r.school_id.push(schools.school_id[j]);
                         r.year.push(i64::from(year));
@@ -604,6 +613,8 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
                         r.prior.push(round_to(prior, 3));
                         r.maths.push(maths);
                         r.expected.push(i64::from(expected));
+                        r.maths_untreated.push(maths0);
+                        r.expected_untreated.push(i64::from(expected0));
                     }
                 }
             }
@@ -615,7 +626,21 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
     macro_rules! reserve {
         ($($f:ident),*) => { $( p.$f.reserve(total); )* };
     }
-    reserve!(pupil_id, school_id, year, key_stage, female, fsm, eal, sen, prior, maths, expected);
+    reserve!(
+        pupil_id,
+        school_id,
+        year,
+        key_stage,
+        female,
+        fsm,
+        eal,
+        sen,
+        prior,
+        maths,
+        expected,
+        maths_untreated,
+        expected_untreated
+    );
     let (mut sum, mut sum_sq) = (0.0, 0.0);
     for s in per_school {
         sum += s.sum;
@@ -624,7 +649,20 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
         macro_rules! append {
             ($($f:ident),*) => { $( p.$f.extend(r.$f); )* };
         }
-        append!(school_id, year, key_stage, female, fsm, eal, sen, prior, maths, expected);
+        append!(
+            school_id,
+            year,
+            key_stage,
+            female,
+            fsm,
+            eal,
+            sen,
+            prior,
+            maths,
+            expected,
+            maths_untreated,
+            expected_untreated
+        );
     }
     p.pupil_id = (1..=total as i64).map(|k| 10_000_000 + k).collect();
     let n = total as f64;

@@ -3,5 +3,6 @@
 pub mod evaluate;
 pub mod lmm;
 pub mod r#match;
+pub mod power;
 pub mod report;
 pub mod simulate;
