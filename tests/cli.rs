@@ -199,7 +199,23 @@ fn evaluate_writes_a_complete_deterministic_report_that_finds_the_effect() {
     assert_eq!(model["family"], "gaussian");
     assert!(model["fixed_effects"].as_array().unwrap().iter().any(|f| f["term"] == "factor(year)2016:group"));
     let b = pooled(&r, "KS2 expected");
-    assert!(b["estimate"].as_f64().unwrap() > 0.0 && b["df"].is_null(), "logistic effects are Wald z: {b}");
+    assert!(b["estimate"].as_f64().unwrap() > 0.0, "{b}");
+    assert_eq!(b["inference"], "CR2", "logistic effects are CR2 (working model) by default: {b}");
+    assert!(b["df"].as_f64().unwrap() < 100.0 && b["model_based"]["df"].is_null(), "{b}");
+    // ... and in percentage points by g-computation, with the same inference.
+    let ks2e = r["outcomes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == "KS2 expected" && o["subgroup"].is_null())
+        .unwrap();
+    let pp = ks2e["percentage_points"].as_array().unwrap();
+    assert_eq!(pp.len(), 4, "three programme years and the pooled effect: {pp:?}");
+    let pooled_pp = pp.iter().find(|e| e["year"] == "pooled").unwrap();
+    let est = pooled_pp["estimate"].as_f64().unwrap();
+    assert!(est > 1.0 && est < 40.0, "a 0.5 SD effect is some percentage points: {pooled_pp}");
+    assert_eq!(pooled_pp["inference"], "CR2");
+    assert!(pooled_pp["ci_low"].as_f64().unwrap() < est && est < pooled_pp["ci_high"].as_f64().unwrap());
     let html = String::from_utf8(read(&a.join("report.html"))).unwrap();
     assert!(html.contains("<svg") && !html.contains("src=\"figures/"), "report.html must embed its figures");
     // `psmeval report` rebuilds the same report from results.json alone, without refitting.

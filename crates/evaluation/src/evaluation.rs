@@ -58,6 +58,10 @@ pub struct OutcomeResult {
     pub effect_size_sd: f64,
     /// Per-year and pooled effects.
     pub effects: Vec<Effect>,
+    /// A binary outcome's per-year and pooled effects in percentage points, by g-computation from the
+    /// logistic model (see [`crate::gcomp`]); absent for scores.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub percentage_points: Vec<Effect>,
     /// Mean outcome by year and group with 95% intervals (clustered by school).
     pub trend: Vec<CellMean>,
     /// Intraclass correlation of the model (random-intercept models).
@@ -238,6 +242,7 @@ fn analyse(
         model: None,
         effect_size_sd: f64::NAN,
         effects: Vec::new(),
+        percentage_points: Vec::new(),
         trend: Vec::new(),
         icc: None,
         skipped: None,
@@ -303,6 +308,7 @@ fn analyse(
     result.model = Some(fit.model);
     result.effect_size_sd = fit.effect_size_sd;
     result.effects = fit.effects;
+    result.percentage_points = fit.percentage_points;
     result.icc = fit.icc;
     result.school_effects = fit.school_effects;
     result.inference = Some(fit.inference);

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 
 use psmeval_frame::{Column, Formula, Table, parse_formula};
-use psmeval_multilevel::{ConditionalModes, MixedModel, VarianceComponent};
+use psmeval_multilevel::{ConditionalModes, Cr2, MixedModel, VarianceComponent};
 use serde::{Deserialize, Serialize};
 
 use crate::effects::{Contrast, Effect, JointTest, did_contrasts, event_study_contrasts};
@@ -60,6 +60,8 @@ pub struct ImpactFit {
     pub school_effects: Vec<SchoolEffect>,
     /// Per-year and pooled effects.
     pub effects: Vec<Effect>,
+    /// A binary outcome's per-year and pooled effects in percentage points (g-computation); empty otherwise.
+    pub percentage_points: Vec<Effect>,
     /// Event-study estimates: every year but the reference year, relative to it.
     pub event_study: Vec<Effect>,
     /// The event study's reference year (the last pre-programme year).
@@ -203,13 +205,26 @@ pub fn fit_impact(
             }
         }
         (Family::Binomial, InferenceMethod::Cr2 | InferenceMethod::Wild) => {
-            notes.push(
-                "cluster-robust (CR2) inference is implemented for linear models only: the intervals of this \
-                 binary outcome are the logistic model's Wald z intervals, which do not allow for school-level \
-                 variation the model does not capture"
-                    .into(),
-            );
-            None
+            let Fitted::Logistic(g) = &fit else {
+                return Err("a binomial outcome must be fitted by the logistic model".into());
+            };
+            let w: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
+            let w = (!w.iter().all(|&v| v == 1.0)).then_some(w);
+            let clusters: Vec<u32> = frame.rows.iter().map(|&i| sample.clusters[i]).collect();
+            if study.inference.method == InferenceMethod::Wild {
+                notes.push(
+                    "the wild cluster bootstrap is implemented for linear models: this binary outcome's intervals \
+                     are CR2 t intervals"
+                        .into(),
+                );
+            }
+            match Cr2::logistic(&frame, g, w.as_deref(), &clusters) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    notes.push(format!("CR2 could not be computed ({e}); the intervals are model-based"));
+                    None
+                }
+            }
         }
         _ => None,
     };
@@ -218,7 +233,7 @@ pub fn fit_impact(
         ClusterBy::MatchedSet => "matched set",
     };
     let inf = &study.inference;
-    let wild = inf.method == InferenceMethod::Wild;
+    let wild = inf.method == InferenceMethod::Wild && family == Family::Gaussian;
     let robust_name = if wild { "wild bootstrap" } else { "CR2" };
     let row = |c: &Contrast, bootstrap: bool| -> Result<Effect, String> {
         let m = model_effect(c)?;
@@ -287,8 +302,31 @@ pub fn fit_impact(
         }
         None => InferenceSummary { method: model_name.into(), cluster: None, clusters: None },
     };
+    let percentage_points = match &fit {
+        Fitted::Logistic(g) => {
+            let w: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
+            let w = (!w.iter().all(|&v| v == 1.0)).then_some(w);
+            match crate::gcomp::percentage_points(
+                g,
+                &frame,
+                &sample.table,
+                &study.data.year,
+                &contrasts,
+                w.as_deref(),
+                cr2.as_ref(),
+            ) {
+                Ok(pp) => pp,
+                Err(e) => {
+                    notes.push(format!("the percentage-point effects could not be computed: {e}"));
+                    Vec::new()
+                }
+            }
+        }
+        Fitted::Linear(_) => Vec::new(),
+    };
     let treated = treated_schools(&sample.table, &study.data.school_id)?;
     Ok(ImpactFit {
+        percentage_points,
         effect_size_sd: es_sd,
         model,
         school_effects: school_effects(fit.ranef(), &study.data.school_id, &treated),
@@ -373,5 +411,7 @@ fn school_effects(ranef: &[ConditionalModes], school: &str, treated: &HashMap<St
 fn treated_schools(table: &Table, school_id: &str) -> Result<HashMap<String, bool>, String> {
     let school = table.column(school_id).map_err(|e| e.to_string())?;
     let group = table.numeric("group").map_err(|e| e.to_string())?;
-    Ok((0..table.n_rows()).filter_map(|i| school.text_at(i).map(|s| (s, group[i] == 1.0))).collect())
+    let rows: Vec<usize> = (0..table.n_rows()).collect();
+    let ids = school.map_text(&rows, |s| s);
+    Ok(ids.into_iter().zip(group).filter_map(|(s, g)| s.map(|s| (s, *g == 1.0))).collect())
 }

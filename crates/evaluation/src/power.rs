@@ -14,10 +14,10 @@
 //! The truth an interval is checked against is the simulated population's own effect on the analysed scale:
 //! the mean over the lead schools' pupils in programme years (after the outcome's and subgroup's filters) of
 //! the observed outcome minus the outcome the simulator records for the same pupil without the programme,
-//! divided by the year's standardization SD when the outcome is standardized. Banded and clamped scores make
-//! it smaller than the latent effect simulated. For a binary outcome the model's estimate is a log-odds ratio,
-//! which has no such truth, so its coverage and bias are reported only where no pupil's outcome changed (no
-//! effect), where the truth is 0.
+//! divided by the year's standardization SD when the outcome is standardized, averaged over the programme
+//! years as the pooled estimate averages the years' contrasts. Banded and clamped scores make it smaller than
+//! the latent effect simulated. A binary outcome is judged by its percentage-point effect (g-computation; the
+//! log-odds ratio has no such truth), whose truth is the mean change in the share reaching the standard, ×100.
 
 use std::collections::{HashMap, HashSet};
 
@@ -433,24 +433,30 @@ pub fn run_shard(
         return Err(setting("shard", format!("{shard}/{shards}: the index must be below the number of shards")));
     }
     let range = shard_range(settings.replicates, shard, shards);
-    let probe = simulate(&settings.design.sim_config(settings.effects[0], replicate_seed(settings.seed, range.start)))
-        .map_err(|e| setting("simulation", e.to_string()))?;
-    let (schools, pupils) = population_tables(&probe).map_err(|e| setting("simulation", e.to_string()))?;
-    // A study that cannot run on simulated data (a column the simulator does not write, more matches than
-    // controls…) is one error here, not a failure in every unit.
-    evaluate(plan, &schools, &pupils, Vec::new(), String::new(), &|_| {}).map_err(PowerError::Study)?;
-    drop((probe, schools, pupils));
-
     let analyses = analyses(plan);
-    let units: Vec<(u64, usize)> = range.flat_map(|r| (0..settings.effects.len()).map(move |e| (r, e))).collect();
-    let results: Vec<(Vec<Draw>, Vec<Failure>)> = units
-        .par_iter()
-        .map(|&(r, e)| {
-            let out = run_unit(plan, settings, &analyses, r, e);
-            progress();
-            out
-        })
-        .collect();
+    let mut units: Vec<(u64, usize)> = range.flat_map(|r| (0..settings.effects.len()).map(move |e| (r, e))).collect();
+    // The first unit runs alone: a study that cannot run on simulated data (a column the simulator does not
+    // write, more matches than controls…) is one error, not a failure in every unit.
+    let mut results: Vec<(Vec<Draw>, Vec<Failure>)> = Vec::with_capacity(units.len());
+    if let Some(&(r, e)) = units.first() {
+        match evaluate_unit(plan, settings, &analyses, r, e) {
+            Ok(first) => results.push(first),
+            Err(UnitError::Simulation(why)) => return Err(setting("simulation", why)),
+            Err(UnitError::Evaluation(err)) => return Err(PowerError::Study(err)),
+        }
+        progress();
+        units.remove(0);
+    }
+    results.extend(
+        units
+            .par_iter()
+            .map(|&(r, e)| {
+                let out = run_unit(plan, settings, &analyses, r, e);
+                progress();
+                out
+            })
+            .collect::<Vec<_>>(),
+    );
     let (mut draws, mut failures) = (Vec::new(), Vec::new());
     for (d, f) in results {
         draws.extend(d);
@@ -470,7 +476,13 @@ pub fn run_shard(
     })
 }
 
-/// Simulates replicate `r` at effect `e` and evaluates it.
+/// Why a unit gave no evaluation at all.
+enum UnitError {
+    Simulation(String),
+    Evaluation(EvaluationError),
+}
+
+/// Simulates replicate `r` at effect `e` and evaluates it; a unit that fails as a whole is one failure.
 fn run_unit(
     plan: &Plan,
     settings: &PowerSettings,
@@ -478,20 +490,26 @@ fn run_unit(
     r: u64,
     e: usize,
 ) -> (Vec<Draw>, Vec<Failure>) {
-    let whole = |reason: String| (Vec::new(), vec![Failure { replicate: r, effect: e, analysis: None, reason }]);
+    evaluate_unit(plan, settings, analyses, r, e).unwrap_or_else(|err| {
+        let reason = match err {
+            UnitError::Simulation(why) => format!("simulation: {why}"),
+            UnitError::Evaluation(err) => err.to_string(),
+        };
+        (Vec::new(), vec![Failure { replicate: r, effect: e, analysis: None, reason }])
+    })
+}
+
+fn evaluate_unit(
+    plan: &Plan,
+    settings: &PowerSettings,
+    analyses: &[Analysis],
+    r: u64,
+    e: usize,
+) -> Result<(Vec<Draw>, Vec<Failure>), UnitError> {
     let cfg = settings.design.sim_config(settings.effects[e], replicate_seed(settings.seed, r));
-    let pop = match simulate(&cfg) {
-        Ok(p) => p,
-        Err(err) => return whole(format!("simulation: {err}")),
-    };
-    let (schools, pupils) = match population_tables(&pop) {
-        Ok(t) => t,
-        Err(err) => return whole(format!("simulation: {err}")),
-    };
-    let ev = match evaluate(plan, &schools, &pupils, Vec::new(), String::new(), &|_| {}) {
-        Ok(ev) => ev,
-        Err(err) => return whole(err.to_string()),
-    };
+    let pop = simulate(&cfg).map_err(|err| UnitError::Simulation(err.to_string()))?;
+    let (schools, pupils) = population_tables(&pop).map_err(|err| UnitError::Simulation(err.to_string()))?;
+    let ev = evaluate(plan, &schools, &pupils, Vec::new(), String::new(), &|_| {}).map_err(UnitError::Evaluation)?;
     let (mut draws, mut failures) = (Vec::new(), Vec::new());
     for (a, analysis) in analyses.iter().enumerate() {
         let fail = |reason: String| Failure { replicate: r, effect: e, analysis: Some(a), reason };
@@ -504,7 +522,9 @@ fn run_unit(
             failures.push(fail(why.clone()));
             continue;
         }
-        let Some(pooled) = res.effects.iter().find(|x| x.year.is_pooled()) else {
+        // A binary outcome's power is that of its percentage-point effect, which has a true value.
+        let effects = if analysis.family == Family::Binomial { &res.percentage_points } else { &res.effects };
+        let Some(pooled) = effects.iter().find(|x| x.year.is_pooled()) else {
             failures.push(fail("no pooled effect".into()));
             continue;
         };
@@ -533,7 +553,7 @@ fn run_unit(
             }),
         });
     }
-    (draws, failures)
+    Ok((draws, failures))
 }
 
 /// The population's true effect for an analysis on the analysed scale (see the module documentation), or
@@ -574,25 +594,26 @@ pub fn true_effect(
     if treated.is_empty() {
         return None;
     }
-    match outcome.family {
-        Family::Binomial => treated.iter().all(|&i| y[i] == untreated[i]).then_some(0.0),
-        _ => {
-            let scale: HashMap<i64, f64> = if outcome.standardize_within_year {
-                standardization(&outcome.column, years, y, &outcome_rows)
-                    .ok()?
-                    .into_iter()
-                    .map(|(k, (_, s))| (k, s))
-                    .collect()
-            } else {
-                HashMap::new()
-            };
-            let sum: f64 = treated
-                .iter()
-                .map(|&i| (y[i] - untreated[i]) / scale.get(&(years[i] as i64)).copied().unwrap_or(1.0))
-                .sum();
-            Some(sum / treated.len() as f64)
-        }
+    // Per programme year, the mean effect on the analysed scale; the pooled truth is their mean, as the pooled
+    // estimate is the mean of the years' contrasts.
+    let scale: HashMap<i64, f64> = match outcome.family {
+        Family::Binomial => HashMap::new(),
+        _ if outcome.standardize_within_year => standardization(&outcome.column, years, y, &outcome_rows)
+            .ok()?
+            .into_iter()
+            .map(|(k, (_, s))| (k, s))
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let unit = if outcome.family == Family::Binomial { 100.0 } else { 1.0 };
+    let mut by_year: std::collections::BTreeMap<i64, (f64, usize)> = std::collections::BTreeMap::new();
+    for &i in &treated {
+        let year = years[i] as i64;
+        let e = by_year.entry(year).or_default();
+        e.0 += unit * (y[i] - untreated[i]) / scale.get(&year).copied().unwrap_or(1.0);
+        e.1 += 1;
     }
+    Some(by_year.values().map(|(s, n)| s / *n as f64).sum::<f64>() / by_year.len() as f64)
 }
 
 /// Merges shards (labelled for errors, e.g. by file name) into one shard holding every replicate once.

@@ -113,8 +113,11 @@ pub fn build_sample(
         None => outcome_rows,
     };
     let eligible_rows = rows.len();
-    let in_matched: Vec<(usize, MatchedSchool)> =
-        rows.iter().filter_map(|&i| school.text_at(i).and_then(|id| matched.get(&id)).map(|m| (i, *m))).collect();
+    let in_matched: Vec<(usize, MatchedSchool)> = rows
+        .iter()
+        .zip(school.map_text(&rows, |id| id.and_then(|id| matched.get(&id).copied())))
+        .filter_map(|(&i, m)| m.map(|m| (i, m)))
+        .collect();
     let matched_school_rows = in_matched.len();
     let covs: Vec<&Column> =
         study.model.covariates.iter().map(|c| pupils.column(c)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
@@ -147,8 +150,13 @@ pub fn build_sample(
     let weights: Vec<f64> = complete.iter().map(|(_, m)| m.weight).collect();
     let mut schools: HashMap<String, bool> = HashMap::new();
     let school_col = table.column(&d.school_id).map_err(|e| e.to_string())?;
-    for (k, (_, m)) in complete.iter().enumerate() {
-        schools.insert(school_col.text_at(k).unwrap_or_default(), m.treated);
+    let all: Vec<usize> = (0..complete.len()).collect();
+    let mut previous: Option<String> = None;
+    for (k, id) in school_col.map_text(&all, |id| id.unwrap_or_default()).into_iter().enumerate() {
+        if previous.as_ref() != Some(&id) {
+            schools.insert(id.clone(), complete[k].1.treated);
+            previous = Some(id);
+        }
     }
     let clusters: Vec<u32> = match study.inference.cluster {
         ClusterBy::School => psmeval_frame::design::factor_codes(school_col, &(0..idx.len()).collect::<Vec<_>>()).0,

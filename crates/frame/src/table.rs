@@ -35,6 +35,28 @@ impl Column {
         }
     }
 
+    /// True when rows `i` and `j` hold the same value (both missing counts as the same).
+    pub fn same_value(&self, i: usize, j: usize) -> bool {
+        match self {
+            Column::Numeric(v) => v[i].to_bits() == v[j].to_bits() || (v[i].is_nan() && v[j].is_nan()),
+            Column::Text(v) => v[i] == v[j],
+        }
+    }
+
+    /// `f` of each row's text value ([`Column::text_at`]) over `rows`, evaluated once per run of equal
+    /// values (ids of sorted tables repeat row after row, and formatting a number is the costly part).
+    pub fn map_text<T: Clone>(&self, rows: &[usize], mut f: impl FnMut(Option<String>) -> T) -> Vec<T> {
+        let mut out: Vec<T> = Vec::with_capacity(rows.len());
+        for (k, &i) in rows.iter().enumerate() {
+            let v = match out.last() {
+                Some(prev) if self.same_value(rows[k - 1], i) => prev.clone(),
+                _ => f(self.text_at(i)),
+            };
+            out.push(v);
+        }
+        out
+    }
+
     /// The value in row `i` as text (numbers printed as R prints them in factor levels).
     pub fn text_at(&self, i: usize) -> Option<String> {
         match self {

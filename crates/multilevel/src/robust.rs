@@ -29,6 +29,7 @@ use statrs::distribution::{ContinuousCDF, FisherSnedecor, StudentsT};
 use crate::dense::{cholesky, inverse};
 use crate::error::MixedModelError;
 use crate::fit::LmmFit;
+use crate::glmm::GlmmFit;
 use crate::model::MixedModel;
 use crate::result::{ContrastTest, FixedEffect};
 
@@ -277,6 +278,42 @@ impl Cr2 {
     ) -> Result<Cr2, MixedModelError> {
         let terms: Vec<String> = fit.fixed_effects().iter().map(|f| f.term.clone()).collect();
         Cr2::at(frame, &terms, fit.beta(), fit.theta(), weights, cluster)
+    }
+
+    /// CR2 for a logistic mixed model, from its working linear model at the estimates (the IRLS
+    /// linearization the Laplace fit converged to): working response z = η + (y − μ)/(μ(1 − μ)), working
+    /// weights w = prior weight × μ(1 − μ), η the conditional linear predictor Xβ̂ + Zb̂, residual variance 1
+    /// and the fit's θ. Rows are scaled by √w, so every row has unit residual variance and each cluster
+    /// reduces to one block; the variance is that of β̂ as a linear estimator of the working response, so it
+    /// allows for school-level variation (cohort shocks, trends) the model does not represent, as CR2 does
+    /// for a linear model. Its Bell–McCaffrey df use the same working model.
+    pub fn logistic(
+        frame: &ModelFrame,
+        fit: &GlmmFit,
+        prior_weights: Option<&[f64]>,
+        cluster: &[u32],
+    ) -> Result<Cr2, MixedModelError> {
+        let n = frame.y.len();
+        if let Some(w) = prior_weights
+            && w.len() != n
+        {
+            return Err(MixedModelError::DimensionMismatch { what: "weights".into(), expected: n, found: w.len() });
+        }
+        let eta = fit.linear_predictor(frame)?;
+        let mut working = frame.clone();
+        for (i, &e) in eta.iter().enumerate() {
+            let mu = 1.0 / (1.0 + (-e).exp());
+            // Fitted probabilities of exactly 0 or 1 would give an infinite working response.
+            let v = (mu * (1.0 - mu)).max(1e-12);
+            let scale = (prior_weights.map_or(1.0, |w| w[i]) * v).sqrt();
+            working.y[i] = scale * (e + (frame.y[i] - mu) / v);
+            working.x.row_mut(i).mapv_inplace(|a| a * scale);
+            for term in &mut working.random {
+                term.z.row_mut(i).mapv_inplace(|a| a * scale);
+            }
+        }
+        let terms: Vec<String> = fit.fixed_effects().iter().map(|f| f.term.clone()).collect();
+        Cr2::at(&working, &terms, fit.beta(), fit.theta(), None, cluster)
     }
 
     /// The CR2 variance at given estimates: fixed effects `beta` of the frame's columns named `terms`, and

@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 
 use psmeval_frame::{Column, Table, binomial_counts, build_model_frame, parse_formula};
-use psmeval_multilevel::{Family, GlmmFit, GlmmOptions, MixedModel, MixedModelError, fit_glmm};
+use psmeval_multilevel::{Cr2, Family, GlmmFit, GlmmOptions, MixedModel, MixedModelError, fit_glmm};
 use serde_json::Value;
 
 /// A CSV written by R's `write.csv`: quoted fields become text columns, unquoted ones numbers.
@@ -158,6 +158,43 @@ fn glmm_contract() {
     assert_eq!(opt.evaluations, opt.runs.iter().map(|r| r.evaluations).sum::<usize>());
     assert!(opt.runs.len() >= 3, "{opt:?}");
     assert!(matches!(f.contrast(&[1.0]), Err(MixedModelError::DimensionMismatch { .. })));
+}
+
+/// The conditional linear predictor Xβ̂ + Zb̂ reproduces the fit's deviance (glmer's: squared deviance
+/// residuals at the conditional modes, checked against glmer above), and the working-model CR2 of the logistic
+/// fit gives each coefficient an SE of the model's order with small-sample df below the number of schools.
+#[test]
+fn linear_predictor_and_working_model_cr2() {
+    let table = read_table("glmm_schools");
+    let formula = "y ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school)";
+    let frame = build_model_frame(&parse_formula(formula).unwrap(), &table).unwrap();
+    let f = fit_glmm(&frame, &GlmmOptions::default()).unwrap();
+    let eta = f.linear_predictor(&frame).unwrap();
+    let deviance: f64 = frame
+        .y
+        .iter()
+        .zip(&eta)
+        .map(|(&y, &e)| {
+            let mu = 1.0 / (1.0 + (-e).exp());
+            -2.0 * (y * mu.ln() + (1.0 - y) * (1.0 - mu).ln())
+        })
+        .sum();
+    close("deviance from the linear predictor", deviance, f.deviance, 1e-9);
+    close("deviance vs glmer", deviance, reference("schools_laplace")["deviance"].as_f64().unwrap(), 1e-5);
+    let clusters: Vec<u32> = frame.random[0].codes.clone();
+    let schools = frame.random[0].levels.len() as f64;
+    let cr2 = Cr2::logistic(&frame, &f, None, &clusters).unwrap();
+    for (j, fe) in f.fixed_effects().iter().enumerate() {
+        let mut unit = vec![0.0; f.beta().len()];
+        unit[j] = 1.0;
+        let t = cr2.contrast(&unit).unwrap();
+        assert_eq!(t.estimate, fe.estimate);
+        let ratio = t.std_error / fe.std_error;
+        assert!((0.5..2.0).contains(&ratio), "{}: CR2 SE {} vs model {}", fe.term, t.std_error, fe.std_error);
+        let df = t.df.unwrap();
+        assert!(df > 1.0 && df < schools, "{}: df {df} with {schools} schools", fe.term);
+    }
+    assert!(Cr2::logistic(&frame, &f, Some(&[1.0]), &clusters).is_err());
 }
 
 #[test]

@@ -249,9 +249,17 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
     );
     for o in ev.outcomes.iter().filter(|o| o.subgroup.is_none()) {
         if let Some(p) = o.effects.iter().find(|e| matches!(e.year, Period::Pooled(_))) {
+            let pp = o.percentage_points.iter().find(|e| e.year.is_pooled()).map_or(String::new(), |e| {
+                format!(
+                    "; {} percentage points (95% CI {} to {})",
+                    num(e.estimate, 2),
+                    num(e.ci_low, 2),
+                    num(e.ci_high, 2)
+                )
+            });
             let _ = write!(
                 summary,
-                "{}: pooled change relative to contrast schools {} ({}95% CI {} to {}, p {}), effect size {}. ",
+                "{}: pooled change relative to contrast schools {} ({}95% CI {} to {}, p {}), effect size {}{pp}. ",
                 o.name,
                 num(p.estimate, 3),
                 units(o),
@@ -559,6 +567,37 @@ fn outcome_section(
     );
     if let Some(i) = &o.inference {
         d.p(inference_sentence(i, o, &s.inference));
+    }
+    if !o.percentage_points.is_empty() {
+        d.p(format!(
+            "The same effects in percentage points of pupils reaching the outcome (g-computation from the logistic \
+             model: treatment-school pupils of each programme year predicted with and without the programme, \
+             their own schools' effects included; delta-method standard errors{}).",
+            if o.percentage_points.iter().any(|e| e.inference == "CR2") {
+                ", cluster-robust CR2 from the logistic model's working linear model, with Bell–McCaffrey df"
+            } else {
+                " from the model's own covariance (Wald z)"
+            }
+        ));
+        d.table(
+            &["Year", "Percentage points", "SE", "df", "95% CI", "p"],
+            o.percentage_points
+                .iter()
+                .map(|e| {
+                    vec![
+                        match e.year {
+                            Period::Year(y) => year_label(y),
+                            Period::Pooled(_) => "Pooled".into(),
+                        },
+                        num(e.estimate, 2),
+                        num(e.std_error, 2),
+                        df_label(e.df, o.family),
+                        format!("{} to {}", num(e.ci_low, 2), num(e.ci_high, 2)),
+                        pval(e.p_value),
+                    ]
+                })
+                .collect(),
+        );
     }
     let event = IntervalPlot {
         title: format!("{}: programme effect by year", o.name),

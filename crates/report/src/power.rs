@@ -225,10 +225,9 @@ fn document(res: &PowerResults, files: &mut Vec<Artifact>) -> Result<Document, R
             rows,
         );
         if binary {
-            doc.p(
-                "The estimate is a log-odds ratio, which has no true value in the simulated population except at no \
-                 effect (0); bias and coverage are shown only there.",
-            );
+            doc.p("For this binary outcome the estimate is the percentage-point effect (g-computation from the \
+                 logistic model); its true value is the change in the share of lead-school pupils reaching the \
+                 standard, in percentage points, so the MDES on the analysed scale is in percentage points too.");
         }
     }
     let failed: usize = res.failures.len();

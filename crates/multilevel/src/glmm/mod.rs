@@ -23,6 +23,7 @@
 
 use std::collections::BTreeMap;
 
+use psmeval_frame::ModelFrame;
 use serde::{Deserialize, Serialize};
 
 use crate::error::MixedModelError;
@@ -183,4 +184,53 @@ impl MixedModel for GlmmFit {
         let statistic = estimate / std_error;
         Ok(ContrastTest { estimate, std_error, statistic, df: None, p_value: p_value_z(statistic) })
     }
+}
+
+impl GlmmFit {
+    /// The conditional linear predictor η = Xβ̂ + Zb̂ of every row of `frame` (the frame the model was
+    /// fitted to), from the fixed effects and conditional modes.
+    pub fn linear_predictor(&self, frame: &ModelFrame) -> Result<Vec<f64>, MixedModelError> {
+        linear_predictor(frame, &self.fixed_effects, &self.beta, &self.ranef)
+    }
+}
+
+/// η = Xβ + Zb for the rows of `frame`: `beta` belongs to the columns named in `fixed`, `ranef` to the frame's
+/// random terms (matched by grouping factor, level label and column name).
+pub(crate) fn linear_predictor(
+    frame: &ModelFrame,
+    fixed: &[FixedEffect],
+    beta: &[f64],
+    ranef: &[ConditionalModes],
+) -> Result<Vec<f64>, MixedModelError> {
+    let cols: Vec<usize> = fixed
+        .iter()
+        .map(|f| {
+            frame
+                .x_names
+                .iter()
+                .position(|n| *n == f.term)
+                .ok_or(MixedModelError::UnknownTerm { group: f.term.clone() })
+        })
+        .collect::<Result<_, _>>()?;
+    let n = frame.y.len();
+    let mut eta: Vec<f64> = (0..n).map(|i| cols.iter().zip(beta).map(|(&c, b)| frame.x[[i, c]] * b).sum()).collect();
+    for term in &frame.random {
+        let modes = ranef
+            .iter()
+            .find(|m| m.group == term.group)
+            .ok_or_else(|| MixedModelError::UnknownTerm { group: term.group.clone() })?;
+        let index: std::collections::HashMap<&str, usize> =
+            modes.levels.iter().enumerate().map(|(k, l)| (l.as_str(), k)).collect();
+        let level_of: Vec<Option<usize>> = term.levels.iter().map(|l| index.get(l.as_str()).copied()).collect();
+        let col_of: Vec<Option<usize>> = term.names.iter().map(|c| modes.terms.iter().position(|t| t == c)).collect();
+        for (i, e) in eta.iter_mut().enumerate() {
+            let Some(level) = level_of[term.codes[i] as usize] else { continue };
+            for (a, c) in col_of.iter().enumerate() {
+                if let Some(c) = c {
+                    *e += term.z[[i, a]] * modes.modes[level][*c];
+                }
+            }
+        }
+    }
+    Ok(eta)
 }
