@@ -15,6 +15,7 @@ use thiserror::Error;
 use crate::effects::{Effect, JointTest};
 use crate::float::nan_if_null;
 use crate::impact::{InferenceSummary, SchoolEffect, default_formula, fit_impact, unconditional_sd};
+use crate::mdes::{AnalyticMdes, bloom};
 use crate::plan::Plan;
 use crate::record::ModelRecord;
 use crate::sample::{MatchedSchool, SampleCounts, build_sample};
@@ -58,6 +59,9 @@ pub struct OutcomeResult {
     pub effect_size_sd: f64,
     /// Per-year and pooled effects.
     pub effects: Vec<Effect>,
+    /// Bloom's analytic MDES of the design (linear outcomes; see [`crate::mdes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytic_mdes: Option<AnalyticMdes>,
     /// A binary outcome's per-year and pooled effects in percentage points, by g-computation from the
     /// logistic model (see [`crate::gcomp`]); absent for scores.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -252,6 +256,7 @@ fn analyse(
         event_study: Vec::new(),
         event_reference: None,
         pretrend: None,
+        analytic_mdes: None,
     };
     if sample.counts.n_treated_schools == 0 || sample.counts.n_schools == sample.counts.n_treated_schools {
         result.skipped = Some("the sample needs pupils in both lead and contrast schools".into());
@@ -276,7 +281,7 @@ fn analyse(
     }
     // A sample that cannot be modelled (a year without treatment pupils in a subgroup, a constant outcome,
     // one pupil per school…) is reported as not analysed; the other analyses go on.
-    let es_sd = match unconditional_sd(study, &sample, outcome.family, study.effect_size.definition) {
+    let (es_sd, unadjusted) = match unconditional_sd(study, &sample, outcome.family, study.effect_size.definition) {
         Ok(sd) => sd,
         Err(e) => {
             result.skipped = Some(format!("the effect-size model could not be fitted: {e}"));
@@ -315,5 +320,10 @@ fn analyse(
     result.event_study = fit.event_study;
     result.event_reference = Some(fit.event_reference);
     result.pretrend = fit.pretrend;
+    if let (Some(unadjusted), Some(adjusted)) = (unadjusted, fit.variances) {
+        let post = yr.iter().filter(|&&y| y >= start).count() as f64;
+        let n = post / sample.counts.n_schools.max(1) as f64;
+        result.analytic_mdes = bloom(sample.counts.n_schools, sample.counts.n_treated_schools, n, unadjusted, adjusted);
+    }
     Ok(result)
 }

@@ -75,6 +75,8 @@ pub struct ImpactFit {
     pub effect_size_sd: f64,
     /// ICC of a random-intercept model (logistic: latent scale).
     pub icc: Option<f64>,
+    /// The impact model's school intercept and pupil (residual) variances, for a linear model.
+    pub variances: Option<(f64, f64)>,
     /// Messages about the fit (dropped aliased columns, separation).
     pub notes: Vec<String>,
 }
@@ -125,20 +127,22 @@ fn options(study: &Study, family: Family) -> ModelOptions {
 }
 
 /// The effect-size SD of a continuous outcome: total (EEF) or pupil-level SD of the model without pupil
-/// covariates. For a binary outcome the EEF SD comes from the adjusted impact model (see `latent_sd`), and
-/// NaN is returned here; the residual definition gives π/√3.
+/// covariates, with that model's (school intercept, pupil) variances. For a binary outcome the EEF SD comes
+/// from the adjusted impact model (see `latent_sd`), and NaN is returned here; the residual definition gives
+/// π/√3.
 pub fn unconditional_sd(
     study: &Study,
     sample: &Sample,
     family: Family,
     definition: EffectSizeDefinition,
-) -> Result<f64, String> {
+) -> Result<(f64, Option<(f64, f64)>), String> {
     if family == Family::Binomial {
         // Set from the adjusted model itself (see `latent_sd`); π/√3 for the residual definition.
-        return Ok(match definition {
+        let sd = match definition {
             EffectSizeDefinition::Eef => f64::NAN,
             EffectSizeDefinition::Residual => LOGISTIC_VARIANCE.sqrt(),
-        });
+        };
+        return Ok((sd, None));
     }
     let formula = unconditional_formula(study);
     let parsed = parse_formula(&formula).map_err(|e| format!("formula `{formula}`: {e}"))?;
@@ -158,7 +162,7 @@ pub fn unconditional_sd(
     if !(sd.is_finite() && sd > 0.0) {
         return Err(format!("the effect-size SD is {sd}; the outcome has no variation in this sample"));
     }
-    Ok(sd)
+    Ok((sd, Some((between, within))))
 }
 
 /// Between-school variance of the intercepts (slopes vary with year; the intercept is the variance at the
@@ -336,6 +340,13 @@ pub fn fit_impact(
         pretrend,
         inference,
         icc: fit.icc(),
+        variances: match &fit {
+            Fitted::Linear(_) => {
+                let c = fit.variance_components();
+                c.iter().find(|r| r.term.is_none()).map(|r| (intercept_variance(c), r.variance))
+            }
+            Fitted::Logistic(_) => None,
+        },
         notes,
     })
 }

@@ -49,6 +49,7 @@ mod evaluation;
 mod float;
 pub mod gcomp;
 pub mod impact;
+pub mod mdes;
 pub mod model;
 pub mod plan;
 pub mod power;

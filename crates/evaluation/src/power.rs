@@ -167,6 +167,9 @@ pub struct Draw {
     /// The model's own interval and p value, when the study's inference is another (CR2, wild).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model_based: Option<ModelDraw>,
+    /// Bloom's analytic MDES of the replicate's analysis (linear outcomes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analytic_mdes: Option<f64>,
 }
 
 /// The model-based test of a draw, kept for comparison with the study's inference.
@@ -306,6 +309,8 @@ pub struct AnalysisPower {
     pub effects: Vec<PowerPoint>,
     /// The MDES at 80% power.
     pub mdes: Mdes,
+    /// Bloom's analytic MDES (total-SD units), the mean over the replicates' analyses, for comparison.
+    pub analytic_mdes: Option<f64>,
 }
 
 /// The results of a power run (`results.json` of `psmeval power`).
@@ -551,6 +556,7 @@ fn evaluate_unit(
                 ci_high: m.ci_high,
                 p_value: m.p_value,
             }),
+            analytic_mdes: res.analytic_mdes.as_ref().map(|m| m.mdes),
         });
     }
     Ok((draws, failures))
@@ -710,7 +716,10 @@ pub fn summarize(run: &PowerShard) -> PowerResults {
                 })
                 .collect();
             let mdes = mdes(&effects);
-            AnalysisPower { analysis: analysis.clone(), effects, mdes }
+            let bloom: Vec<f64> =
+                run.draws.iter().filter(|d| d.analysis == a).filter_map(|d| d.analytic_mdes).collect();
+            let analytic_mdes = (!bloom.is_empty()).then(|| mean(bloom.iter().copied()).0);
+            AnalysisPower { analysis: analysis.clone(), effects, mdes, analytic_mdes }
         })
         .collect();
     PowerResults {
@@ -904,6 +913,7 @@ mod tests {
             p_value: p,
             truth: Some(0.0),
             model_based: None,
+            analytic_mdes: None,
         };
         let draws = [d(0, 0.1, 0.3), d(1, -0.1, 0.3), d(2, 0.3, 0.01), d(3, -0.3, 0.01)];
         let refs: Vec<&Draw> = draws.iter().collect();

@@ -568,6 +568,22 @@ fn outcome_section(
     if let Some(i) = &o.inference {
         d.p(inference_sentence(i, o, &s.inference));
     }
+    if let Some(m) = &o.analytic_mdes {
+        d.p(format!(
+            "Analytic minimum detectable effect (Bloom's formula, 80% power, 5% two-sided): {} total SD, from {} \
+             schools ({:.1}% treated), {} pupils per school in the programme years, ICC {} and covariate R² {} \
+             (school) and {} (pupil) from the fitted models. It treats the design as a post-test comparison of \
+             schools; the difference-in-differences removes stable school differences, so it is conservative here \
+             (`psmeval power` simulates the design as analysed).",
+            num(m.mdes, 3),
+            count(m.schools),
+            100.0 * m.treated_share,
+            num(m.pupils_per_school, 1),
+            num(m.icc, 3),
+            num(m.r2_school, 2),
+            num(m.r2_pupil, 2)
+        ));
+    }
     if !o.percentage_points.is_empty() {
         d.p(format!(
             "The same effects in percentage points of pupils reaching the outcome (g-computation from the logistic \
