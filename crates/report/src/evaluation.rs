@@ -80,7 +80,8 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
                 i.clusters.map_or("–".into(), count),
                 count(o.counts.n_treated_schools),
                 pooled.and_then(|e| e.model_based.as_ref().map(|m| (e, m))).map_or(String::new(), |(e, m)| format!(
-                    " The model-based (lme4) SE of the pooled effect is {} against the robust {}.",
+                    " The model-based ({}) SE of the pooled effect is {} against the robust {}.",
+                    if o.family == Family::Binomial { "glmer" } else { "lme4" },
                     num(m.std_error, 3),
                     num(e.std_error, 3)
                 ))
