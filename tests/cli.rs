@@ -1,24 +1,10 @@
 //! End-to-end tests of the psmeval binary: commands run as a user runs them, outputs checked on disk.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn psmeval(args: &[&str], threads: Option<usize>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_psmeval"));
-    cmd.args(args);
-    if let Some(t) = threads {
-        cmd.env("RAYON_NUM_THREADS", t.to_string());
-    }
-    cmd.output().expect("psmeval runs")
-}
-
-fn ok(out: &Output) {
-    assert!(out.status.success(), "psmeval failed: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-}
+mod common;
+use common::{ok, psmeval, read};
 
 #[test]
 fn simulate_is_deterministic_across_thread_counts_and_formats() {

@@ -6,28 +6,14 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn psmeval(args: &[&str], threads: Option<usize>) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_psmeval"));
-    cmd.args(args);
-    if let Some(t) = threads {
-        cmd.env("RAYON_NUM_THREADS", t.to_string());
-    }
-    cmd.output().expect("psmeval runs")
-}
-
-fn ok(out: &Output) {
-    assert!(out.status.success(), "psmeval failed: {}", String::from_utf8_lossy(&out.stderr));
-}
+mod common;
+use common::{ok, psmeval, read};
 
 fn fails(out: &Output, needle: &str) -> String {
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(2), "expected an input error (exit 2): {err}");
     assert!(err.contains(needle), "`{needle}` not in: {err}");
     err
-}
-
-fn read(p: &Path) -> Vec<u8> {
-    std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
 /// A small design: 120 schools, 8 lead schools matched 1:3, KS2 maths, CR2 by school.

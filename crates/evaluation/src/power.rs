@@ -28,6 +28,7 @@ use thiserror::Error;
 use psmeval_frame::Table;
 use psmeval_synth::{Population, SimConfig, simulate, validate};
 
+use crate::effects::ModelBased;
 use crate::float::nan_if_null;
 use crate::sample::standardization;
 use crate::study::{
@@ -166,27 +167,10 @@ pub struct Draw {
     pub truth: Option<f64>,
     /// The model's own interval and p value, when the study's inference is another (CR2, wild).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model_based: Option<ModelDraw>,
+    pub model_based: Option<ModelBased>,
     /// Bloom's analytic MDES of the replicate's analysis (linear outcomes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analytic_mdes: Option<f64>,
-}
-
-/// The model-based test of a draw, kept for comparison with the study's inference.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelDraw {
-    /// SE.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub std_error: f64,
-    /// Lower 95% limit.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub ci_low: f64,
-    /// Upper 95% limit.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub ci_high: f64,
-    /// p value.
-    #[serde(deserialize_with = "nan_if_null")]
-    pub p_value: f64,
 }
 
 /// Power and coverage the model-based intervals would have had, beside the study's inference.
@@ -550,12 +534,7 @@ fn evaluate_unit(
             ci_high: pooled.ci_high,
             p_value: pooled.p_value,
             truth,
-            model_based: pooled.model_based.as_ref().map(|m| ModelDraw {
-                std_error: m.std_error,
-                ci_low: m.ci_low,
-                ci_high: m.ci_high,
-                p_value: m.p_value,
-            }),
+            model_based: pooled.model_based.clone(),
             analytic_mdes: res.analytic_mdes.as_ref().map(|m| m.mdes),
         });
     }
@@ -777,7 +756,7 @@ fn point(effect: f64, draws: &[&Draw], failed: usize) -> PowerPoint {
         }
         None => (None, None, None, None, None),
     };
-    let models: Option<Vec<&ModelDraw>> = draws.iter().map(|d| d.model_based.as_ref()).collect();
+    let models: Option<Vec<&ModelBased>> = draws.iter().map(|d| d.model_based.as_ref()).collect();
     let model_based = models.filter(|m| !m.is_empty()).map(|m| ModelPoint {
         power: m.iter().filter(|d| d.p_value < 0.05).count() as f64 / n as f64,
         mean_se: mean(m.iter().map(|d| d.std_error)).0,

@@ -8,6 +8,7 @@ use std::sync::Once;
 
 use image::ImageEncoder;
 use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
@@ -174,15 +175,7 @@ impl Figure for LovePlot {
             .map_err(err)?
             .label("After matching")
             .legend(|(x, y)| Circle::new((x, y), 6, TREATED.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 }
 
@@ -458,16 +451,23 @@ impl Figure for IntervalPlot {
                 .draw_series(s.points.iter().map(|&(x, y, ..)| Circle::new((x + off, y), 5, colour.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
+}
+
+/// Draws the legend of a chart's labelled series in a white box.
+fn legend<'a, DB: DrawingBackend + 'a>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>,
+    position: SeriesLabelPosition,
+) -> Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.9))
+        .border_style(GREY)
+        .label_font(("sans-serif", 14))
+        .draw()
+        .map_err(err)
 }
 
 /// `2015` → `2014/15`.
@@ -553,15 +553,7 @@ impl Figure for CaterpillarPlot {
             .map_err(err)?
             .label(self.highlight_label.clone())
             .legend(|(x, y)| Circle::new((x + 8, y), 4, TREATED.filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::UpperLeft)
     }
 }
 
@@ -655,14 +647,6 @@ impl Figure for PowerCurve {
                 .draw_series(s.points.iter().map(|&(x, y, ..)| Circle::new((x, y), 4, colour.filled())))
                 .map_err(err)?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .background_style(WHITE.mix(0.9))
-            .border_style(GREY)
-            .label_font(("sans-serif", 14))
-            .draw()
-            .map_err(err)?;
-        Ok(())
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 }
