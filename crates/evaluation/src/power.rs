@@ -36,6 +36,9 @@ use crate::study::{
 };
 use crate::{EvaluationError, Plan, Study, evaluate, population_tables};
 
+/// The most units (replicates × effects) one run may have.
+pub const MAX_UNITS: u64 = 10_000_000;
+
 /// The power at which the MDES is read off the simulated curve.
 pub const TARGET_POWER: f64 = 0.8;
 
@@ -383,6 +386,17 @@ pub fn analyses(plan: &Plan) -> Vec<Analysis> {
 pub fn check_settings(settings: &PowerSettings) -> Result<(), PowerError> {
     if settings.replicates == 0 {
         return Err(setting("replicates", "must be at least 1"));
+    }
+    // The units of a run are listed before it starts; a grid beyond this is a typo, not a study.
+    if settings.replicates.saturating_mul(settings.effects.len() as u64) > MAX_UNITS {
+        return Err(setting(
+            "replicates",
+            format!(
+                "{} replicates × {} effects is more than {MAX_UNITS} runs; split the study into smaller runs",
+                settings.replicates,
+                settings.effects.len()
+            ),
+        ));
     }
     if settings.effects.is_empty() {
         return Err(setting("effects", "give at least one effect"));
@@ -862,6 +876,29 @@ mod tests {
         assert!((m.analysed.unwrap() - (0.08 + 0.08 * 2.0 / 3.0)).abs() < 1e-12);
         assert!(mdes(&[pt(0.0, 0.05, None), pt(0.1, 0.5, None)]).effect.is_none());
         assert!(mdes(&[pt(0.1, 0.85, None)]).note.contains("smaller effects"));
+    }
+
+    #[test]
+    fn absurd_grids_are_refused_by_name() {
+        let design = Design {
+            schools: 100,
+            leads: 5,
+            first_year: 2013,
+            last_year: 2017,
+            programme_start: 2015,
+            cohort_size: 20.0,
+            cohort_sd: 0.1,
+            effect_sd: 0.0,
+            pretrend: 0.0,
+        };
+        let s = |replicates, effects: Vec<f64>| PowerSettings { replicates, effects, seed: 1, design: design.clone() };
+        assert!(check_settings(&s(100, vec![0.0, 0.1])).is_ok());
+        let e = check_settings(&s(u64::MAX, vec![0.0, 0.1])).unwrap_err().to_string();
+        assert!(e.starts_with("replicates:") && e.contains("runs"), "{e}");
+        assert!(check_settings(&s(0, vec![0.0])).unwrap_err().to_string().starts_with("replicates:"));
+        assert!(check_settings(&s(1, vec![f64::NAN])).unwrap_err().to_string().starts_with("effects:"));
+        let bad = PowerSettings { design: Design { leads: 80, ..design.clone() }, ..s(1, vec![0.0]) };
+        assert!(check_settings(&bad).unwrap_err().to_string().starts_with("simulation.leads:"));
     }
 
     #[test]
