@@ -84,6 +84,17 @@ pub enum MixedModelError {
         /// Observations.
         n_obs: usize,
     },
+    /// A grouping factor with fewer than two levels (lme4: "grouping factors must have > 1 sampled level"):
+    /// a variance between one group cannot be estimated.
+    #[error(
+        "the grouping factor `{group}` has {levels} level(s) in the data used; a random effect needs at least 2 (is the column constant, or did a filter keep one group?)"
+    )]
+    OneLevel {
+        /// The grouping factor.
+        group: String,
+        /// Its number of levels.
+        levels: usize,
+    },
     /// Fewer observations than fixed-effects columns (REML needs n > p).
     #[error("{n_obs} observations for {p} fixed-effects columns")]
     TooFewObservations {
@@ -92,15 +103,28 @@ pub enum MixedModelError {
         /// Fixed-effects columns.
         p: usize,
     },
-    /// Several random-effects terms with more random effects in total than the dense multi-term solver takes.
+    /// The Cholesky factor of a model with several random-effects terms would need more memory than allowed
+    /// (its fill-in after the ordering: crossed terms with many levels each).
     #[error(
-        "{size} random effects in several terms exceed the {max} the dense multi-term solver handles; a single term (any size) is supported"
+        "the random-effects terms {terms} ({size} random effects) need a Cholesky factor of {bytes} bytes, more than the {max} bytes allowed; fewer levels or fewer crossed terms are needed"
     )]
     TooLarge {
+        /// The terms, as written (`(1 | a) + (1 | b)`).
+        terms: String,
         /// Total number of random effects.
         size: usize,
-        /// The limit.
+        /// Bytes the factor needs.
+        bytes: usize,
+        /// The limit in bytes.
         max: usize,
+    },
+    /// The sparse factorization could not be set up.
+    #[error("the random-effects terms {terms}: {reason}")]
+    Factorization {
+        /// The terms, as written.
+        terms: String,
+        /// What failed.
+        reason: String,
     },
     /// A model shape not fitted yet (a GLMM with several grouping factors, or adaptive quadrature with a vector
     /// term).

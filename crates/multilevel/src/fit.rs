@@ -15,7 +15,7 @@ use statrs::distribution::{ChiSquared, ContinuousCDF};
 use crate::error::MixedModelError;
 use crate::model::{Family, MixedModel, contrast_estimate, p_value_t};
 use crate::optim::{OptParameters, OptSummary, Schedule, minimize};
-use crate::pls::Pls;
+use crate::pls::{MultiTerm, Pls};
 use crate::result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, VarianceComponent};
 use crate::satterthwaite::{SatterthwaiteParts, satterthwaite_parts};
 use crate::validate::{validate_frame, validate_weights};
@@ -88,13 +88,21 @@ fn validate(frame: &ModelFrame) -> Result<(), MixedModelError> {
             return Err(MixedModelError::TooManyLevels { group: rt.group.clone(), levels: rt.levels.len(), n_obs: n });
         }
     }
-    if frame.random.len() > 1 {
-        let size: usize = frame.random.iter().map(|rt| rt.levels.len() * rt.z.ncols()).sum();
-        if size > crate::pls::MAX_DENSE {
-            return Err(MixedModelError::TooLarge { size, max: crate::pls::MAX_DENSE });
-        }
-    }
     Ok(())
+}
+
+/// The random-effects terms in lme4's order (`mkReTrms`): as written when their numbers of levels never
+/// increase, otherwise by decreasing number of levels with ties in reverse written order
+/// (`rev(order(nl))`).
+pub(crate) fn lme4_term_order(random: &[RandomTerm]) -> Vec<usize> {
+    let nl: Vec<usize> = random.iter().map(|t| t.levels.len()).collect();
+    let mut idx: Vec<usize> = (0..random.len()).collect();
+    if nl.windows(2).all(|w| w[1] <= w[0]) {
+        return idx;
+    }
+    idx.sort_by_key(|&i| nl[i]); // stable ascending, as R's order()
+    idx.reverse();
+    idx
 }
 
 /// Fits `y = Xβ + Zb + ε` by REML or ML as lme4's `lmer`, with prior weights when `options.weights` is
@@ -104,9 +112,18 @@ fn validate(frame: &ModelFrame) -> Result<(), MixedModelError> {
 /// Weights: observation i has residual variance σ²/wᵢ; the fit is that of the rows of y, X and Z scaled by
 /// √wᵢ, and the log-likelihood includes ½ Σ log wᵢ, as lme4's.
 pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, MixedModelError> {
+    fit_lmm_with(frame, options, MultiTerm::Auto)
+}
+
+/// [`fit_lmm`] with a choice of multi-term factorization (tests force the sparse one on small models).
+pub(crate) fn fit_lmm_with(
+    frame: &ModelFrame,
+    options: &LmmOptions,
+    multi: MultiTerm,
+) -> Result<LmmFit, MixedModelError> {
     validate(frame)?;
     let Some(weights) = &options.weights else {
-        return fit_unweighted(frame, options);
+        return fit_unweighted(frame, options, multi);
     };
     validate_weights(weights, frame.y.len())?;
     let mut scaled = frame.clone();
@@ -117,7 +134,7 @@ pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, Mixed
             t.z.row_mut(i).mapv_inplace(|v| v * r);
         }
     }
-    let mut fit = fit_unweighted(&scaled, options)?;
+    let mut fit = fit_unweighted(&scaled, options, multi)?;
     let half_log_w: f64 = weights.iter().map(|w| w.ln()).sum::<f64>() / 2.0;
     fit.log_likelihood += half_log_w;
     fit.criterion -= 2.0 * half_log_w;
@@ -127,26 +144,24 @@ pub fn fit_lmm(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, Mixed
 }
 
 /// The fit of a validated frame (weights already applied): aliased columns dropped, then the full-rank fit.
-fn fit_unweighted(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, MixedModelError> {
+fn fit_unweighted(frame: &ModelFrame, options: &LmmOptions, multi: MultiTerm) -> Result<LmmFit, MixedModelError> {
     let aliased = frame.aliased_columns();
     if aliased.is_empty() {
-        return fit_full_rank(frame, options);
+        return fit_full_rank(frame, options, multi);
     }
     if aliased.len() == frame.x.ncols() {
         return Err(MixedModelError::RankDeficient { column: frame.x_names[aliased[0]].clone() });
     }
-    let mut fit = fit_full_rank(&frame.without_columns(&aliased), options)?;
+    let mut fit = fit_full_rank(&frame.without_columns(&aliased), options, multi)?;
     fit.dropped_columns = aliased.iter().map(|&j| frame.x_names[j].clone()).collect();
     Ok(fit)
 }
 
 /// The fit of a frame whose X has full column rank.
-fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions) -> Result<LmmFit, MixedModelError> {
+fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions, multi: MultiTerm) -> Result<LmmFit, MixedModelError> {
     let reml = options.reml;
-    // lme4 orders terms by decreasing number of levels (stable).
-    let mut order: Vec<&RandomTerm> = frame.random.iter().collect();
-    order.sort_by_key(|t| std::cmp::Reverse(t.levels.len()));
-    let pls = Pls::new(&frame.y, &frame.x, &order);
+    let order: Vec<&RandomTerm> = lme4_term_order(&frame.random).into_iter().map(|k| &frame.random[k]).collect();
+    let pls = Pls::new(&frame.y, &frame.x, &order, multi)?;
     let lower = pls.lower_bounds();
     let theta_initial = pls.theta_start();
     let mut theta = theta_initial.clone();
@@ -402,4 +417,115 @@ pub fn likelihood_ratio_test(small: &LmmFit, large: &LmmFit) -> Result<Likelihoo
     let chisq = (2.0 * (large.log_likelihood - small.log_likelihood)).max(0.0);
     let p_value = ChiSquared::new(df as f64).map(|d| d.sf(chisq)).unwrap_or(f64::NAN);
     Ok(LikelihoodRatioTest { chisq, df, p_value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A deterministic pseudo-random stream in [0, 1).
+    fn stream(seed: u64) -> impl FnMut() -> f64 {
+        let mut s = seed;
+        move || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
+    /// Pupils in schools in years: a random intercept and slope on `x` by school, and an intercept by
+    /// school:year (nested), or a crossed second factor.
+    fn frame(crossed: bool) -> ModelFrame {
+        let mut u = stream(7);
+        let (schools, years, per) = (12usize, 3usize, 5usize);
+        let n = schools * years * per;
+        let mut y = Vec::with_capacity(n);
+        let mut xs = Vec::with_capacity(n);
+        let (mut s_codes, mut c_codes, mut r_codes) = (Vec::new(), Vec::new(), Vec::new());
+        let school_eff: Vec<f64> = (0..schools).map(|_| u() - 0.5).collect();
+        let cohort_eff: Vec<f64> = (0..schools * years).map(|_| 0.6 * (u() - 0.5)).collect();
+        for s in 0..schools {
+            for t in 0..years {
+                for _ in 0..per {
+                    let x = u();
+                    let rater = (u() * 7.0) as u32;
+                    let e = if crossed { 0.4 * rater as f64 / 7.0 } else { cohort_eff[s * years + t] };
+                    y.push(1.0 + 0.5 * x + school_eff[s] * (1.0 + x) + e + (u() - 0.5));
+                    xs.push(x);
+                    s_codes.push(s as u32);
+                    c_codes.push((s * years + t) as u32);
+                    r_codes.push(rater);
+                }
+            }
+        }
+        let x = Array2::from_shape_fn((n, 2), |(i, j)| if j == 0 { 1.0 } else { xs[i] });
+        let school = RandomTerm {
+            group: "school".into(),
+            levels: (0..schools).map(|s| format!("s{s:02}")).collect(),
+            codes: s_codes,
+            names: vec!["(Intercept)".into(), "x".into()],
+            z: x.clone(),
+        };
+        let second = if crossed {
+            RandomTerm {
+                group: "rater".into(),
+                levels: (0..7).map(|r| format!("r{r}")).collect(),
+                codes: r_codes,
+                names: vec!["(Intercept)".into()],
+                z: Array2::ones((n, 1)),
+            }
+        } else {
+            RandomTerm {
+                group: "school:year".into(),
+                levels: (0..schools * years).map(|c| format!("c{c:02}")).collect(),
+                codes: c_codes,
+                names: vec!["(Intercept)".into()],
+                z: Array2::ones((n, 1)),
+            }
+        };
+        ModelFrame {
+            response_name: "y".into(),
+            y,
+            x,
+            x_names: vec!["(Intercept)".into(), "x".into()],
+            random: vec![school, second],
+            rows: (0..n).collect(),
+            n_dropped: 0,
+        }
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()))
+    }
+
+    /// The sparse factorization gives the dense one's fit (criterion, θ, β, SEs, df, conditional modes and
+    /// SDs) on nested and crossed models with a vector-valued term, by REML and ML.
+    #[test]
+    fn sparse_and_dense_multi_term_fits_agree() {
+        for crossed in [false, true] {
+            for reml in [true, false] {
+                let f = frame(crossed);
+                let options = LmmOptions { reml, ..LmmOptions::default() };
+                let dense = fit_lmm_with(&f, &options, MultiTerm::Auto).unwrap();
+                let sparse = fit_lmm_with(&f, &options, MultiTerm::Sparse).unwrap();
+                assert!(close(dense.criterion, sparse.criterion, 1e-10), "{} {}", dense.criterion, sparse.criterion);
+                for (a, b) in dense.theta.iter().zip(&sparse.theta) {
+                    assert!(close(*a, *b, 1e-5), "theta {a} {b}");
+                }
+                for (a, b) in dense.fixed_effects.iter().zip(&sparse.fixed_effects) {
+                    assert!(close(a.estimate, b.estimate, 1e-6));
+                    assert!(close(a.std_error, b.std_error, 1e-5));
+                    assert!(close(a.df.unwrap(), b.df.unwrap(), 1e-3), "df {:?} {:?}", a.df, b.df);
+                }
+                for (a, b) in dense.ranef.iter().zip(&sparse.ranef) {
+                    assert_eq!(a.group, b.group);
+                    for (ma, mb) in a.modes.iter().flatten().zip(b.modes.iter().flatten()) {
+                        assert!(close(*ma, *mb, 1e-5), "mode {ma} {mb}");
+                    }
+                    for (sa, sb) in a.cond_sd.iter().flatten().zip(b.cond_sd.iter().flatten()) {
+                        assert!(close(*sa, *sb, 1e-5), "cond sd {sa} {sb}");
+                    }
+                }
+            }
+        }
+    }
 }

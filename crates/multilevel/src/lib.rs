@@ -11,8 +11,10 @@
 //!
 //! Terms are reordered by decreasing number of levels as lme4 does; θ holds each term's lower-triangular Λ
 //! column by column. A single linear term (any size: national data with 16,000 schools) is solved with one
-//! small block per level; several terms (crossed or nested) share one dense block (up to 6,000 random
-//! effects).
+//! small block per level; several terms (crossed or nested, such as `(1 | school) + (1 | school:year)`)
+//! share one dense block when they have at most 120 random effects in all and are otherwise factored by a
+//! sparse Cholesky with a fill-reducing ordering (no fill at all for nested terms, so the cost grows linearly
+//! with the number of cohorts).
 //!
 //! ```
 //! use ndarray::Array2;
@@ -66,6 +68,7 @@ mod pls;
 mod result;
 pub mod robust;
 mod satterthwaite;
+mod sparse;
 mod validate;
 
 pub use error::MixedModelError;

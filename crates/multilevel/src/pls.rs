@@ -1,20 +1,37 @@
 //! Penalized least squares for a given θ (Bates et al. 2015, section 3): the random-effects cross-products are
-//! stored as diagonal blocks of `Z'Z` (one q×q block per level when there is a single term, one dense block
-//! for several terms), computed once; each evaluation factors `Λ'Z'ZΛ + I` block by block, forms the Schur
-//! complement for the fixed effects and returns the pieces of the profiled deviance. Its cost is independent
-//! of the number of observations.
+//! computed once and stored in one of three layouts: one q×q block per level when there is a single term, one
+//! dense block for several terms with few random effects in all, and a sparse matrix factored by a sparse
+//! Cholesky (see `sparse`) for several terms otherwise (nested or crossed, any size that fits in memory).
+//! Each evaluation factors `Λ'Z'ZΛ + I`, forms the Schur complement for the fixed effects and returns the
+//! pieces of the profiled deviance. Its cost is independent of the number of observations.
 
 // Index loops mirror the matrix formulas (row-major `a[i * n + j]`).
 #![allow(clippy::needless_range_loop)]
 
 use psmeval_frame::RandomTerm;
+
+use crate::error::MixedModelError;
 use rayon::prelude::*;
 
 use crate::dense::{backward_solve, cholesky, forward_solve};
+use crate::sparse::SparseRe;
 
-/// Largest random-effects dimension for which several terms are handled with one dense block (memory m²·8
-/// bytes and O(m³) per evaluation); larger multi-term models need a sparse factorization (not implemented).
-pub(crate) const MAX_DENSE: usize = 6000;
+/// Largest random-effects dimension for which several terms share one dense block (O(m³) per evaluation);
+/// above it the sparse factorization is faster.
+pub(crate) const MAX_DENSE: usize = 120;
+
+/// Largest Cholesky factor of the sparse path, in bytes (8 GiB).
+pub(crate) const MAX_FACTOR_BYTES: usize = 8 << 30;
+
+/// How several random-effects terms are factored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum MultiTerm {
+    /// Dense up to [`MAX_DENSE`] random effects, sparse above.
+    Auto,
+    /// Always the sparse factorization (tests compare it with the dense one).
+    #[cfg_attr(not(test), allow(dead_code))]
+    Sparse,
+}
 
 /// One random-effects term after lme4's reordering, with its place in θ and in `u`.
 #[derive(Debug, Clone)]
@@ -60,11 +77,21 @@ pub(crate) struct Pls {
     pub p: usize,
     pub terms: Vec<TermInfo>,
     pub n_theta: usize,
-    blocks: Vec<Block>,
-    single_term: bool,
+    storage: Storage,
     xtx: Vec<f64>,
     xty: Vec<f64>,
     yty: f64,
+}
+
+/// The random-effects cross-products in the layout their factorization uses.
+#[derive(Debug, Clone)]
+enum Storage {
+    /// One block per level of a single term.
+    PerLevel(Vec<Block>),
+    /// One dense block for several terms.
+    Dense(Block),
+    /// A sparse matrix for several terms.
+    Sparse(SparseRe),
 }
 
 /// What one evaluation at θ gives.
@@ -91,8 +118,14 @@ pub(crate) struct Modes {
 }
 
 impl Pls {
-    /// Sets up cross-products. `terms` must already be in lme4's order.
-    pub fn new(y: &[f64], x: &ndarray::Array2<f64>, random: &[&RandomTerm]) -> Pls {
+    /// Sets up cross-products. `terms` must already be in lme4's order. `Err` when several terms need a
+    /// sparse factor larger than [`MAX_FACTOR_BYTES`] or the factorization cannot be set up.
+    pub fn new(
+        y: &[f64],
+        x: &ndarray::Array2<f64>,
+        random: &[&RandomTerm],
+        multi: MultiTerm,
+    ) -> Result<Pls, MixedModelError> {
         let n = y.len();
         let p = x.ncols();
         let mut terms = Vec::with_capacity(random.len());
@@ -120,8 +153,8 @@ impl Pls {
             }
             yty += y[i] * y[i];
         }
-        let single_term = random.len() == 1;
-        let blocks = if single_term {
+        let m = u_off;
+        let storage = if random.len() == 1 {
             let rt = random[0];
             let q = rt.z.ncols();
             let mut blocks: Vec<Block> = (0..rt.levels.len())
@@ -141,10 +174,9 @@ impl Pls {
                     }
                 }
             }
-            blocks
-        } else {
+            Storage::PerLevel(blocks)
+        } else if m <= MAX_DENSE && multi == MultiTerm::Auto {
             // Several terms share one dense block of size Σ levels·q (see `MAX_DENSE`).
-            let m = u_off;
             let mut blk = Block { m, ztz: vec![0.0; m * m], ztx: vec![0.0; m * p], zty: vec![0.0; m] };
             let mut idx: Vec<(usize, f64)> = Vec::new();
             for i in 0..n {
@@ -166,9 +198,18 @@ impl Pls {
                     }
                 }
             }
-            vec![blk]
+            Storage::Dense(blk)
+        } else {
+            let label = || random.iter().map(|t| format!("(… | {})", t.group)).collect::<Vec<_>>().join(" + ");
+            let sparse = SparseRe::new(y, x, random, &terms)
+                .map_err(|reason| MixedModelError::Factorization { terms: label(), reason })?;
+            let bytes = sparse.factor_len().saturating_mul(8);
+            if bytes > MAX_FACTOR_BYTES {
+                return Err(MixedModelError::TooLarge { terms: label(), size: m, bytes, max: MAX_FACTOR_BYTES });
+            }
+            Storage::Sparse(sparse)
         };
-        Pls { n, p, terms, n_theta: t_off, blocks, single_term, xtx, xty, yty }
+        Ok(Pls { n, p, terms, n_theta: t_off, storage, xtx, xty, yty })
     }
 
     /// Lower bounds of θ: 0 on diagonal elements of each Λ_k, −∞ elsewhere.
@@ -191,10 +232,10 @@ impl Pls {
 
     /// The Λ block applying to block `k` (m×m, row-major).
     fn block_lambda(&self, theta: &[f64]) -> Vec<f64> {
-        if self.single_term {
-            return self.terms[0].lambda(theta);
-        }
-        let m = self.blocks[0].m;
+        let m = match &self.storage {
+            Storage::Dense(blk) => blk.m,
+            _ => return self.terms[0].lambda(theta),
+        };
         let mut lam = vec![0.0; m * m];
         for t in &self.terms {
             let lk = t.lambda(theta);
@@ -265,6 +306,11 @@ impl Pls {
     /// Accumulated Schur-complement pieces over blocks: (Σ log|L|², Σ R'R, Σ R'r, Σ r'r).
     fn accumulate(&self, theta: &[f64]) -> Option<(f64, Vec<f64>, Vec<f64>, f64)> {
         let p = self.p;
+        let blocks: &[Block] = match &self.storage {
+            Storage::PerLevel(blocks) => blocks,
+            Storage::Dense(blk) => std::slice::from_ref(blk),
+            Storage::Sparse(sparse) => return sparse.accumulate(&self.terms, theta),
+        };
         let lam = self.block_lambda(theta);
         let zero = || Some((0.0, vec![0.0; p * p], vec![0.0; p], 0.0));
         let one = |blk: &Block| -> Option<(f64, Vec<f64>, Vec<f64>, f64)> {
@@ -294,12 +340,12 @@ impl Pls {
             a.3 += b.3;
             Some(a)
         };
-        if self.blocks.len() >= 2048 {
+        if blocks.len() >= 2048 {
             // Fixed chunks, combined in chunk order: the same floating-point sums whatever the thread count.
-            let parts: Vec<_> = self.blocks.par_chunks(512).map(|ch| ch.iter().map(one).fold(zero(), add)).collect();
+            let parts: Vec<_> = blocks.par_chunks(512).map(|ch| ch.iter().map(one).fold(zero(), add)).collect();
             parts.into_iter().fold(zero(), add)
         } else {
-            self.blocks.iter().map(one).fold(zero(), add)
+            blocks.iter().map(one).fold(zero(), add)
         }
     }
 
@@ -351,12 +397,17 @@ impl Pls {
     /// Conditional modes b = Λu and conditional covariances (over σ²) at θ with fixed effects β.
     pub fn modes(&self, theta: &[f64], beta: &[f64]) -> Option<Modes> {
         let p = self.p;
+        let (blocks, single_term): (&[Block], bool) = match &self.storage {
+            Storage::PerLevel(blocks) => (blocks, true),
+            Storage::Dense(blk) => (std::slice::from_ref(blk), false),
+            Storage::Sparse(sparse) => return sparse.modes(&self.terms, theta, beta),
+        };
         let lam = self.block_lambda(theta);
-        let total: usize = self.blocks.iter().map(|b| b.m).sum();
+        let total: usize = blocks.iter().map(|b| b.m).sum();
         let mut b_all = vec![0.0; total];
         let mut cond_cov: Vec<Vec<Vec<f64>>> = self.terms.iter().map(|t| vec![Vec::new(); t.levels.len()]).collect();
         let mut off = 0;
-        for (k, blk) in self.blocks.iter().enumerate() {
+        for (k, blk) in blocks.iter().enumerate() {
             let m = blk.m;
             let (l, rzx, rzy) = Self::factor_block(blk, &lam, p)?;
             let mut u: Vec<f64> =
@@ -382,7 +433,7 @@ impl Pls {
                 }
                 cond_cov[ti][level] = cov;
             };
-            if self.single_term {
+            if single_term {
                 put(0, k, 0, m);
             } else {
                 for (ti, t) in self.terms.iter().enumerate() {

@@ -378,9 +378,8 @@ impl Cr2 {
             return Err(MixedModelError::DimensionMismatch { what: "beta".into(), expected: p, found: beta.len() });
         }
         let beta = beta.to_vec();
-        // Λ per term, in lme4's order (decreasing number of levels, stable) as θ is laid out.
-        let mut order: Vec<usize> = (0..frame.random.len()).collect();
-        order.sort_by_key(|&k| std::cmp::Reverse(frame.random[k].levels.len()));
+        // Λ per term, in lme4's order as θ is laid out.
+        let order = crate::fit::lme4_term_order(&frame.random);
         let n_theta: usize = frame.random.iter().map(|t| t.names.len() * (t.names.len() + 1) / 2).sum();
         if theta.len() != n_theta {
             return Err(MixedModelError::DimensionMismatch {

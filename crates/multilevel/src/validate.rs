@@ -33,6 +33,9 @@ pub(crate) fn validate_frame(frame: &ModelFrame) -> Result<(), MixedModelError> 
         }
     }
     for rt in &frame.random {
+        if rt.levels.len() < 2 {
+            return Err(MixedModelError::OneLevel { group: rt.group.clone(), levels: rt.levels.len() });
+        }
         dim(&format!("codes of `{}`", rt.group), n, rt.codes.len())?;
         dim(&format!("z rows of `{}`", rt.group), n, rt.z.nrows())?;
         dim(&format!("names of `{}`", rt.group), rt.z.ncols(), rt.names.len())?;

@@ -8,41 +8,17 @@
 
 use std::collections::HashMap;
 
-use psmeval_frame::{Column, Table, binomial_counts, build_model_frame, parse_formula};
+use psmeval_frame::{binomial_counts, build_model_frame, parse_formula};
 use psmeval_multilevel::{Cr2, Family, GlmmFit, GlmmOptions, MixedModel, MixedModelError, fit_glmm};
 use serde_json::Value;
 
-/// A CSV written by R's `write.csv`: quoted fields become text columns, unquoted ones numbers.
-fn read_table(name: &str) -> Table {
-    let path = format!("{}/tests/data/{name}.csv", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap().split(',').map(|s| s.trim_matches('"').to_string()).collect();
-    let rows: Vec<Vec<&str>> = lines.filter(|l| !l.is_empty()).map(|l| l.split(',').collect()).collect();
-    let mut table = Table::new();
-    for (j, h) in header.iter().enumerate() {
-        let quoted = rows[0][j].starts_with('"');
-        let col = if quoted {
-            Column::Text(rows.iter().map(|r| Some(r[j].trim_matches('"').to_string())).collect())
-        } else {
-            Column::Numeric(rows.iter().map(|r| r[j].parse().unwrap()).collect())
-        };
-        table.push(h.clone(), col).unwrap();
-    }
-    table
-}
+mod common;
+use common::{nums, read_table};
 
 fn reference(key: &str) -> Value {
     let path = format!("{}/tests/reference/glmer_reference.json", env!("CARGO_MANIFEST_DIR"));
     let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     v[key].clone()
-}
-
-fn nums(v: &Value) -> Vec<f64> {
-    match v {
-        Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
-        x => vec![x.as_f64().unwrap()],
-    }
 }
 
 fn close(what: &str, got: f64, want: f64, tol: f64) {

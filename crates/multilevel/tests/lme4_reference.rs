@@ -12,6 +12,9 @@ use psmeval_frame::{ModelFrame, RandomTerm};
 use psmeval_multilevel::{LmmFit, LmmOptions, MixedModel, MixedModelError, fit_lmm, likelihood_ratio_test};
 use serde_json::Value;
 
+mod common;
+use common::{WORST, check_lmm, close};
+
 /// A CSV file as columns of strings (R's `write.csv`: quoted text, unquoted numbers, no embedded commas).
 fn read_csv(name: &str) -> HashMap<String, Vec<String>> {
     let path = format!("{}/tests/data/{name}.csv", env!("CARGO_MANIFEST_DIR"));
@@ -152,129 +155,6 @@ fn reference() -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).expect("reference json")).expect("valid json")
 }
 
-/// A JSON number or array of numbers as a vector (R's auto_unbox turns length-1 vectors into scalars).
-fn nums(v: &Value) -> Vec<f64> {
-    match v {
-        Value::Array(a) => a.iter().map(|x| x.as_f64().expect("number")).collect(),
-        x => vec![x.as_f64().expect("number")],
-    }
-}
-
-thread_local! {
-    /// Worst scaled error per quantity kind, for the printed agreement summary.
-    static WORST: std::cell::RefCell<std::collections::BTreeMap<String, f64>> = Default::default();
-}
-
-fn record(what: &str, err: f64) {
-    let kind = what.split_whitespace().nth(1).unwrap_or(what).to_string();
-    WORST.with(|w| {
-        let mut w = w.borrow_mut();
-        let e = w.entry(kind).or_insert(0.0);
-        *e = e.max(err);
-    });
-}
-
-fn close(what: &str, got: f64, want: f64, rel: f64) {
-    let err = (got - want).abs() / want.abs().max(1.0);
-    record(what, err);
-    assert!(err <= rel, "{what}: got {got}, lme4 {want}, scaled error {err:.3e} > {rel:.1e}");
-}
-
-fn close_rel(what: &str, got: f64, want: f64, rel: f64) {
-    let err = (got - want).abs() / want.abs();
-    record(what, err);
-    assert!(err <= rel, "{what}: got {got}, lme4 {want}, relative error {err:.3e} > {rel:.1e}");
-}
-
-fn check(name: &str, reml: bool, fit: &LmmFit, r: &Value) {
-    let key = format!("{name}_{}", if reml { "reml" } else { "ml" });
-    let r = &r[&key];
-    let tag = |s: &str| format!("{key} {s}");
-    assert_eq!(fit.reml, r["reml"].as_bool().unwrap());
-    close_rel(&tag("logLik"), fit.log_likelihood(), r["loglik"].as_f64().unwrap(), 1e-6);
-    close_rel(&tag("criterion"), fit.criterion, r["criterion"].as_f64().unwrap(), 1e-6);
-    close_rel(&tag("AIC"), fit.aic(), r["aic"].as_f64().unwrap(), 1e-6);
-    close_rel(&tag("BIC"), fit.bic(), r["bic"].as_f64().unwrap(), 1e-6);
-    close(&tag("sigma"), fit.sigma, r["sigma"].as_f64().unwrap(), 1e-4);
-    assert_eq!(fit.singular(), r["singular"].as_bool().unwrap(), "{key} singular");
-    let theta = nums(&r["theta"]);
-    assert_eq!(fit.theta().len(), theta.len());
-    for (k, (g, w)) in fit.theta().iter().zip(&theta).enumerate() {
-        close(&tag(&format!("theta[{k}]")), *g, *w, 1e-4);
-    }
-    let names: Vec<String> = r["beta_names"].as_array().map_or_else(
-        || vec![r["beta_names"].as_str().unwrap().to_string()],
-        |a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect(),
-    );
-    let (beta, se, df) = (nums(&r["beta"]), nums(&r["std_error"]), nums(&r["df"]));
-    for (j, fe) in fit.fixed_effects().iter().enumerate() {
-        assert_eq!(fe.term, names[j], "{key} column names");
-        close(&tag(&format!("beta {}", fe.term)), fe.estimate, beta[j], 1e-5);
-        close_rel(&tag(&format!("SE {}", fe.term)), fe.std_error, se[j], 1e-4);
-        close_rel(&tag(&format!("df {}", fe.term)), fe.df.expect("Satterthwaite df"), df[j], 1e-3);
-    }
-    // Variance components: lme4's VarCorr rows with var2 = null are variances (or the residual).
-    let vc: Vec<&Value> = r["varcomp"].as_array().unwrap().iter().collect();
-    let variances: Vec<&Value> = vc.iter().copied().filter(|v| v["var2"].is_null()).collect();
-    assert_eq!(variances.len(), fit.variance_components().len(), "{key} number of variance components");
-    for (got, want) in fit.variance_components().iter().zip(&variances) {
-        // lme4 names a factor's second `||` term `Subject.1`; we keep the factor's name.
-        let want_group = want["group"].as_str().unwrap();
-        let want_group = match want_group.rsplit_once('.') {
-            Some((g, k)) if k.chars().all(|c| c.is_ascii_digit()) => g,
-            _ => want_group,
-        };
-        assert_eq!(got.group, want_group, "{key} group order");
-        assert_eq!(got.term.as_deref(), want["var1"].as_str(), "{key} term");
-        close(
-            &tag(&format!("variance {} {:?}", got.group, got.term)),
-            got.variance,
-            want["vcov"].as_f64().unwrap(),
-            1e-4,
-        );
-    }
-    let cors: Vec<&Value> = vc.iter().copied().filter(|v| !v["var2"].is_null()).collect();
-    assert_eq!(cors.len(), fit.correlations().len());
-    for (got, want) in fit.correlations().iter().zip(&cors) {
-        close(&tag("correlation"), got.correlation, want["sdcor"].as_f64().unwrap(), 1e-4);
-    }
-    // Conditional modes and SDs, matched by group and level label; columns in order.
-    let mut seen = 0;
-    for want in r["ranef"].as_array().unwrap() {
-        let group = want["group"].as_str().unwrap();
-        let got_terms: Vec<_> = fit.ranef().iter().filter(|t| t.group == group).collect();
-        let levels: Vec<&str> = want["levels"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-        let values = want["values"].as_array().unwrap();
-        let sds = want["cond_sd"].as_array().unwrap();
-        for (li, level) in levels.iter().enumerate() {
-            let want_v = nums(&values[li]);
-            let want_sd = nums(&sds[li]);
-            // Concatenate this group's terms (|| terms are split, lme4 binds them as columns).
-            let mut got_v: Vec<f64> = Vec::new();
-            let mut got_sd: Vec<f64> = Vec::new();
-            for t in &got_terms {
-                let j = t.levels.iter().position(|l| l == level).unwrap_or_else(|| panic!("{key}: level {level}"));
-                got_v.extend(&t.modes[j]);
-                got_sd.extend(&t.cond_sd[j]);
-            }
-            assert_eq!(got_v.len(), want_v.len());
-            for c in 0..want_v.len() {
-                let scale = want_sd[c].max(1e-8);
-                let err = (got_v[c] - want_v[c]).abs() / scale;
-                assert!(
-                    err < 1e-3,
-                    "{key} ranef {group} {level}[{c}]: {} vs {} ({err:.2e} cond. SDs)",
-                    got_v[c],
-                    want_v[c]
-                );
-                close(&tag(&format!("condSD {group} {level}")), got_sd[c], want_sd[c], 1e-4);
-            }
-            seen += 1;
-        }
-    }
-    assert!(seen > 0);
-}
-
 const MODELS: [&str; 7] = ["sleep_corr", "sleep_uncorr", "dyestuff", "dyestuff2", "penicillin", "pastes", "cake"];
 
 #[test]
@@ -286,7 +166,7 @@ fn all_reference_models_reml_and_ml() {
             let fit = fit_lmm(&frame, &LmmOptions { reml, ..LmmOptions::default() })
                 .unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(fit.converged(), "{name}: {:?}", fit.optimizer());
-            check(name, reml, &fit, &r);
+            check_lmm(name, reml, &fit, &r);
         }
     }
     WORST.with(|w| eprintln!("worst errors against lme4/lmerTest: {:#?}", w.borrow()));
