@@ -44,6 +44,7 @@ programme_start = {start}
 [model]
 covariates = ["female", "fsm", "eal", "sen", "prior"]
 random_slope_year = false
+cohort_random_effect = true
 
 [[outcomes]]
 name = "KS1 maths"

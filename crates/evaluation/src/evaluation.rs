@@ -232,7 +232,7 @@ fn analyse(
         .map_err(|message| EvaluationError::Sample { analysis, message })?;
     let (formula_text, notes) = match &study.model.formula {
         Some(f) => (f.clone(), Vec::new()),
-        None => default_formula(study, &sample),
+        None => default_formula(study, &sample, outcome.family),
     };
     let mut result = OutcomeResult {
         name: outcome.name.clone(),

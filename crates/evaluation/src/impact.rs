@@ -81,10 +81,11 @@ pub struct ImpactFit {
     pub notes: Vec<String>,
 }
 
-/// `outcome ~ factor(<year>) * group + <covariates> + (1 | <school>)`, or `(1 + year_c | <school>)` with
-/// random slopes on year (centred at the programme start). Covariates constant in `sample` (such as `fsm` in
+/// `outcome ~ factor(<year>) * group + <covariates> + (1 | <school>) + (1 | <school>:<year>)`, with
+/// `(1 + year_c | <school>)` for random slopes on year (centred at the programme start) and without the cohort
+/// term when the study turns it off or the outcome is binary. Covariates constant in `sample` (such as `fsm` in
 /// the FSM subgroup) are left out, and named in the returned notes, where lme4 would drop the aliased column.
-pub fn default_formula(study: &Study, sample: &Sample) -> (String, Vec<String>) {
+pub fn default_formula(study: &Study, sample: &Sample, family: Family) -> (String, Vec<String>) {
     let mut f = format!("outcome ~ factor({}) * group", study.data.year);
     let mut notes = Vec::new();
     let mut covariates = Vec::new();
@@ -100,9 +101,27 @@ pub fn default_formula(study: &Study, sample: &Sample) -> (String, Vec<String>) 
         f.push_str(" + ");
         f.push_str(c);
     }
-    let slope = if study.model.random_slope_year { "1 + year_c" } else { "1" };
-    f.push_str(&format!(" + ({slope} | {})", study.data.school_id));
+    f.push_str(&random_part(study, family));
+    if family == Family::Binomial && study.model.cohort_random_effect {
+        notes.push(
+            "the logistic model has no cohort (school × year) random effect: psmeval's logistic mixed model takes \
+             one grouping factor; the cluster-robust intervals by school allow for cohort variation"
+                .into(),
+        );
+    }
     (f, notes)
+}
+
+/// The default random part: ` + (1 | school)` (`(1 + year_c | school)` with random slopes on year) and, for
+/// a linear model with `cohort_random_effect`, ` + (1 | school:year)`.
+fn random_part(study: &Study, family: Family) -> String {
+    let slope = if study.model.random_slope_year { "1 + year_c" } else { "1" };
+    let school = &study.data.school_id;
+    let mut f = format!(" + ({slope} | {school})");
+    if study.model.cohort_random_effect && family == Family::Gaussian {
+        f.push_str(&format!(" + (1 | {school}:{})", study.data.year));
+    }
+    f
 }
 
 fn is_constant(col: &Column) -> bool {
@@ -113,9 +132,8 @@ fn is_constant(col: &Column) -> bool {
 }
 
 /// The formula of the effect-size model: the default formula without pupil covariates.
-fn unconditional_formula(study: &Study) -> String {
-    let slope = if study.model.random_slope_year { "1 + year_c" } else { "1" };
-    format!("outcome ~ factor({}) * group + ({slope} | {})", study.data.year, study.data.school_id)
+fn unconditional_formula(study: &Study, family: Family) -> String {
+    format!("outcome ~ factor({}) * group{}", study.data.year, random_part(study, family))
 }
 
 /// The variance of the standard logistic distribution, π²/3: the pupil-level variance of a logistic model on
@@ -144,7 +162,7 @@ pub fn unconditional_sd(
         };
         return Ok((sd, None));
     }
-    let formula = unconditional_formula(study);
+    let formula = unconditional_formula(study, family);
     let parsed = parse_formula(&formula).map_err(|e| format!("formula `{formula}`: {e}"))?;
     // Only the variance components are needed: no Satterthwaite df, no Hessian.
     let opts = ModelOptions { satterthwaite: false, hessian_se: false, ..options(study, family) };

@@ -21,6 +21,7 @@
 //! [model]
 //! covariates = ["female", "fsm", "eal", "sen", "prior"]
 //! random_slope_year = false
+//! cohort_random_effect = true    # (1 | school_id:year) in linear models
 //!
 //! [[outcomes]]
 //! name = "KS2 maths"
@@ -212,7 +213,7 @@ pub struct YearsSpec {
 }
 
 /// `[model]`.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
     /// Pupil-level covariates added to the model.
@@ -221,6 +222,11 @@ pub struct ModelSpec {
     /// Add a random slope on (centred) year per school: `(1 + year_c | school)`.
     #[serde(default)]
     pub random_slope_year: bool,
+    /// Add a random intercept per school and year (cohort), `(1 | school:year)`, to linear models (default
+    /// true): a school's results move from year to year around its long-run level, and without this term
+    /// the model treats a school's pupils as independent from one year to the next.
+    #[serde(default = "yes")]
+    pub cohort_random_effect: bool,
     /// Full mixed-model formula overriding the default; must contain the terms `factor(<year>)` and `group`
     /// (the lead indicator psmeval adds), e.g. `maths_z ~ factor(year) * group + fsm + (1 | school_id)`.
     /// The response is named `outcome` in this formula.
@@ -229,6 +235,22 @@ pub struct ModelSpec {
     /// Fit by maximum likelihood instead of REML.
     #[serde(default)]
     pub ml: bool,
+}
+
+impl Default for ModelSpec {
+    fn default() -> Self {
+        ModelSpec {
+            covariates: Vec::new(),
+            random_slope_year: false,
+            cohort_random_effect: true,
+            formula: None,
+            ml: false,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `[[outcomes]]`.

@@ -10,7 +10,7 @@ use psmeval_evaluation::study::{EffectSizeDefinition, Family, InferenceSpec};
 use psmeval_evaluation::{Evaluation, OutcomeResult};
 use psmeval_matching::Method;
 use psmeval_matching::balance::BalanceRow;
-use psmeval_multilevel::BootstrapWeights;
+use psmeval_multilevel::{BootstrapWeights, VarianceComponent};
 
 use crate::document::{Block, Document};
 use crate::format::{count, csv_line, full, full_opt, num, opt, pval};
@@ -73,8 +73,8 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
             format!(
                 "Standard errors, confidence intervals and p values are cluster-robust (CR2, with Bell–McCaffrey \
                  small-sample degrees of freedom), clustered by {} ({} clusters, {} of them treatment schools): they \
-                 allow for pupils being clustered in schools and for school-by-year (cohort) and school-level trend \
-                 variation that the model does not represent, and their df reflect the number of schools, not \
+                 allow for pupils being clustered in schools and for any school-by-year (cohort) and school-level trend \
+                 variation beyond what the model's random effects represent, and their df reflect the number of schools, not \
                  pupils.{}",
                 i.cluster.as_deref().unwrap_or("school"),
                 i.clusters.map_or("–".into(), count),
@@ -91,8 +91,8 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
             "P values and confidence intervals come from a wild cluster bootstrap-t (restricted, {} weights, {} \
              draws, CR2 standard errors in every draw, intervals by test inversion), clustered by {} ({} clusters, \
              {} of them treatment schools); the standard errors and df shown are CR2's. They allow for pupils \
-             being clustered in schools and for school-by-year and school-level trend variation that the model \
-             does not represent.",
+             being clustered in schools and for any school-by-year and school-level trend variation beyond what \
+             the model's random effects represent.",
             match spec.bootstrap_weights {
                 BootstrapWeights::Webb => "Webb",
                 BootstrapWeights::Rademacher => "Rademacher",
@@ -437,8 +437,8 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
         year_label(s.years.programme_start),
         match s.effect_size.definition {
             EffectSizeDefinition::Eef =>
-                "total SD (between-school intercept variance plus pupil-level variance) of the model with the same \
-                 design terms and school random effects but without pupil covariates (EEF's convention); for binary \
+                "total SD (between-school and cohort intercept variances plus pupil-level variance) of the model with \
+                 the same design terms and random effects but without pupil covariates (EEF's convention); for binary \
                  outcomes, the SD of the adjusted logistic model's latent outcome (the variance of its covariates' \
                  linear predictor plus the school intercept variance plus π²/3), so that the log-odds effect and \
                  its SD are on one latent scale",
@@ -489,6 +489,36 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
     ));
     d.blocks.push(Block::Code(ev.study_file.clone()));
     Ok(d)
+}
+
+/// What the cohort (school × year) variance component means, with the shares of the school, cohort and
+/// pupil variances; `None` when the model has no cohort term.
+fn cohort_sentence(components: &[VarianceComponent], school: &str, year: &str) -> Option<String> {
+    let cohort_group = format!("{school}:{year}");
+    let intercept = |g: &str| {
+        components.iter().find(|v| v.group == g && v.term.as_deref() == Some("(Intercept)")).map(|v| v.variance)
+    };
+    let cohort = intercept(&cohort_group)?;
+    let school_v = intercept(school).unwrap_or(0.0);
+    let pupil = components.iter().find(|v| v.term.is_none()).map_or(f64::NAN, |v| v.variance);
+    let total = school_v + cohort + pupil;
+    Some(format!(
+        "The cohort variance ({cohort_group}: {}, SD {}) measures how much a school's results move from one year to \
+         the next around its long-run level: pupils of one school in one year share that deviation. Of the \
+         variance left after covariates, {:.1}% lies between schools, {:.1}% between cohorts within schools and \
+         {:.1}% between pupils. {}",
+        num(cohort, 4),
+        num(cohort.sqrt(), 4),
+        100.0 * school_v / total,
+        100.0 * cohort / total,
+        100.0 * pupil / total,
+        if cohort < 1e-8 * total.max(f64::MIN_POSITIVE) {
+            "It is estimated at zero (a singular fit): these data show no cohort variation beyond the pupils'."
+        } else {
+            "Without this term the model would treat a school's pupils as independent from year to year and \
+             overstate the precision of the year-by-group contrasts."
+        }
+    ))
 }
 
 fn outcome_section(
@@ -744,6 +774,9 @@ fn outcome_section(
                 "Intraclass correlation (share of variance between schools, after covariates): {}.",
                 num(icc, 3)
             ));
+        }
+        if let Some(sentence) = cohort_sentence(model.variance_components(), &s.data.school_id, &s.data.year) {
+            d.p(sentence);
         }
         if !o.school_effects.is_empty() {
             let cat = CaterpillarPlot {
