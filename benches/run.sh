@@ -31,6 +31,13 @@ if [ -f "$work/lmm/matched_ks2.csv" ]; then
     echo "== psmeval lmm, $sample, random intercept"
     timed $bin lmm --data "$work/lmm/${sample}_ks2.csv" --formula "$f" --json "$work/lmm/psmeval_${sample}_intercept.json" > /dev/null
   done
+  fn='maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id) + (1 | school_id:year)'
+  for sample in matched national; do
+    echo "== psmeval lmm, $sample, nested cohorts"
+    timed $bin lmm --data "$work/lmm/${sample}_ks2.csv" --formula "$fn" --json "$work/lmm/psmeval_${sample}_nested.json" > /dev/null
+  done
+  echo "== psmeval lmm, InstEval, three crossed terms"
+  timed $bin lmm --data "$work/lmm/insteval.csv" --formula 'y ~ service + (1 | s) + (1 | d) + (1 | dept:service)' --json "$work/lmm/psmeval_insteval_crossed.json" > /dev/null
   echo "== psmeval lmm, national, random slope"
   timed $bin lmm --data "$work/lmm/national_ks2.csv" --formula "$fs" --json "$work/lmm/psmeval_national_slope.json" > /dev/null
   fb='expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)'

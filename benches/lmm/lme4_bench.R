@@ -10,9 +10,12 @@
 #   matched:  the 47 lead schools and the first 940 other schools by school_id (987 schools, ~177,000 rows)
 #   national: every school (~16,800 schools, ~3.0 million rows)
 # Models: maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)
-#         and the same with (1 + year_c | school_id) on the national sample;
+#         and the same with (1 + year_c | school_id) on the national sample; the nested cohort model
+#         ... + (1 | school_id) + (1 | school_id:year) on both samples (issue 10);
 #         expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id) with glmer
-#         (binomial, Laplace) on the matched sample (skip it with BENCH_SKIP_GLMER=1: it takes minutes).
+#         (binomial, Laplace) on the matched sample (skip it with BENCH_SKIP_GLMER=1: it takes minutes);
+#         InstEval's crossed model y ~ service + (1 | s) + (1 | d) + (1 | dept:service) (written to
+#         OUTDIR/insteval.csv for psmeval).
 suppressPackageStartupMessages(library(lme4))
 args <- commandArgs(trailingOnly = TRUE)
 dir <- if (length(args) >= 1) args[1] else "out/synthetic"
@@ -35,6 +38,7 @@ write.csv(matched, file.path(outdir, "matched_ks2.csv"), row.names = FALSE)
 write.csv(ks2, file.path(outdir, "national_ks2.csv"), row.names = FALSE)
 
 f_int <- maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)
+f_nested <- maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id) + (1 | school_id:year)
 f_slope <- maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 + year_c | school_id)
 
 time_fit <- function(name, formula, data, logistic = FALSE) {
@@ -52,8 +56,13 @@ f_bin <- expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 
 rows <- c(
   time_fit("matched_intercept", f_int, matched),
   time_fit("national_intercept", f_int, ks2),
-  time_fit("national_slope", f_slope, ks2)
+  time_fit("national_slope", f_slope, ks2),
+  time_fit("matched_nested", f_nested, matched),
+  time_fit("national_nested", f_nested, ks2)
 )
+ie <- data.frame(s = InstEval$s, d = InstEval$d, dept = InstEval$dept, service = InstEval$service, y = InstEval$y)
+write.csv(ie, file.path(outdir, "insteval.csv"), row.names = FALSE)
+rows <- c(rows, time_fit("insteval_crossed", y ~ service + (1 | s) + (1 | d) + (1 | dept:service), ie))
 if (Sys.getenv("BENCH_SKIP_GLMER") != "1") rows <- c(rows, time_fit("matched_logistic", f_bin, matched, TRUE))
 writeLines(c("[", paste(rows, collapse = ",\n"), "]"), file.path(outdir, "lme4_results.json"))
 cat(R.version.string, " lme4", as.character(packageVersion("lme4")), "\n")

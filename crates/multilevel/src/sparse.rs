@@ -17,15 +17,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::LltRegularization;
+use faer::linalg::matmul::matmul;
 use faer::sparse::linalg::SupernodalThreshold;
 use faer::sparse::linalg::cholesky::{
-    CholeskySymbolicParams, SymbolicCholesky, SymbolicCholeskyRaw, SymmetricOrdering, factorize_symbolic_cholesky,
-    supernodal::SupernodalLltRef,
+    CholeskySymbolicParams, LltRef, SymbolicCholesky, SymbolicCholeskyRaw, SymmetricOrdering,
+    factorize_symbolic_cholesky, supernodal::SupernodalLltRef,
 };
 use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
-use faer::{Conj, MatMut, Par, Side};
+use faer::{Accum, Conj, Mat, MatMut, MatRef, Par, Side};
 use psmeval_frame::RandomTerm;
 
 use crate::pls::{Modes, TermInfo};
@@ -60,6 +61,8 @@ pub(crate) struct SparseRe {
     /// For each random effect: its term.
     term_of: Vec<usize>,
     symbolic: Arc<SymbolicCholesky<usize>>,
+    /// Positions of the diagonal in a simplicial factor's values (empty for a supernodal factor).
+    l_diag: Vec<usize>,
 }
 
 /// What one factorization at θ gives: log|L|², Σ R'R (lower p×p), Σ R'r, Σ r'r as in the dense path.
@@ -171,7 +174,30 @@ impl SparseRe {
         let term_of =
             terms.iter().enumerate().flat_map(|(k, t)| std::iter::repeat_n(k, t.q * t.levels.len())).collect();
         let symbolic = symbolic_factor(m, &col_ptr, &row_idx, SupernodalThreshold::AUTO)?;
-        Ok(SparseRe { m, p, col_ptr, row_idx, diag_pos, pairs, ztx, zty, term_of, symbolic: Arc::new(symbolic) })
+        // A simplicial factor's diagonal positions, for the row-major forward solve of `accumulate`.
+        let l_diag = match symbolic.raw() {
+            SymbolicCholeskyRaw::Simplicial(sym) => {
+                let f = sym.factor();
+                (0..m)
+                    .map(|j| (f.col_ptr()[j]..f.col_ptr()[j + 1]).find(|&e| f.row_idx()[e] == j))
+                    .collect::<Option<Vec<usize>>>()
+                    .ok_or("the simplicial factor has no diagonal entry")?
+            }
+            SymbolicCholeskyRaw::Supernodal(_) => Vec::new(),
+        };
+        Ok(SparseRe {
+            m,
+            p,
+            col_ptr,
+            row_idx,
+            diag_pos,
+            pairs,
+            ztx,
+            zty,
+            term_of,
+            symbolic: Arc::new(symbolic),
+            l_diag,
+        })
     }
 
     /// Number of stored values of the Cholesky factor (its memory is 8 bytes each).
@@ -242,8 +268,11 @@ impl SparseRe {
         let values = self.a_values(&lambdas, terms);
         let w = self.lambda_t(&lambdas, terms, &self.ztx, p);
         let wy = self.lambda_t(&lambdas, terms, &self.zty, 1);
-        // Right-hand sides [W wy], column-major m×(p+1) for faer.
         let k = p + 1;
+        if let SymbolicCholeskyRaw::Simplicial(sym) = self.symbolic.raw() {
+            return self.accumulate_simplicial(sym.factor(), &values, &w, &wy);
+        }
+        // Right-hand sides [W wy], column-major m×(p+1) for faer.
         let mut rhs = vec![0.0; m * k];
         for r in 0..m {
             for c in 0..p {
@@ -251,20 +280,94 @@ impl SparseRe {
             }
             rhs[p * m + r] = wy[r];
         }
+        let b = rhs.clone();
         let (ldl2, _) = factor_and_solve(&self.symbolic, m, &self.col_ptr, &self.row_idx, &values, &mut rhs, k)?;
+        // S = [W wy]' A⁻¹ [W wy] in one dense product (k×k): Σ R'R, Σ R'r and Σ r'r at once.
+        let mut prod = Mat::<f64>::zeros(k, k);
+        matmul(
+            prod.as_mut(),
+            Accum::Replace,
+            MatRef::from_column_major_slice(&b, m, k).transpose(),
+            MatRef::from_column_major_slice(&rhs, m, k),
+            1.0,
+            Par::Seq,
+        );
         let mut sxx = vec![0.0; p * p];
         let mut sxy = vec![0.0; p];
-        let mut syy = 0.0;
         for a in 0..p {
-            let va = &rhs[a * m..(a + 1) * m];
-            for b in 0..=a {
-                sxx[a * p + b] = (0..m).map(|r| w[r * p + b] * va[r]).sum();
+            for c in 0..=a {
+                sxx[a * p + c] = prod[(a, c)];
             }
-            sxy[a] = (0..m).map(|r| wy[r] * va[r]).sum();
+            sxy[a] = prod[(a, p)];
         }
-        let vy = &rhs[p * m..];
-        syy += (0..m).map(|r| wy[r] * vy[r]).sum::<f64>();
+        let syy = prod[(p, p)];
         Some((ldl2, sxx, sxy, syy))
+    }
+
+    /// The Schur-complement pieces from a simplicial factor (nested models: no fill): R = L⁻¹P[W wy] by a
+    /// forward solve on row-major rows (k contiguous values per random effect), then R'R in one pass.
+    fn accumulate_simplicial(
+        &self,
+        factor: SymbolicSparseColMatRef<'_, usize>,
+        values: &[f64],
+        w: &[f64],
+        wy: &[f64],
+    ) -> Option<Accumulated> {
+        let (m, p, k) = (self.m, self.p, self.p + 1);
+        let lvalues = factor_numeric(&self.symbolic, m, &self.col_ptr, &self.row_idx, values)?;
+        let (lcp, lri) = (factor.col_ptr(), factor.row_idx());
+        let mut x = vec![0.0; m * k];
+        match self.symbolic.perm() {
+            Some(perm) => {
+                let inv = perm.arrays().1;
+                for r in 0..m {
+                    let row = &mut x[inv[r] * k..(inv[r] + 1) * k];
+                    row[..p].copy_from_slice(&w[r * p..(r + 1) * p]);
+                    row[p] = wy[r];
+                }
+            }
+            None => {
+                for r in 0..m {
+                    x[r * k..r * k + p].copy_from_slice(&w[r * p..(r + 1) * p]);
+                    x[r * k + p] = wy[r];
+                }
+            }
+        }
+        let mut ldl2 = 0.0;
+        let mut xj = vec![0.0; k];
+        for j in 0..m {
+            let d = lvalues[self.l_diag[j]];
+            if !(d > 0.0 && d.is_finite()) {
+                return None;
+            }
+            ldl2 += 2.0 * d.ln();
+            for c in 0..k {
+                x[j * k + c] /= d;
+                xj[c] = x[j * k + c];
+            }
+            for e in lcp[j]..lcp[j + 1] {
+                let i = lri[e];
+                if i != j {
+                    let l = lvalues[e];
+                    let row = &mut x[i * k..(i + 1) * k];
+                    for c in 0..k {
+                        row[c] -= l * xj[c];
+                    }
+                }
+            }
+        }
+        let xr = MatRef::from_row_major_slice(&x, m, k);
+        let mut prod = Mat::<f64>::zeros(k, k);
+        matmul(prod.as_mut(), Accum::Replace, xr.transpose(), xr, 1.0, Par::Seq);
+        let mut sxx = vec![0.0; p * p];
+        let mut sxy = vec![0.0; p];
+        for a in 0..p {
+            for c in 0..=a {
+                sxx[a * p + c] = prod[(a, c)];
+            }
+            sxy[a] = prod[(a, p)];
+        }
+        Some((ldl2, sxx, sxy, prod[(p, p)]))
     }
 
     /// Conditional modes b = Λu (u-ordered) and, per term and level, the q×q conditional covariance of b over
@@ -343,6 +446,33 @@ fn symbolic_factor(
         .map_err(|e| format!("the sparse factorization could not be set up ({e:?})"))
 }
 
+/// The numeric factor of `A` (upper CSC) in `symbolic`'s layout, or `None` when `A` is not positive definite.
+fn factor_numeric(
+    symbolic: &SymbolicCholesky<usize>,
+    m: usize,
+    col_ptr: &[usize],
+    row_idx: &[usize],
+    values: &[f64],
+) -> Option<Vec<f64>> {
+    let a = SparseColMatRef::new(SymbolicSparseColMatRef::new_checked(m, m, col_ptr, None, row_idx), values);
+    let par = Par::Seq;
+    let mut mem = MemBuffer::new(symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default()));
+    let stack = MemStack::new(&mut mem);
+    let mut lvalues = vec![0.0; symbolic.len_val()];
+    symbolic
+        .factorize_numeric_llt(
+            &mut lvalues,
+            a,
+            Side::Upper,
+            LltRegularization::default(),
+            par,
+            stack,
+            Default::default(),
+        )
+        .ok()?;
+    Some(lvalues)
+}
+
 /// Numeric factorization of `A` (upper CSC) and an in-place solve of `A X = rhs` (column-major m×k).
 /// Returns log|L|² and the factor's values, or `None` when `A` is not positive definite.
 fn factor_and_solve(
@@ -354,26 +484,11 @@ fn factor_and_solve(
     rhs: &mut [f64],
     k: usize,
 ) -> Option<(f64, Vec<f64>)> {
-    let a = SparseColMatRef::new(SymbolicSparseColMatRef::new_checked(m, m, col_ptr, None, row_idx), values);
+    let lvalues = factor_numeric(symbolic, m, col_ptr, row_idx, values)?;
     let par = Par::Seq;
-    let req = StackReq::or(
-        symbolic.factorize_numeric_llt_scratch::<f64>(par, Default::default()),
-        symbolic.solve_in_place_scratch::<f64>(k, par),
-    );
-    let mut mem = MemBuffer::new(req);
+    let mut mem = MemBuffer::new(symbolic.solve_in_place_scratch::<f64>(k, par));
     let stack = MemStack::new(&mut mem);
-    let mut lvalues = vec![0.0; symbolic.len_val()];
-    let llt = symbolic
-        .factorize_numeric_llt(
-            &mut lvalues,
-            a,
-            Side::Upper,
-            LltRegularization::default(),
-            par,
-            stack,
-            Default::default(),
-        )
-        .ok()?;
+    let llt = LltRef::new(symbolic, &lvalues);
     let x = MatMut::from_column_major_slice_mut(rhs, m, k);
     llt.solve_in_place_with_conj(Conj::No, x, par, stack);
     let ldl2 = log_det(symbolic, &lvalues)?;
