@@ -19,14 +19,13 @@ use std::sync::Arc;
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::LltRegularization;
-use faer::linalg::matmul::matmul;
 use faer::sparse::linalg::SupernodalThreshold;
 use faer::sparse::linalg::cholesky::{
     CholeskySymbolicParams, LltRef, SymbolicCholesky, SymbolicCholeskyRaw, SymmetricOrdering,
     factorize_symbolic_cholesky, supernodal::SupernodalLltRef,
 };
 use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
-use faer::{Accum, Conj, Mat, MatMut, MatRef, Par, Side};
+use faer::{Conj, MatMut, Par, Side};
 use psmeval_frame::RandomTerm;
 
 use crate::pls::{Modes, TermInfo};
@@ -282,25 +281,19 @@ impl SparseRe {
         }
         let b = rhs.clone();
         let (ldl2, _) = factor_and_solve(&self.symbolic, m, &self.col_ptr, &self.row_idx, &values, &mut rhs, k)?;
-        // S = [W wy]' A⁻¹ [W wy] in one dense product (k×k): Σ R'R, Σ R'r and Σ r'r at once.
-        let mut prod = Mat::<f64>::zeros(k, k);
-        matmul(
-            prod.as_mut(),
-            Accum::Replace,
-            MatRef::from_column_major_slice(&b, m, k).transpose(),
-            MatRef::from_column_major_slice(&rhs, m, k),
-            1.0,
-            Par::Seq,
-        );
+        // S = [W wy]' A⁻¹ [W wy] (k×k, lower triangle) from contiguous columns.
+        let dot = |u: &[f64], v: &[f64]| u.iter().zip(v).map(|(a, b)| a * b).sum::<f64>();
+        let col = |v: &[f64], c: usize| -> Vec<f64> { v[c * m..(c + 1) * m].to_vec() };
         let mut sxx = vec![0.0; p * p];
         let mut sxy = vec![0.0; p];
         for a in 0..p {
+            let xa = col(&rhs, a);
             for c in 0..=a {
-                sxx[a * p + c] = prod[(a, c)];
+                sxx[a * p + c] = dot(&b[c * m..(c + 1) * m], &xa);
             }
-            sxy[a] = prod[(a, p)];
+            sxy[a] = dot(&b[p * m..], &xa);
         }
-        let syy = prod[(p, p)];
+        let syy = dot(&b[p * m..], &rhs[p * m..]);
         Some((ldl2, sxx, sxy, syy))
     }
 
@@ -356,18 +349,28 @@ impl SparseRe {
                 }
             }
         }
-        let xr = MatRef::from_row_major_slice(&x, m, k);
-        let mut prod = Mat::<f64>::zeros(k, k);
-        matmul(prod.as_mut(), Accum::Replace, xr.transpose(), xr, 1.0, Par::Seq);
+        // R'R (lower triangle) row by row; plain loops rather than faer's dense kernels, which leave wide
+        // vector registers in a state that slowed the scalar code run after them (the logistic model's
+        // PIRLS) tenfold on this machine's CPUs.
+        let mut prod = vec![0.0; k * k];
+        for r in 0..m {
+            let row = &x[r * k..(r + 1) * k];
+            for a in 0..k {
+                let ra = row[a];
+                if ra != 0.0 {
+                    for (pc, &rc) in prod[a * k..a * k + a + 1].iter_mut().zip(&row[..=a]) {
+                        *pc += ra * rc;
+                    }
+                }
+            }
+        }
         let mut sxx = vec![0.0; p * p];
         let mut sxy = vec![0.0; p];
         for a in 0..p {
-            for c in 0..=a {
-                sxx[a * p + c] = prod[(a, c)];
-            }
-            sxy[a] = prod[(a, p)];
+            sxx[a * p..a * p + a + 1].copy_from_slice(&prod[a * k..a * k + a + 1]);
+            sxy[a] = prod[p * k + a];
         }
-        Some((ldl2, sxx, sxy, prod[(p, p)]))
+        Some((ldl2, sxx, sxy, prod[p * k + p]))
     }
 
     /// Conditional modes b = Λu (u-ordered) and, per term and level, the q×q conditional covariance of b over
