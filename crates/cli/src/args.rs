@@ -49,10 +49,10 @@ pub struct PowerArgs {
     #[arg(long, conflicts_with_all = ["study", "collect"])]
     pub example: bool,
     /// With --example: schools per simulated population (default: national scale, 16,800).
-    #[arg(long, value_name = "N", requires = "example")]
+    #[arg(long, value_name = "N", requires = "example", value_parser = bounded::<1, MAX_SCHOOLS>)]
     pub schools: Option<usize>,
     /// Replicates (simulated populations) per effect.
-    #[arg(long, value_name = "R", default_value_t = 200)]
+    #[arg(long, value_name = "R", default_value_t = 200, value_parser = bounded_u64::<1, 1_000_000>)]
     pub replicates: u64,
     /// Simulated programme effects, latent pupil SD units, comma-separated.
     #[arg(
@@ -68,7 +68,7 @@ pub struct PowerArgs {
     #[arg(long, value_name = "S", default_value_t = 1)]
     pub seed: u64,
     /// Worker threads (default: all cores).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = bounded::<1, 1024>)]
     pub jobs: Option<usize>,
     /// Output directory (default: reports/power-STUDY, or reports/power-example with --example). With
     /// --shard the shard file is written here.
@@ -85,7 +85,7 @@ pub struct PowerArgs {
     #[arg(long, conflicts_with_all = ["shard", "collect"])]
     pub slurm: bool,
     /// With --slurm: array tasks (shards).
-    #[arg(long, value_name = "N", default_value_t = 4, requires = "slurm")]
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "slurm", value_parser = bounded::<1, 10_000>)]
     pub array: usize,
     /// With --slurm: the partition.
     #[arg(long, value_name = "P", requires = "slurm")]
@@ -105,6 +105,29 @@ pub struct PowerArgs {
 }
 
 /// Parses `I/N` with `I < N`.
+/// The most schools a simulated population may have (England has about 16,800 primary schools).
+pub const MAX_SCHOOLS: usize = 1_000_000;
+/// The most controls per treated unit (`--ratio`).
+pub const MAX_RATIO: usize = psmeval_evaluation::plan::MAX_RATIO;
+
+/// An integer option in `LO..=HI`.
+fn bounded<const LO: usize, const HI: usize>(s: &str) -> Result<usize, String> {
+    let v: usize = s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))?;
+    if (LO..=HI).contains(&v) { Ok(v) } else { Err(format!("{v} is outside {LO}..={HI}")) }
+}
+
+/// [`bounded`] for `u64` options.
+fn bounded_u64<const LO: u64, const HI: u64>(s: &str) -> Result<u64, String> {
+    let v: u64 = s.trim().parse().map_err(|_| format!("`{s}` is not a whole number"))?;
+    if (LO..=HI).contains(&v) { Ok(v) } else { Err(format!("{v} is outside {LO}..={HI}")) }
+}
+
+/// An academic year between 1900 and 2200.
+fn year(s: &str) -> Result<i32, String> {
+    let v: i32 = s.trim().parse().map_err(|_| format!("`{s}` is not a year"))?;
+    if (1900..=2200).contains(&v) { Ok(v) } else { Err(format!("{v} is not a year between 1900 and 2200")) }
+}
+
 fn parse_shard(s: &str) -> Result<(usize, usize), String> {
     let (i, n) = s.split_once('/').ok_or_else(|| format!("`{s}` is not of the form I/N (e.g. 0/4)"))?;
     let i: usize = i.trim().parse().map_err(|_| format!("`{i}` in `{s}` is not a shard index"))?;
@@ -125,19 +148,19 @@ pub struct SimulateArgs {
     #[arg(long, value_enum, default_value_t = Preset::National)]
     pub preset: Preset,
     /// Number of schools (overrides the preset).
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = bounded::<1, MAX_SCHOOLS>)]
     pub schools: Option<usize>,
     /// Number of lead (treated) schools.
-    #[arg(long, value_name = "K", default_value_t = 47)]
+    #[arg(long, value_name = "K", default_value_t = 47, value_parser = bounded::<1, MAX_SCHOOLS>)]
     pub leads: usize,
     /// First academic year, as the year it ends in (2013 = 2012/13).
-    #[arg(long, default_value_t = 2013)]
+    #[arg(long, default_value_t = 2013, value_parser = year, allow_negative_numbers = true)]
     pub first_year: i32,
     /// Last academic year (2017 = 2016/17).
-    #[arg(long, default_value_t = 2017)]
+    #[arg(long, default_value_t = 2017, value_parser = year, allow_negative_numbers = true)]
     pub last_year: i32,
     /// First year in which the programme affects lead-school pupils.
-    #[arg(long, default_value_t = 2015)]
+    #[arg(long, default_value_t = 2015, value_parser = year, allow_negative_numbers = true)]
     pub programme_start: i32,
     /// True programme effect in pupil-level SD units.
     #[arg(long, value_name = "D", default_value_t = 0.10, allow_negative_numbers = true)]
@@ -186,7 +209,7 @@ pub struct MatchOptions {
     #[arg(long, value_name = "COLUMN")]
     pub distance_column: Option<String>,
     /// Controls per treated unit (k:1 matching).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = bounded::<1, MAX_RATIO>)]
     pub ratio: usize,
     /// Match with replacement (a control may serve several treated units).
     #[arg(long)]
@@ -345,7 +368,7 @@ pub struct EvaluateArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// With --example: number of schools to simulate (default: national scale, 16,800).
-    #[arg(long, value_name = "N", requires = "example")]
+    #[arg(long, value_name = "N", requires = "example", value_parser = bounded::<1, MAX_SCHOOLS>)]
     pub schools: Option<usize>,
     /// With --example: the true programme effect in pupil SD units.
     #[arg(long, value_name = "D", default_value_t = 0.10, allow_negative_numbers = true, requires = "example")]
@@ -375,7 +398,7 @@ pub struct LmmArgs {
     #[arg(long, value_enum, default_value_t = FamilyArg::Gaussian)]
     pub family: FamilyArg,
     /// Adaptive Gauss–Hermite quadrature points for binomial models (1 = Laplace, as glmer's nAGQ).
-    #[arg(long, value_name = "N", default_value_t = 1)]
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = bounded::<1, 25>)]
     pub nagq: usize,
     /// Prior weights column: lme4's `weights` for linear models (residual variance σ²/w); for binomial models
     /// the number of trials when the response is a proportion in [0, 1].

@@ -7,7 +7,7 @@ use anyhow::Result;
 use polars::prelude::{Column as PlColumn, DataFrame};
 use psmeval_synth::Population;
 
-use crate::table::{Format, write_dataframe, write_text};
+use crate::table::{Format, Outputs, dataframe_bytes};
 
 /// The school table as a polars frame.
 pub fn schools_frame(pop: &Population) -> Result<DataFrame> {
@@ -49,9 +49,9 @@ pub fn pupils_frame(pop: &Population) -> Result<DataFrame> {
 /// Writes `schools.<ext>`, `pupils.<ext>` and `truth.json` under `dir`.
 pub fn write_population(pop: &Population, dir: &Path, format: Format) -> Result<()> {
     let ext = format.extension();
-    write_dataframe(&dir.join(format!("schools.{ext}")), &mut schools_frame(pop)?, format)?;
-    write_dataframe(&dir.join(format!("pupils.{ext}")), &mut pupils_frame(pop)?, format)?;
-    let truth = serde_json::to_string_pretty(&pop.truth)? + "\n";
-    write_text(&dir.join("truth.json"), &truth)?;
-    Ok(())
+    let mut outputs = Outputs::new();
+    outputs.add(dir.join(format!("schools.{ext}")), dataframe_bytes(&mut schools_frame(pop)?, format)?);
+    outputs.add(dir.join(format!("pupils.{ext}")), dataframe_bytes(&mut pupils_frame(pop)?, format)?);
+    outputs.add(dir.join("truth.json"), serde_json::to_string_pretty(&pop.truth)? + "\n");
+    outputs.commit()
 }

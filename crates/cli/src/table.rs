@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use polars::prelude::{
-    CsvParseOptions, CsvReadOptions, CsvWriter, DataFrame, DataType, NullValues, ParquetReader, ParquetWriter,
-    SerReader, SerWriter,
+    CsvParseOptions, CsvReadOptions, CsvWriter, DataFrame, DataType, Field, NullValues, ParquetReader, ParquetWriter,
+    Schema, SerReader, SerWriter,
 };
 use psmeval_frame::{Column, Table};
 
@@ -50,98 +50,388 @@ impl Format {
 /// Strings read as missing values in CSV files (besides an empty field).
 const NULL_MARKERS: [&str; 5] = ["", "NA", "NaN", ".", "N/A"];
 
-/// Loads a CSV or Parquet table. Integer, float and boolean columns become numeric; text columns stay text
-/// unless most of their values are numbers, which is reported as text in a numeric column.
-pub fn load_table(path: &Path) -> Result<Table> {
-    let format = Format::from_path(path)?;
-    if !path.exists() {
-        return Err(InputError::new(format!("{}: no such file", path.display())).into());
-    }
-    let df = match format {
-        Format::Csv => CsvReadOptions::default()
-            .with_has_header(true)
-            .with_infer_schema_length(None)
-            .with_parse_options(
-                CsvParseOptions::default()
-                    .with_null_values(Some(NullValues::AllColumns(NULL_MARKERS.iter().map(|s| (*s).into()).collect()))),
-            )
-            .try_into_reader_with_file_path(Some(path.to_path_buf()))
-            .and_then(|r| r.finish()),
-        Format::Parquet => {
-            let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-            ParquetReader::new(file).finish()
-        }
-    }
-    .map_err(|e| InputError::new(format!("{}: cannot read table: {e}", path.display())))?;
-    dataframe_to_table(&df, path)
-}
+/// Integers at or beyond 2^53 in magnitude are not all exactly representable as `f64`; columns holding them
+/// are kept as exact text (they are ids: two distinct ids must never become one number).
+const EXACT_INTEGER_LIMIT: f64 = 9_007_199_254_740_992.0;
 
-/// Converts a polars frame to a [`Table`], naming `source` in errors.
-pub fn dataframe_to_table(df: &DataFrame, source: &Path) -> Result<Table> {
-    if df.height() == 0 {
-        return Err(InputError::new(format!("{}: the table has no data rows", source.display())).into());
-    }
-    let mut table = Table::new();
-    for col in df.columns() {
-        let name = col.name().to_string();
-        let series = col.as_materialized_series();
-        let column = match series.dtype() {
-            DataType::String => {
-                let ca = series.str().expect("string column");
-                let values: Vec<Option<String>> = ca.iter().map(|v| v.map(|s| s.trim().to_string())).collect();
-                check_text_in_numeric(&values, &name, source)?;
-                Column::Text(values)
-            }
-            DataType::Boolean => {
-                let ca = series.bool().expect("boolean column");
-                Column::Numeric(ca.iter().map(|v| v.map_or(f64::NAN, f64::from)).collect())
-            }
-            dt if dt.is_primitive_numeric() => {
-                let cast = series
-                    .cast(&DataType::Float64)
-                    .map_err(|e| InputError::new(format!("{}: column `{name}`: {e}", source.display())))?;
-                let ca = cast.f64().expect("float column");
-                Column::Numeric(ca.iter().map(|v| v.unwrap_or(f64::NAN)).collect())
-            }
-            DataType::Categorical(..) | DataType::Enum(..) => {
-                let cast = series
-                    .cast(&DataType::String)
-                    .map_err(|e| InputError::new(format!("{}: column `{name}`: {e}", source.display())))?;
-                let ca = cast.str().expect("string column");
-                Column::Text(ca.iter().map(|v| v.map(str::to_string)).collect())
-            }
-            other => {
-                return Err(InputError::new(format!(
-                    "{}: column `{name}` has type {other}, which psmeval cannot use (numbers or text only)",
-                    source.display()
-                ))
-                .into());
-            }
-        };
-        table.push(name, column).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?;
+/// Loads a CSV or Parquet table. Integer, float, decimal and boolean columns become numeric; text columns
+/// whose values are all numbers become numeric (quoted numbers, as in R); other text columns stay text, with
+/// a warning on standard error when most of their values are numbers. Columns that cannot be used (a repeated
+/// header name, numbers written with thousands separators or decimal commas, nested types) are recorded as
+/// unusable: a command fails on them only if it uses them. A file that is not UTF-8, or that polars cannot
+/// read (even by panicking), is an error naming the file.
+pub fn load_table(path: &Path) -> Result<Table> {
+    let (table, warnings) = load_table_with_warnings(path)?;
+    for w in warnings {
+        eprintln!("warning: {w}");
     }
     Ok(table)
 }
 
-/// A text column in which most values are numbers is a numeric column with stray text: report the first
-/// value that is not a number, by data row (1-based) and file line.
-fn check_text_in_numeric(values: &[Option<String>], name: &str, source: &Path) -> Result<(), InputError> {
-    let present: Vec<(usize, &str)> =
-        values.iter().enumerate().filter_map(|(i, v)| v.as_deref().map(|s| (i, s))).collect();
-    if present.is_empty() {
-        return Ok(());
+/// [`load_table`] returning the warnings instead of printing them.
+pub fn load_table_with_warnings(path: &Path) -> Result<(Table, Vec<String>)> {
+    let format = Format::from_path(path)?;
+    if !path.exists() {
+        return Err(InputError::new(format!("{}: no such file", path.display())).into());
     }
-    let numeric = present.iter().filter(|(_, s)| s.parse::<f64>().is_ok()).count();
-    if numeric * 2 > present.len() {
-        let (row, value) = present.iter().find(|(_, s)| s.parse::<f64>().is_err()).expect("some text");
-        return Err(InputError::new(format!(
-            "{}: column `{name}` is numeric but row {} (line {} of the file) holds the text `{value}`",
+    if path.is_dir() {
+        return Err(InputError::new(format!("{}: is a directory, not a table file", path.display())).into());
+    }
+    let header = match format {
+        Format::Csv => Some(csv_header(path)?),
+        Format::Parquet => None,
+    };
+    let loaded = without_panics(|| {
+        let df = read_dataframe(path, format)?;
+        dataframe_to_table(&df, path, header.as_ref())
+    })
+    .unwrap_or_else(|| {
+        Err(InputError::new(format!("{}: cannot read table: the file is damaged or not a valid table", path.display()))
+            .into())
+    });
+    loaded.map_err(|e| match format {
+        Format::Csv => not_utf8(path).map_or(e, anyhow::Error::from),
+        Format::Parquet => e,
+    })
+}
+
+fn read_dataframe(path: &Path, format: Format) -> Result<DataFrame> {
+    if format == Format::Parquet {
+        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        return Ok(ParquetReader::new(file)
+            .finish()
+            .map_err(|e| InputError::new(format!("{}: cannot read table: {e}", path.display())))?);
+    }
+    // polars infers a column's type from its values; when a later value does not fit the type inferred
+    // (an integer beyond i64), read that column as text and let the conversion decide.
+    let mut text_columns: Vec<String> = Vec::new();
+    loop {
+        let options = if text_columns.is_empty() { csv_options(None) } else { csv_text_options(&text_columns) };
+        match options.try_into_reader_with_file_path(Some(path.to_path_buf())).and_then(|r| r.finish()) {
+            Ok(df) => return Ok(df),
+            Err(e) => {
+                let message = e.to_string();
+                let column = message
+                    .split_once("at column '")
+                    .and_then(|(_, rest)| rest.split_once('\''))
+                    .map(|(c, _)| c.to_string())
+                    .filter(|c| message.contains("could not parse") && !text_columns.contains(c));
+                match column {
+                    Some(c) => text_columns.push(c),
+                    None => return Err(InputError::new(format!("{}: cannot read table: {e}", path.display())).into()),
+                }
+            }
+        }
+    }
+}
+
+/// CSV options reading `text_columns` as text (all other columns inferred).
+fn csv_text_options(text_columns: &[String]) -> CsvReadOptions {
+    let schema: Schema = text_columns.iter().map(|c| Field::new(c.as_str().into(), DataType::String)).collect();
+    csv_options(None).with_schema_overwrite(Some(std::sync::Arc::new(schema)))
+}
+
+fn csv_options(text_columns: Option<Vec<String>>) -> CsvReadOptions {
+    let nulls = NullValues::AllColumns(NULL_MARKERS.iter().map(|s| (*s).into()).collect());
+    let options = CsvReadOptions::default()
+        .with_has_header(true)
+        .with_infer_schema_length(None)
+        .with_parse_options(CsvParseOptions::default().with_null_values(Some(nulls)));
+    match text_columns {
+        None => options,
+        Some(cols) => {
+            let schema: Schema = cols.iter().map(|c| Field::new(c.as_str().into(), DataType::String)).collect();
+            options
+                .with_schema_overwrite(Some(std::sync::Arc::new(schema)))
+                .with_columns(Some(cols.iter().map(|c| c.as_str().into()).collect()))
+        }
+    }
+}
+
+/// Runs `f`, turning a panic inside it (polars panics on some damaged files) into `None`, without printing
+/// the panic message.
+fn without_panics<T>(f: impl FnOnce() -> T) -> Option<T> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).ok();
+    std::panic::set_hook(hook);
+    out
+}
+
+/// The column names of a CSV file's header line, as written (polars renames repeated names).
+fn csv_header(path: &Path) -> Result<Vec<String>> {
+    use std::io::{BufRead, BufReader};
+    let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    let mut line = Vec::new();
+    BufReader::new(file).read_until(b'\n', &mut line).with_context(|| format!("{}: cannot read", path.display()))?;
+    let text = std::str::from_utf8(&line).map_err(|e| {
+        InputError::new(format!(
+            "{}: line 1 is not UTF-8 text (byte {}); save the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+            path.display(),
+            e.valid_up_to() + 1
+        ))
+    })?;
+    let text = text.trim_end_matches(['\n', '\r']);
+    let mut names = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => names.push(std::mem::take(&mut field)),
+            c => field.push(c),
+        }
+    }
+    names.push(field);
+    Ok(names)
+}
+
+/// When a CSV file holds bytes that are not UTF-8, an error naming the first such line.
+fn not_utf8(path: &Path) -> Option<InputError> {
+    let bytes = std::fs::read(path).ok()?;
+    let bad = std::str::from_utf8(&bytes).err()?.valid_up_to();
+    let line = bytes[..bad].iter().filter(|&&b| b == b'\n').count() + 1;
+    Some(InputError::new(format!(
+        "{}: line {line} is not UTF-8 text (byte {} of the file); save the file as UTF-8 (e.g. `iconv -f latin1 -t \
+         utf-8`)",
+        path.display(),
+        bad + 1
+    )))
+}
+
+/// Converts a polars frame to a [`Table`], naming `source` in errors; `header` is a CSV file's header as
+/// written (to find repeated names). Returns the table and warnings for the user.
+pub fn dataframe_to_table(df: &DataFrame, source: &Path, header: Option<&Vec<String>>) -> Result<(Table, Vec<String>)> {
+    if df.height() == 0 {
+        return Err(InputError::new(format!("{}: the table has no data rows", source.display())).into());
+    }
+    let mut table = Table::new();
+    let mut warnings = Vec::new();
+    // Repeated header names: polars calls the repeats `name_duplicated_0`, ...; all of them are unusable.
+    let mut repeated: Vec<(String, Vec<usize>)> = Vec::new();
+    if let Some(header) = header {
+        for (i, name) in header.iter().enumerate() {
+            match repeated.iter_mut().find(|(n, _)| n == name) {
+                Some((_, at)) => at.push(i + 1),
+                None => repeated.push((name.clone(), vec![i + 1])),
+            }
+        }
+        repeated.retain(|(_, at)| at.len() > 1);
+    }
+    let is_repeat = |name: &str| {
+        repeated.iter().any(|(n, at)| name == n || (1..at.len()).any(|k| name == format!("{n}_duplicated_{}", k - 1)))
+    };
+    let mut reread = Vec::new();
+    for col in df.columns() {
+        let name = col.name().to_string();
+        if is_repeat(&name) {
+            continue;
+        }
+        let series = col.as_materialized_series();
+        let unusable = |reason: String| Converted::Unusable(reason);
+        let converted = match series.dtype() {
+            DataType::String => {
+                let ca = series.str().map_err(|e| column_error(source, &name, e))?;
+                text_column(ca.iter(), &name, source)
+            }
+            DataType::Boolean => {
+                let ca = series.bool().map_err(|e| column_error(source, &name, e))?;
+                Converted::Column(Column::Numeric(ca.iter().map(|v| v.map_or(f64::NAN, f64::from)).collect()))
+            }
+            DataType::Null => Converted::Column(Column::Numeric(vec![f64::NAN; series.len()])),
+            dt if dt.is_integer() => {
+                let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
+                let f = f.f64().map_err(|e| column_error(source, &name, e))?;
+                if f.iter().flatten().any(|v| v.abs() >= EXACT_INTEGER_LIMIT) {
+                    let t = series.cast(&DataType::String).map_err(|e| column_error(source, &name, e))?;
+                    let t = t.str().map_err(|e| column_error(source, &name, e))?;
+                    Converted::Column(Column::Text(t.iter().map(|v| v.map(str::to_string)).collect()))
+                } else {
+                    Converted::Column(numeric(f.iter()))
+                }
+            }
+            dt if dt.is_float() || dt.is_decimal() => {
+                let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
+                let f = f.f64().map_err(|e| column_error(source, &name, e))?;
+                if header.is_some() && f.iter().flatten().any(|v| v.fract() == 0.0 && v.abs() >= EXACT_INTEGER_LIMIT) {
+                    // A CSV column of integers too long for i64 that polars read as floats: read its text again.
+                    reread.push(name.clone());
+                    Converted::Reread
+                } else {
+                    Converted::Column(numeric(f.iter()))
+                }
+            }
+            DataType::Categorical(..)
+            | DataType::Enum(..)
+            | DataType::Date
+            | DataType::Datetime(..)
+            | DataType::Time => {
+                let t = series.cast(&DataType::String).map_err(|e| column_error(source, &name, e))?;
+                let t = t.str().map_err(|e| column_error(source, &name, e))?;
+                Converted::Column(Column::Text(t.iter().map(|v| v.map(str::to_string)).collect()))
+            }
+            other => unusable(format!("it has type {other}; psmeval uses numbers, text and dates")),
+        };
+        match converted {
+            Converted::Column(c) => {
+                table.push(name, c).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?
+            }
+            Converted::Warn(c, w) => {
+                warnings.push(w);
+                table.push(name, c).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?
+            }
+            Converted::Unusable(reason) => table.push_unusable(name, reason),
+            Converted::Reread => table.push_unusable(name, "being read again"),
+        }
+    }
+    if !reread.is_empty() {
+        let df = csv_options(Some(reread.clone()))
+            .try_into_reader_with_file_path(Some(source.to_path_buf()))
+            .and_then(|r| r.finish())
+            .map_err(|e| InputError::new(format!("{}: cannot read table: {e}", source.display())))?;
+        let mut exact = Table::new();
+        for name in &reread {
+            let series = df.column(name).map_err(|e| column_error(source, name, e))?.as_materialized_series();
+            let ca = series.str().map_err(|e| column_error(source, name, e))?;
+            let c = match text_column(ca.iter(), name, source) {
+                Converted::Column(c) | Converted::Warn(c, _) => c,
+                _ => Column::Text(ca.iter().map(|v| v.map(|s| s.trim().to_string())).collect()),
+            };
+            exact.push(name.clone(), c).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?;
+        }
+        table = replace_columns(table, exact);
+    }
+    for (name, at) in repeated {
+        let at: Vec<String> = at.iter().map(usize::to_string).collect();
+        table.push_unusable(
+            name,
+            format!("the header names it {} times (columns {}); rename the copies", at.len(), at.join(", ")),
+        );
+    }
+    Ok((table, warnings))
+}
+
+/// Puts the columns of `exact` in place of the same-named unusable entries of `table`, keeping its order.
+fn replace_columns(table: Table, exact: Table) -> Table {
+    let mut out = Table::new();
+    for (name, column) in table.iter() {
+        let _ = out.push(name, column.clone());
+    }
+    for (name, column) in exact.iter() {
+        let _ = out.push(name, column.clone());
+    }
+    for (name, reason) in table.unusable() {
+        if !exact.has(name) {
+            out.push_unusable(name.clone(), reason.clone());
+        }
+    }
+    out
+}
+
+enum Converted {
+    Column(Column),
+    Warn(Column, String),
+    Unusable(String),
+    Reread,
+}
+
+fn column_error(source: &Path, name: &str, e: impl std::fmt::Display) -> InputError {
+    InputError::new(format!("{}: column `{name}`: {e}", source.display()))
+}
+
+/// Numbers with missing values as NaN and -0 as 0 (one factor level, as R prints it).
+fn numeric(values: impl Iterator<Item = Option<f64>>) -> Column {
+    Column::Numeric(values.map(|v| v.map_or(f64::NAN, |x| x + 0.0)).collect())
+}
+
+/// How a text value reads as a number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    /// A plain number (`12`, `-1.5e3`, `Inf`).
+    Number,
+    /// A number written in a locale's format: thousands separators (`1,059`) or a decimal comma (`3,5`).
+    Formatted,
+    /// Text.
+    Text,
+}
+
+fn reading(s: &str) -> Reading {
+    if s.parse::<f64>().is_ok() {
+        return Reading::Number;
+    }
+    let body = s.strip_prefix(['-', '+']).unwrap_or(s);
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    let (int, frac) = match body.split_once('.') {
+        Some((i, f)) if digits(f) => (i, Some(f)),
+        Some(_) => return Reading::Text,
+        None => (body, None),
+    };
+    let groups: Vec<&str> = int.split(',').collect();
+    let thousands = groups.len() > 1
+        && (1..=3).contains(&groups[0].len())
+        && digits(groups[0])
+        && groups[1..].iter().all(|g| g.len() == 3 && digits(g));
+    let decimal_comma = frac.is_none() && groups.len() == 2 && digits(groups[0]) && digits(groups[1]);
+    if thousands || decimal_comma { Reading::Formatted } else { Reading::Text }
+}
+
+/// A text column: numbers when every value is a number (unless they are integers too long to be exact);
+/// unusable when its numbers are written in a locale's format; text otherwise, with a warning when most
+/// values are numbers.
+fn text_column<'a>(values: impl Iterator<Item = Option<&'a str>>, name: &str, source: &Path) -> Converted {
+    let values: Vec<Option<String>> = values.map(|v| v.map(|s| s.trim().to_string())).collect();
+    let present = || values.iter().enumerate().filter_map(|(i, v)| v.as_deref().map(|s| (i, s)));
+    let (mut numbers, mut formatted, mut first_text, mut first_formatted) = (0usize, 0usize, None, None);
+    for (i, s) in present() {
+        match reading(s) {
+            Reading::Number => numbers += 1,
+            Reading::Formatted => {
+                formatted += 1;
+                first_formatted.get_or_insert((i, s));
+            }
+            Reading::Text => {
+                first_text.get_or_insert((i, s));
+            }
+        }
+    }
+    if numbers + formatted == 0 && first_text.is_none() {
+        return Converted::Column(Column::Text(values));
+    }
+    let Some((row, value)) = first_text else {
+        if let Some((row, value)) = first_formatted {
+            return Converted::Unusable(format!(
+                "it holds numbers written with a thousands separator or a decimal comma (row {}: `{value}`); psmeval \
+                 does not guess the locale: save the column as plain numbers (1059, 3.5)",
+                row + 1
+            ));
+        }
+        let parsed: Vec<f64> =
+            values.iter().map(|v| v.as_deref().map_or(f64::NAN, |s| s.parse().unwrap_or(f64::NAN))).collect();
+        let long_integer = values.iter().flatten().any(|s| {
+            let b = s.strip_prefix(['-', '+']).unwrap_or(s);
+            b.bytes().all(|c| c.is_ascii_digit()) && s.parse::<f64>().is_ok_and(|x| x.abs() >= EXACT_INTEGER_LIMIT)
+        });
+        if long_integer {
+            return Converted::Column(Column::Text(values));
+        }
+        return Converted::Column(numeric(parsed.into_iter().map(Some)));
+    };
+    if numbers * 2 > present().count() {
+        let warning = format!(
+            "{}: column `{name}` is mostly numbers but row {} (line {} of the file) holds the text `{value}`, so it \
+             is read as text (a factor in a formula, as R's read.csv does)",
             source.display(),
             row + 1,
             row + 2
-        )));
+        );
+        return Converted::Warn(Column::Text(values), warning);
     }
-    Ok(())
+    Converted::Column(Column::Text(values))
 }
 
 /// The 0/1 column `column` of `table` (read from `source`), e.g. a treatment indicator.
@@ -154,17 +444,45 @@ pub fn require_unique_ids(table: &Table, column: &str, source: &Path) -> Result<
     table.unique_ids(column).map_err(|e| InputError::new(format!("{}: {e}", source.display())).into())
 }
 
-/// Writes bytes to `path` atomically: a temporary file in the same directory, then a rename.
-pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
+/// Prefix of psmeval's temporary files; the process id follows, so a later run can remove the files of a
+/// process that was killed before it could (`kill -9`) without touching those of a run still going.
+const TEMP_PREFIX: &str = ".psmeval-";
+
+/// Removes temporary files left in `dir` by psmeval processes that no longer run (Linux: `/proc/PID`).
+fn remove_stale_temporaries(dir: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn temporary_in(dir: &Path) -> Result<tempfile::NamedTempFile> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    remove_stale_temporaries(dir);
+    tempfile::Builder::new()
+        .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))
+}
+
+fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".psmeval-")
-        .tempfile_in(&dir)
-        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    }
+}
+
+/// Writes bytes to `path` atomically: a temporary file in the same directory, then a rename.
+pub fn write_atomic(path: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
+    let mut tmp = temporary_in(&parent_dir(path))?;
     write(tmp.as_file_mut()).with_context(|| format!("cannot write {}", path.display()))?;
     tmp.as_file_mut().flush()?;
     #[cfg(unix)]
@@ -182,26 +500,139 @@ pub fn write_text(path: &Path, text: &str) -> Result<()> {
     write_atomic(path, |f| Ok(f.write_all(text.as_bytes())?))
 }
 
-/// Writes rendered files under `dir` (each atomically), creating folders as needed.
-pub fn write_artifacts(dir: &Path, files: &[psmeval_report::Artifact]) -> Result<()> {
-    for f in files {
-        let path = dir.join(&f.path);
-        write_atomic(&path, |out| Ok(out.write_all(&f.bytes)?))?;
+/// A frame as CSV or Parquet bytes.
+pub fn dataframe_bytes(df: &mut DataFrame, format: Format) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    match format {
+        Format::Csv => CsvWriter::new(&mut bytes).include_header(true).finish(df)?,
+        Format::Parquet => {
+            ParquetWriter::new(&mut bytes).finish(df)?;
+        }
     }
-    Ok(())
+    Ok(bytes)
 }
 
 /// Writes a frame as CSV or Parquet (by `format`) atomically.
 pub fn write_dataframe(path: &Path, df: &mut DataFrame, format: Format) -> Result<()> {
-    write_atomic(path, |f| {
-        match format {
-            Format::Csv => CsvWriter::new(f).include_header(true).finish(df)?,
-            Format::Parquet => {
-                ParquetWriter::new(f).finish(df)?;
+    let bytes = dataframe_bytes(df, format)?;
+    write_atomic(path, |f| Ok(f.write_all(&bytes)?))
+}
+
+/// Absolute form of a path (resolving symbolic links when it exists), for comparing outputs with inputs.
+fn absolute(path: &Path) -> PathBuf {
+    path.canonicalize().unwrap_or_else(|_| match (parent_dir(path).canonicalize(), path.file_name()) {
+        (Ok(dir), Some(name)) => dir.join(name),
+        _ => std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()),
+    })
+}
+
+/// Checks, before anything is computed, that `path` can be an output file: not an input, not a directory.
+pub fn check_output_file(path: &Path, inputs: &[&Path]) -> Result<()> {
+    if path.is_dir() {
+        return Err(
+            InputError::new(format!("{}: is a directory; give a file name for this output", path.display())).into()
+        );
+    }
+    let out = absolute(path);
+    if let Some(input) = inputs.iter().find(|i| absolute(i) == out) {
+        return Err(InputError::new(format!(
+            "{}: is an input of this command ({}); choose another output file",
+            path.display(),
+            input.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Checks, before anything is computed, that `dir` can be an output directory: a directory or not there yet.
+pub fn check_output_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(InputError::new(format!(
+            "{}: exists and is not a directory; give a directory for the outputs (--out)",
+            dir.display()
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// A command's output files, written together: each is rendered in memory first, then written to a
+/// temporary file beside its destination, and only when every one has been written are they moved into
+/// place. A failure while writing (a full disk, a folder that cannot be created) leaves none of the new
+/// files and no temporary files; inputs are never overwritten.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    files: Vec<(PathBuf, Vec<u8>)>,
+    inputs: Vec<PathBuf>,
+}
+
+impl Outputs {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Marks a file as an input of the command: committing an output to that path is refused.
+    pub fn protect(&mut self, input: &Path) {
+        self.inputs.push(absolute(input));
+    }
+
+    /// Adds a file.
+    pub fn add(&mut self, path: impl Into<PathBuf>, bytes: impl Into<Vec<u8>>) {
+        self.files.push((path.into(), bytes.into()));
+    }
+
+    /// Adds rendered files under `dir`.
+    pub fn add_artifacts(&mut self, dir: &Path, files: &[psmeval_report::Artifact]) {
+        for f in files {
+            self.add(dir.join(&f.path), f.bytes.clone());
+        }
+    }
+
+    /// Writes every file (see the type's documentation).
+    pub fn commit(self) -> Result<()> {
+        let mut seen: Vec<(String, &Path)> = Vec::new();
+        for (path, _) in &self.files {
+            let out = absolute(path);
+            if self.inputs.contains(&out) {
+                return Err(InputError::new(format!(
+                    "{}: is an input of this command; choose another output",
+                    path.display()
+                ))
+                .into());
             }
+            // Case-insensitive file systems would make two of them one file.
+            let key = out.to_string_lossy().to_lowercase();
+            if let Some((_, other)) = seen.iter().find(|(k, _)| *k == key) {
+                return Err(anyhow::anyhow!(
+                    "the outputs {} and {} differ only in case and would overwrite each other",
+                    other.display(),
+                    path.display()
+                ));
+            }
+            seen.push((key, path));
+        }
+        let mut staged = Vec::with_capacity(self.files.len());
+        for (path, bytes) in &self.files {
+            let mut tmp = temporary_in(&parent_dir(path))?;
+            tmp.as_file_mut()
+                .write_all(bytes)
+                .and_then(|()| tmp.as_file_mut().flush())
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                tmp.as_file().set_permissions(std::fs::Permissions::from_mode(0o644))?;
+            }
+            staged.push((tmp, path));
+        }
+        for (tmp, path) in staged {
+            tmp.persist(path)
+                .map_err(|e| anyhow::anyhow!("cannot move the output into place at {}: {}", path.display(), e.error))?;
         }
         Ok(())
-    })
+    }
 }
 
 #[cfg(test)]
@@ -262,10 +693,113 @@ mod tests {
     }
 
     #[test]
-    fn text_in_numeric_column_names_column_and_row() {
+    fn mostly_numeric_text_is_text_with_a_warning() {
         let dir = tempfile::tempdir().unwrap();
-        let m = message(load_table(&csv(dir.path(), "t.csv", "id,x\n1,1.5\n2,2.5\n3,abc\n4,4\n")));
-        assert!(m.contains("`x`") && m.contains("row 3") && m.contains("line 4") && m.contains("abc"), "{m}");
+        let p = csv(dir.path(), "t.csv", "id,livch\n1,0\n2,1\n3,3+\n4,2\n");
+        let (t, warnings) = load_table_with_warnings(&p).unwrap();
+        assert!(matches!(t.column("livch").unwrap(), Column::Text(_)));
+        assert_eq!(warnings.len(), 1);
+        let w = &warnings[0];
+        assert!(w.contains("`livch`") && w.contains("row 3") && w.contains("line 4") && w.contains("`3+`"), "{w}");
+        let e = t.numeric("livch").unwrap_err().to_string();
+        assert!(e.contains("`3+`") && e.contains("row 3"), "the first value that is not a number: {e}");
+    }
+
+    #[test]
+    fn quoted_numbers_blanks_and_infinities_are_numbers() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = csv(dir.path(), "t.csv", "id,x,y,z\n\"1\",1 ,Inf,-0\n\"2\",2,3,0\n");
+        let (t, warnings) = load_table_with_warnings(&p).unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(t.numeric("id").unwrap(), [1.0, 2.0]);
+        assert_eq!(t.numeric("x").unwrap(), [1.0, 2.0]);
+        assert_eq!(t.numeric("y").unwrap()[0], f64::INFINITY);
+        assert!(t.numeric("z").unwrap()[0].is_sign_positive(), "-0 is read as 0");
+    }
+
+    #[test]
+    fn numbers_in_a_locale_format_are_refused_when_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = csv(
+            dir.path(),
+            "t.csv",
+            "id,pupils,share,name\n1,\"1,059\",\"3,5\",a\n2,\"12,345,678\",\"4,25\",b\n3,87,1,c\n",
+        );
+        let (t, _) = load_table_with_warnings(&p).unwrap();
+        for col in ["pupils", "share"] {
+            let e = t.numeric(col).unwrap_err().to_string();
+            assert!(e.contains(&format!("`{col}`")) && e.contains("thousands separator or a decimal comma"), "{e}");
+        }
+        assert!(t.column("pupils").unwrap_err().to_string().contains("row 1: `1,059`"));
+        assert_eq!(t.numeric("id").unwrap(), [1.0, 2.0, 3.0], "other columns load");
+        assert!(matches!(t.column("name").unwrap(), Column::Text(_)));
+        assert_eq!(reading("1,059.25"), Reading::Formatted);
+        assert_eq!(reading("-1,059"), Reading::Formatted);
+        assert_eq!(reading("1,05,9"), Reading::Text);
+        assert_eq!(reading("a,b"), Reading::Text);
+    }
+
+    #[test]
+    fn long_integer_ids_stay_exact() {
+        let dir = tempfile::tempdir().unwrap();
+        // 2^53 + 1 and 2^53 + 3 are one float apart from 2^53; the 20-digit ids are beyond i64.
+        let p = csv(
+            dir.path(),
+            "t.csv",
+            "id,big,x\n9007199254740993,12345678901234567891,1\n9007199254740995,12345678901234567892,2\n",
+        );
+        let (t, _) = load_table_with_warnings(&p).unwrap();
+        assert_eq!(t.unique_ids("id").unwrap(), ["9007199254740993", "9007199254740995"]);
+        assert_eq!(t.unique_ids("big").unwrap(), ["12345678901234567891", "12345678901234567892"]);
+        assert_eq!(t.numeric("x").unwrap(), [1.0, 2.0]);
+        let q = csv(dir.path(), "q.csv", "id\n\"9007199254740993\"\n\"9007199254740995\"\n");
+        assert_eq!(load_table(&q).unwrap().unique_ids("id").unwrap(), ["9007199254740993", "9007199254740995"]);
+    }
+
+    #[test]
+    fn repeated_header_names_are_unusable_but_do_not_stop_other_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = csv(dir.path(), "t.csv", "id,x,x,y\n1,2,3,4\n2,5,6,7\n");
+        let t = load_table(&p).unwrap();
+        let e = t.numeric("x").unwrap_err().to_string();
+        assert!(e.contains("`x`") && e.contains("2 times (columns 2, 3)"), "{e}");
+        assert_eq!(t.numeric("y").unwrap(), [4.0, 7.0]);
+        assert_eq!(t.names(), ["id", "y"]);
+    }
+
+    #[test]
+    fn latin1_and_damaged_files_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("l.csv");
+        std::fs::write(&p, b"id,r\xe9gion\n1,a\n").unwrap();
+        let m = message(load_table(&p));
+        assert!(m.contains("l.csv") && m.contains("line 1 is not UTF-8"), "{m}");
+        let p = dir.path().join("m.csv");
+        std::fs::write(&p, b"id,region\n1,a\n2,M\xe9diterran\xe9e\n").unwrap();
+        let m = message(load_table(&p));
+        assert!(m.contains("m.csv") && m.contains("not UTF-8"), "{m}");
+        let p = dir.path().join("d.parquet");
+        std::fs::write(&p, b"PAR1 this is not a parquet file PAR1").unwrap();
+        let m = message(load_table(&p));
+        assert!(m.contains("d.parquet") && m.contains("cannot read table"), "{m}");
+        let m = message(load_table(dir.path()));
+        assert!(m.contains("unknown table format") || m.contains("directory"), "{m}");
+    }
+
+    #[test]
+    fn csv_and_parquet_give_the_same_table() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = csv(dir.path(), "t.csv", "id,x,g,n\n1,1.5,a,2\n2,NA,b,\n3,-0.0,,4\n");
+        let from_csv = load_table(&p).unwrap();
+        let mut df = csv_options(None).try_into_reader_with_file_path(Some(p.clone())).unwrap().finish().unwrap();
+        let q = dir.path().join("t.parquet");
+        write_dataframe(&q, &mut df, Format::Parquet).unwrap();
+        let from_parquet = load_table(&q).unwrap();
+        assert_eq!(from_csv.names(), from_parquet.names());
+        for name in from_csv.names() {
+            let (a, b) = (from_csv.column(name).unwrap(), from_parquet.column(name).unwrap());
+            assert_eq!(format!("{a:?}"), format!("{b:?}"), "column {name}");
+        }
     }
 
     #[test]

@@ -62,5 +62,5 @@ pub mod trend;
 pub use evaluation::{Evaluation, EvaluationError, InputFile, OutcomeResult, Progress, evaluate};
 pub use plan::{Plan, PlanError, Problem};
 pub use record::ModelRecord;
-pub use study::{Family, Study};
+pub use study::{Family, Study, file_stem};
 pub use synthetic::population_tables;

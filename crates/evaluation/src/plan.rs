@@ -6,10 +6,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
-use psmeval_frame::{Column, Formula, FormulaError, Table, parse_formula};
+use psmeval_frame::{Column, Formula, FormulaError, Table, TableError, parse_formula};
 use thiserror::Error;
 
-use crate::study::{ClusterBy, FilterValue, Study};
+use crate::study::{ClusterBy, Family, FilterValue, Study, file_stem, filter_rows};
+
+/// The most contrast schools per lead school a study may ask for.
+pub const MAX_RATIO: usize = 10_000;
+/// The longest span of years a study may cover.
+pub const MAX_YEARS: i64 = 100;
 
 /// One problem of a study: the field at fault and a sentence that starts with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +103,11 @@ impl Plan {
         }
         if m.ratio == 0 {
             problems.push("matching.ratio", "matching.ratio: must be at least 1".into());
+        } else if m.ratio > MAX_RATIO {
+            problems.push(
+                "matching.ratio",
+                format!("matching.ratio: {} is more than {MAX_RATIO} contrast schools per lead school", m.ratio),
+            );
         }
         if let Some(c) = m.caliper
             && !(c.is_finite() && c > 0.0)
@@ -107,6 +117,8 @@ impl Plan {
         let y = &study.years;
         if y.first > y.last {
             problems.push("years.first", format!("years.first ({}) is after years.last ({})", y.first, y.last));
+        } else if y.last.checked_sub(y.first).is_none_or(|span| span >= MAX_YEARS) {
+            problems.push("years.last", format!("years: {} to {} spans more than {MAX_YEARS} years", y.first, y.last));
         }
         if y.programme_start <= y.first || y.programme_start > y.last {
             problems.push(
@@ -122,10 +134,25 @@ impl Plan {
             problems.push("outcomes", "outcomes: at least one [[outcomes]] entry is needed".into());
         }
         let mut names = BTreeSet::new();
+        let mut stems: BTreeMap<String, &str> = BTreeMap::new();
         for (i, o) in study.outcomes.iter().enumerate() {
+            let field = format!("outcomes[{i}].name");
             if !names.insert(o.name.clone()) {
-                problems
-                    .push(&format!("outcomes[{i}].name"), format!("outcomes[{i}].name: `{}` is used twice", o.name));
+                problems.push(&field, format!("{field}: `{}` is used twice", o.name));
+                continue;
+            }
+            let stem = file_stem(&o.name);
+            if stem.is_empty() {
+                problems.push(&field, format!("{field}: `{}` needs at least one letter or digit", o.name));
+            } else if let Some(other) = stems.insert(stem.clone(), &o.name) {
+                problems.push(
+                    &field,
+                    format!(
+                        "{field}: `{}` and `{other}` would write the same figure files (`{stem}`); give names that \
+                         differ in more than case or punctuation",
+                        o.name
+                    ),
+                );
             }
         }
         if study.inference.cluster == ClusterBy::MatchedSet && m.replace {
@@ -183,13 +210,11 @@ impl Plan {
         let study = &self.study;
         let mut problems = Problems::default();
         let d = &study.data;
-        let need = |t: &Table, table: &str, field: &str, col: &str, problems: &mut Problems| {
-            if !t.has(col) {
-                problems.push(
-                    field,
-                    format!("{field}: column `{col}` is not in the {table} table (columns: {})", t.names().join(", ")),
-                );
-            }
+        let need = |t: &Table, table: &str, field: &str, col: &str, problems: &mut Problems| match t.column(col) {
+            Ok(_) => {}
+            Err(TableError::MissingColumn { available, .. }) => problems
+                .push(field, format!("{field}: column `{col}` is not in the {table} table (columns: {available})")),
+            Err(e) => problems.push(field, format!("{field}: {table} table: {e}")),
         };
         need(schools, "school", "data.school_id", &d.school_id, &mut problems);
         need(pupils, "pupil", "data.school_id", &d.school_id, &mut problems);
@@ -216,16 +241,60 @@ impl Plan {
                 );
             }
         }
+        if let Some(f) = &self.model_formula {
+            // `outcome` and `group` are the columns psmeval builds itself; every other name must be a pupil column.
+            for c in f.columns() {
+                if c != "outcome" && c != "group" {
+                    need(pupils, "pupil", "model.formula", &c, &mut problems);
+                }
+            }
+        }
+        let all_rows: Vec<usize> = (0..pupils.n_rows()).collect();
         for (i, o) in study.outcomes.iter().enumerate() {
             let field = format!("outcomes[{i}].column");
             need(pupils, "pupil", &field, &o.column, &mut problems);
-            if let Ok(Column::Text(_)) = pupils.column(&o.column) {
-                problems.push(&field, format!("{field}: `{}` holds text; outcomes must be numeric", o.column));
+            let filter_ok = check_filter(pupils, &o.filter, &format!("outcomes[{i}].filter"), &mut problems);
+            let rows = filter_rows(pupils, &o.filter, &all_rows);
+            if filter_ok && rows.is_empty() {
+                let field = format!("outcomes[{i}].filter");
+                problems.push(&field, format!("{field}: selects no pupils ({})", describe_filter(&o.filter)));
             }
-            check_filter(pupils, &o.filter, &format!("outcomes[{i}].filter"), &mut problems);
+            match pupils.column(&o.column) {
+                Ok(Column::Text(_)) => {
+                    problems.push(&field, format!("{field}: `{}` holds text; outcomes must be numeric", o.column))
+                }
+                Ok(Column::Numeric(v)) if filter_ok => {
+                    let present = || rows.iter().map(|&r| (r, v[r])).filter(|(_, x)| !x.is_nan());
+                    if present().next().is_none() && !rows.is_empty() {
+                        problems.push(
+                            &field,
+                            format!("{field}: `{}` is missing for every pupil the filter selects", o.column),
+                        );
+                    }
+                    if o.family == Family::Binomial
+                        && let Some((r, x)) = present().find(|(_, x)| *x != 0.0 && *x != 1.0)
+                    {
+                        problems.push(
+                            &field,
+                            format!(
+                                "{field}: family = \"binomial\" needs a 0/1 outcome but `{}` holds {x} (row {}); use \
+                                 family = \"gaussian\" for a score",
+                                o.column,
+                                r + 1
+                            ),
+                        );
+                    }
+                }
+                _ => {}
+            }
         }
         for (i, s) in study.subgroups.iter().enumerate() {
-            check_filter(pupils, &s.filter, &format!("subgroups[{i}].filter"), &mut problems);
+            let field = format!("subgroups[{i}].filter");
+            if check_filter(pupils, &s.filter, &field, &mut problems)
+                && filter_rows(pupils, &s.filter, &all_rows).is_empty()
+            {
+                problems.push(&field, format!("{field}: selects no pupils ({})", describe_filter(&s.filter)));
+            }
         }
         if let Ok(years) = pupils.numeric(&d.year) {
             let present: BTreeSet<i64> = years.iter().filter(|y| y.is_finite()).map(|&y| y as i64).collect();
@@ -254,13 +323,14 @@ impl Plan {
     }
 }
 
-fn check_filter(pupils: &Table, filter: &BTreeMap<String, FilterValue>, field: &str, problems: &mut Problems) {
+/// Checks a filter's columns and value types; true when it can be applied.
+fn check_filter(pupils: &Table, filter: &BTreeMap<String, FilterValue>, field: &str, problems: &mut Problems) -> bool {
+    let before = problems.0.len();
     for (col, value) in filter {
         match (pupils.column(col), value) {
-            (Err(_), _) => problems.push(
-                field,
-                format!("{field}: column `{col}` is not in the pupil table (columns: {})", pupils.names().join(", ")),
-            ),
+            (Err(TableError::MissingColumn { available, .. }), _) => problems
+                .push(field, format!("{field}: column `{col}` is not in the pupil table (columns: {available})")),
+            (Err(e), _) => problems.push(field, format!("{field}: pupil table: {e}")),
             (Ok(Column::Numeric(_)), FilterValue::Text(t)) => {
                 problems.push(field, format!("{field}: column `{col}` is numeric but the filter value `{t}` is text"))
             }
@@ -270,6 +340,19 @@ fn check_filter(pupils: &Table, filter: &BTreeMap<String, FilterValue>, field: &
             _ => {}
         }
     }
+    problems.0.len() == before
+}
+
+/// `key_stage = 2, region = "London"`.
+fn describe_filter(filter: &BTreeMap<String, FilterValue>) -> String {
+    filter
+        .iter()
+        .map(|(c, v)| match v {
+            FilterValue::Number(x) => format!("{c} = {x}"),
+            FilterValue::Text(t) => format!("{c} = \"{t}\""),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -298,6 +381,21 @@ mod tests {
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         assert_eq!(fields, ["matching.formula", "matching.ratio", "matching.caliper", "years.programme_start"]);
         assert!(problems.iter().all(|p| p.message.starts_with(&p.field)));
+    }
+
+    #[test]
+    fn limits_and_file_names_are_checked_before_computing() {
+        let bad = GOOD
+            .replace("ratio = 20", "ratio = 9223372036854775807")
+            .replace("first = 2013", "first = -9223372036854775808")
+            .replace("last = 2017", "last = 9223372036854775807");
+        let e = plan(&bad).unwrap_err().to_string();
+        assert!(e.contains("matching.ratio: 9223372036854775807 is more than 10000"), "{e}");
+        assert!(e.contains("spans more than 100 years"), "{e}");
+        let twice = format!("{GOOD}\n[[outcomes]]\nname = \"ks2  MATHS!\"\ncolumn = \"maths\"\n");
+        let e = plan(&twice).unwrap_err().to_string();
+        assert!(e.contains("would write the same figure files (`ks2-maths`)"), "{e}");
+        assert_eq!(file_stem("KS2 maths (FSM)"), "ks2-maths-fsm");
     }
 
     #[test]

@@ -321,7 +321,21 @@ impl Study {
     }
 }
 
-/// Rows of `table` that pass every equality filter.
+/// The stem of the file names written for a named outcome (`KS2 maths` → `ks2-maths`): ASCII letters and
+/// digits lower-cased, every other run of characters one `-`. Two outcomes of a study must differ in it.
+pub fn file_stem(name: &str) -> String {
+    let mut out = String::new();
+    for c in name.chars() {
+        if c.is_ascii_alphanumeric() {
+            out.push(c.to_ascii_lowercase());
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// The rows of `rows` (of `table`) that pass every equality filter.
 pub fn filter_rows(table: &Table, filter: &BTreeMap<String, FilterValue>, rows: &[usize]) -> Vec<usize> {
     rows.iter()
         .copied()

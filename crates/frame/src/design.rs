@@ -214,13 +214,13 @@ pub fn complete_rows(table: &Table, columns: &[String]) -> Result<Vec<usize>, Fr
 pub fn factor_codes(column: &Column, rows: &[usize]) -> (Vec<u32>, Vec<String>) {
     match column {
         Column::Numeric(v) => {
-            let mut distinct: Vec<f64> = rows.iter().map(|&i| v[i]).collect();
+            // -0.0 and 0.0 are one level (R prints both as "0"); `+ 0.0` maps -0.0 to 0.0.
+            let key = |i: usize| v[i] + 0.0;
+            let mut distinct: Vec<f64> = rows.iter().map(|&i| key(i)).collect();
             distinct.sort_by(f64::total_cmp);
-            distinct.dedup();
-            let codes = rows
-                .iter()
-                .map(|&i| distinct.binary_search_by(|d| d.total_cmp(&v[i])).expect("value present") as u32)
-                .collect();
+            distinct.dedup_by(|a, b| a.total_cmp(b).is_eq());
+            let code = |i: usize| distinct.binary_search_by(|d| d.total_cmp(&key(i))).unwrap_or_default() as u32;
+            let codes = rows.iter().map(|&i| code(i)).collect();
             (codes, distinct.into_iter().map(format_number).collect())
         }
         Column::Text(v) => {
@@ -228,7 +228,9 @@ pub fn factor_codes(column: &Column, rows: &[usize]) -> (Vec<u32>, Vec<String>) 
             distinct.sort_unstable();
             distinct.dedup();
             let index: HashMap<&str, u32> = distinct.iter().enumerate().map(|(k, s)| (*s, k as u32)).collect();
-            let codes = rows.iter().map(|&i| index[v[i].as_deref().expect("complete row")]).collect();
+            // Rows are complete (missing rows were dropped before), so every value has a code.
+            let codes =
+                rows.iter().map(|&i| v[i].as_deref().and_then(|s| index.get(s)).copied().unwrap_or(0)).collect();
             (codes, distinct.into_iter().map(str::to_string).collect())
         }
     }
@@ -561,5 +563,13 @@ mod tests {
         assert_eq!(reduced.x_names, ["(Intercept)", "a", "b"]);
         assert_eq!(reduced.x.column(2).to_vec(), b.to_vec());
         assert!(reduced.aliased_columns().is_empty());
+    }
+
+    #[test]
+    fn negative_zero_is_the_level_zero() {
+        let col = Column::Numeric(vec![0.0, -0.0, 1.0, -0.0]);
+        let (codes, levels) = factor_codes(&col, &[0, 1, 2, 3]);
+        assert_eq!(levels, ["0", "1"]);
+        assert_eq!(codes, [0, 0, 1, 0]);
     }
 }

@@ -56,6 +56,15 @@ pub enum FormulaError {
         /// The formula as given.
         formula: String,
     },
+    /// The formula is beyond what any model here can use: nested too deeply, too long, or expanding to too
+    /// many terms (`a * b * … * z` has 2^26 terms).
+    #[error("formula `{formula}`: {reason}")]
+    TooComplex {
+        /// The formula as given (shortened when very long).
+        formula: String,
+        /// What limit it exceeds.
+        reason: String,
+    },
     /// The response appears among the predictors.
     #[error("formula `{formula}`: the response `{name}` also appears on the right-hand side")]
     ResponseAsPredictor {
@@ -230,7 +239,26 @@ impl Formula {
 
 /// Parses an R/lme4 formula such as `maths ~ factor(year) * lead + fsm + (1 | school_id)`.
 pub fn parse_formula(text: &str) -> Result<Formula, FormulaError> {
+    if text.chars().count() > MAX_FORMULA_CHARS {
+        return Err(too_complex(text, format!("it has more than {MAX_FORMULA_CHARS} characters")));
+    }
     let tokens = tokenize(text)?;
+    let mut depth = 0usize;
+    for t in &tokens {
+        match t.kind {
+            Tok::LParen => {
+                depth += 1;
+                if depth > MAX_NESTING {
+                    return Err(too_complex(
+                        text,
+                        format!("parentheses are nested more than {MAX_NESTING} deep (at character {})", t.pos),
+                    ));
+                }
+            }
+            Tok::RParen => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
     let mut p = Parser { text, tokens, pos: 0 };
     let tilde = p.tokens.iter().position(|t| t.kind == Tok::Tilde);
     let Some(tilde) = tilde else {
@@ -257,6 +285,22 @@ pub fn parse_formula(text: &str) -> Result<Formula, FormulaError> {
         }
     }
     Ok(Formula { text: text.trim().to_string(), response, fixed: TermList { intercept, terms }, random: expr.random })
+}
+
+/// The longest formula accepted, in characters.
+pub const MAX_FORMULA_CHARS: usize = 10_000;
+/// The deepest nesting of parentheses accepted (the parser is recursive).
+pub const MAX_NESTING: usize = 64;
+/// The most fixed-effect terms a formula may expand to (each term is at least one column of X).
+pub const MAX_TERMS: usize = 10_000;
+
+fn too_complex(text: &str, reason: String) -> FormulaError {
+    let formula = if text.chars().count() > 80 {
+        format!("{}…", text.chars().take(80).collect::<String>())
+    } else {
+        text.to_string()
+    };
+    FormulaError::TooComplex { formula, reason }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -488,6 +532,9 @@ impl Parser<'_> {
             if !acc.random.is_empty() || !rhs.random.is_empty() {
                 return Err(self.nested_random());
             }
+            if op == Some(Tok::Star) && (acc.terms.len() + 1).saturating_mul(rhs.terms.len() + 1) > MAX_TERMS {
+                return Err(too_complex(self.text, format!("it expands to more than {MAX_TERMS} terms")));
+            }
             let mut terms = acc.terms.clone();
             if op == Some(Tok::Star) {
                 terms.extend(rhs.terms.iter().cloned());
@@ -527,6 +574,9 @@ impl Parser<'_> {
                     position: self.tokens[self.pos - 1].pos,
                     expected: "variables on both sides of `:`".into(),
                 });
+            }
+            if acc.terms.len().saturating_mul(rhs.terms.len()) > MAX_TERMS {
+                return Err(too_complex(self.text, format!("it expands to more than {MAX_TERMS} terms")));
             }
             let mut terms = Vec::new();
             for a in &acc.terms {
@@ -729,5 +779,25 @@ mod tests {
         assert!(matches!(parse_formula("y ~ 2 + x"), Err(FormulaError::Unexpected { .. })));
         let msg = parse_formula("y ~ x + ").unwrap_err().to_string();
         assert!(msg.contains("end of formula"), "{msg}");
+    }
+
+    #[test]
+    fn limits_refuse_formulas_that_would_overflow_or_explode() {
+        let deep = format!("y ~ {}x{}", "(".repeat(10_000), ")".repeat(10_000));
+        let msg = parse_formula(&deep).unwrap_err().to_string();
+        assert!(msg.contains("characters"), "{msg}");
+        let deep = format!("y ~ {}x{}", "(".repeat(2_000), ")".repeat(2_000));
+        let msg = parse_formula(&deep).unwrap_err().to_string();
+        assert!(msg.contains("nested more than 64 deep"), "{msg}");
+        let ok = format!("y ~ {}x{}", "(".repeat(60), ")".repeat(60));
+        assert_eq!(labels(&parse_formula(&ok).unwrap()), ["x"]);
+        let vars: Vec<String> = (0..26).map(|i| format!("x{i}")).collect();
+        let msg = parse_formula(&format!("y ~ {}", vars.join(" * "))).unwrap_err().to_string();
+        assert!(msg.contains("more than 10000 terms"), "{msg}");
+        let msg = parse_formula(&format!("y ~ ({}):({})", vars.join(" + "), vars.join(" + ")));
+        assert!(msg.is_ok(), "26 x 26 interactions are within the limit");
+        let wide: Vec<String> = (0..200).map(|i| format!("z{i}")).collect();
+        let msg = parse_formula(&format!("y ~ ({}):({})", wide.join(" + "), wide.join(" + "))).unwrap_err();
+        assert!(msg.to_string().contains("more than 10000 terms"), "{msg}");
     }
 }

@@ -119,6 +119,15 @@ pub enum TableError {
         /// The repeated name.
         name: String,
     },
+    /// A column that exists but cannot be used (its name is repeated in the file, its type is not one psmeval
+    /// reads, its numbers are written in a locale's format). Only a command that uses it fails.
+    #[error("column `{name}` cannot be used: {reason}")]
+    Unusable {
+        /// The column.
+        name: String,
+        /// Why, and what to do about it.
+        reason: String,
+    },
     /// A 0/1 indicator (such as a treatment) holds another value.
     #[error("column `{name}` must be 0 or 1 but row {row} holds {value}")]
     NotBinary {
@@ -151,11 +160,13 @@ pub enum TableError {
     },
 }
 
-/// Named columns of equal length.
+/// Named columns of equal length, and the names of columns that exist in the source but cannot be used
+/// (looking one up is an error that says why, so a command fails only on the columns it needs).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Table {
     names: Vec<String>,
     columns: Vec<Column>,
+    unusable: Vec<(String, String)>,
 }
 
 impl Table {
@@ -167,7 +178,7 @@ impl Table {
     /// Adds a column; fails on a duplicate name or a length that differs from the other columns.
     pub fn push(&mut self, name: impl Into<String>, column: Column) -> Result<(), TableError> {
         let name = name.into();
-        if self.names.contains(&name) {
+        if self.names.contains(&name) || self.unusable.iter().any(|(n, _)| *n == name) {
             return Err(TableError::DuplicateColumn { name });
         }
         if let Some(first) = self.columns.first()
@@ -178,6 +189,24 @@ impl Table {
         self.names.push(name);
         self.columns.push(column);
         Ok(())
+    }
+
+    /// Records a column that cannot be used, with the reason given when a command asks for it. A usable
+    /// column of that name is removed (two columns sharing a name are both unusable).
+    pub fn push_unusable(&mut self, name: impl Into<String>, reason: impl Into<String>) {
+        let name = name.into();
+        if let Some(i) = self.names.iter().position(|n| *n == name) {
+            self.names.remove(i);
+            self.columns.remove(i);
+        }
+        if !self.unusable.iter().any(|(n, _)| *n == name) {
+            self.unusable.push((name, reason.into()));
+        }
+    }
+
+    /// Columns that cannot be used, with the reason.
+    pub fn unusable(&self) -> &[(String, String)] {
+        &self.unusable
     }
 
     /// Builder form of [`Table::push`].
@@ -191,18 +220,21 @@ impl Table {
         self.columns.first().map_or(0, Column::len)
     }
 
-    /// Column names in order.
+    /// Names of the usable columns in order.
     pub fn names(&self) -> &[String] {
         &self.names
     }
 
-    /// True when a column of that name exists.
+    /// True when a usable column of that name exists.
     pub fn has(&self, name: &str) -> bool {
         self.names.iter().any(|n| n == name)
     }
 
-    /// The named column, or an error listing the available names.
+    /// The named column, or an error saying why it cannot be used or listing the available names.
     pub fn column(&self, name: &str) -> Result<&Column, TableError> {
+        if let Some((_, reason)) = self.unusable.iter().find(|(n, _)| n == name) {
+            return Err(TableError::Unusable { name: name.to_string(), reason: reason.clone() });
+        }
         self.names
             .iter()
             .position(|n| n == name)
@@ -215,10 +247,11 @@ impl Table {
         match self.column(name)? {
             Column::Numeric(v) => Ok(v),
             Column::Text(v) => {
-                let (row, value) = v
-                    .iter()
-                    .enumerate()
-                    .find_map(|(i, s)| s.as_ref().map(|s| (i + 1, s.clone())))
+                // Name the first value that is not a number (a text column can hold numbers too).
+                let present = || v.iter().enumerate().filter_map(|(i, s)| s.as_ref().map(|s| (i + 1, s.clone())));
+                let (row, value) = present()
+                    .find(|(_, s)| s.trim().parse::<f64>().is_err())
+                    .or_else(|| present().next())
                     .unwrap_or((1, String::new()));
                 Err(TableError::NotNumeric { name: name.to_string(), row, value })
             }
@@ -275,7 +308,7 @@ impl Table {
                 Column::Text(v) => Column::Text(rows.iter().map(|&i| v[i].clone()).collect()),
             })
             .collect();
-        Table { names: self.names.clone(), columns }
+        Table { names: self.names.clone(), columns, unusable: self.unusable.clone() }
     }
 }
 
@@ -298,7 +331,11 @@ mod tests {
         assert_eq!(e.to_string(), "id column `id` repeats `a` (rows 1 and 3)");
         let e = t.unique_ids("gap").unwrap_err();
         assert_eq!(e.to_string(), "id column `gap` is missing in row 2");
-        let ok = t.take_rows(&[0, 1]);
+        let mut ok = t.take_rows(&[0, 1]);
+        ok.push_unusable("gap", "its name appears twice in the header");
+        let e = ok.column("gap").unwrap_err();
+        assert_eq!(e.to_string(), "column `gap` cannot be used: its name appears twice in the header");
+        assert!(!ok.has("gap") && ok.names() == ["lead", "id"]);
         assert_eq!(ok.binary("lead").unwrap(), [false, true]);
         assert_eq!(ok.unique_ids("id").unwrap(), ["a", "b"]);
     }

@@ -83,7 +83,7 @@ pub fn optimal(problem: &Problem<'_>, opts: &OptimalOptions) -> Result<Matches, 
         if n1 > 0 && n0 > 0 {
             any_common = true;
         }
-        if n1 > 0 && n0 < opts.ratio * n1 {
+        if n1 > 0 && n0 < opts.ratio.saturating_mul(n1) {
             controls_short = true;
         }
         if t.is_empty() || k.is_empty() {
@@ -231,7 +231,7 @@ fn solve_cell_line(d: &[f64], treated: &[usize], controls: &[usize], ratio: usiz
     let is_treated = |u: usize| treated.binary_search(&u).is_ok();
     let m = units.len();
     let (source, sink) = (0, m + 1);
-    let big = ratio * treated.len() + 1;
+    let big = ratio.saturating_mul(treated.len()).saturating_add(1);
     let mut g: Vec<Vec<Edge>> = vec![Vec::new(); m + 2];
     let mut supply_edge = vec![usize::MAX; m];
     let mut demand_edge = vec![usize::MAX; m];

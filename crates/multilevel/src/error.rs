@@ -126,6 +126,16 @@ pub enum MixedModelError {
         /// What failed.
         reason: String,
     },
+    /// An option outside the range the method allows (such as more than 25 quadrature points, glmer's limit).
+    #[error("option `{option}` = {value}: {reason}")]
+    InvalidOption {
+        /// The option.
+        option: String,
+        /// Its value as given.
+        value: String,
+        /// The allowed range.
+        reason: String,
+    },
     /// A model shape not fitted yet (a GLMM with several grouping factors, or adaptive quadrature with a vector
     /// term).
     #[error("not yet supported: {what}")]

@@ -59,17 +59,17 @@ impl Document {
 
     /// Renders Markdown.
     pub fn markdown(&self) -> String {
-        let mut out = format!("# {}\n\n", self.title);
+        let mut out = format!("# {}\n\n", md_text(&self.title));
         for b in &self.blocks {
             match b {
                 Block::Heading(l, t) => {
-                    let _ = writeln!(out, "{} {}\n", "#".repeat((*l as usize).clamp(1, 6)), t);
+                    let _ = writeln!(out, "{} {}\n", "#".repeat((*l as usize).clamp(1, 6)), md_text(t));
                 }
                 Block::Paragraph(t) => {
-                    let _ = writeln!(out, "{t}\n");
+                    let _ = writeln!(out, "{}\n", md_text(t));
                 }
                 Block::Table { header, rows } => {
-                    let esc = |s: &str| s.replace('|', "\\|");
+                    let esc = |s: &str| md_text(s).replace('|', "\\|");
                     let _ = writeln!(out, "| {} |", header.iter().map(|h| esc(h)).collect::<Vec<_>>().join(" | "));
                     let align: Vec<&str> =
                         (0..header.len()).map(|k| if numeric_column(rows, k) { "---:" } else { "---" }).collect();
@@ -80,7 +80,7 @@ impl Document {
                     out.push('\n');
                 }
                 Block::Figure { stem, caption, .. } => {
-                    let _ = writeln!(out, "![{}]({stem}.png)\n\n*{caption}*\n", escape_md_alt(caption));
+                    let _ = writeln!(out, "![{}]({stem}.png)\n\n*{}*\n", escape_md_alt(caption), md_text(caption));
                 }
                 Block::Code(t) => {
                     let _ = writeln!(out, "```\n{}\n```\n", t.trim_end());
@@ -169,7 +169,22 @@ fn esc(s: &str) -> String {
 }
 
 fn escape_md_alt(s: &str) -> String {
-    s.replace(['[', ']'], "")
+    md_text(&s.replace(['[', ']'], ""))
+}
+
+/// Text for Markdown with anything that would open raw HTML (`<` before a letter, `/`, `!` or `?`)
+/// escaped, so names and titles from a study file cannot inject markup; `p < 0.05` and `<0.001` stay as written.
+fn md_text(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '<' && chars.peek().is_some_and(|n| n.is_ascii_alphabetic() || matches!(n, '/' | '!' | '?')) {
+            out.push_str("&lt;");
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -189,10 +204,16 @@ mod tests {
             caption: "Balance [before] and after".into(),
         });
         let md = d.markdown();
-        assert!(md.starts_with("# Evaluation <test>"));
+        assert!(md.starts_with("# Evaluation &lt;test>"), "{md}");
         assert!(md.contains("| term | smd |\n|---|---:|"), "{md}");
         assert!(md.contains("a\\|b") && md.contains("−0.123"));
         assert!(md.contains("![Balance before and after](figures/love.png)"));
+        let mut e = Document { title: "T".into(), ..Default::default() };
+        e.p("<script>alert(1)</script> p < 0.05, <0.001");
+        e.table(&["<b>x</b>"], vec![vec!["<img src=x>".into()]]);
+        let md = e.markdown();
+        assert!(!md.contains("<script") && !md.contains("<b>") && !md.contains("<img"), "{md}");
+        assert!(md.contains("p < 0.05, <0.001"), "{md}");
         let html = d.html();
         assert!(html.contains("<title>Evaluation &lt;test&gt;</title>"));
         assert!(html.contains("<td class=\"num\">−0.123</td>"));

@@ -215,15 +215,7 @@ pub(crate) fn figure(
 }
 
 pub(crate) fn slug(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_alphanumeric() {
-            out.push(c.to_ascii_lowercase());
-        } else if !out.ends_with('-') {
-            out.push('-');
-        }
-    }
-    out.trim_matches('-').to_string()
+    psmeval_evaluation::file_stem(s)
 }
 
 fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, ReportError> {

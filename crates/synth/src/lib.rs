@@ -337,16 +337,22 @@ struct SchoolLatent {
     prior_z: f64,
 }
 
+/// The most schools a population may have.
+pub const MAX_SCHOOLS: usize = 1_000_000;
+
 /// Checks every parameter of `cfg` (what [`simulate`] checks first).
 pub fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     let bad = |name, value: String, reason| Err(SimError::OutOfRange { name, value, reason });
     if cfg.schools < 20 {
         return bad("schools", cfg.schools.to_string(), "at least 20 schools are needed");
     }
-    if cfg.leads == 0 || cfg.leads * 2 > cfg.schools {
+    if cfg.schools > MAX_SCHOOLS {
+        return bad("schools", cfg.schools.to_string(), "at most 1,000,000 schools");
+    }
+    if cfg.leads == 0 || cfg.leads.saturating_mul(2) > cfg.schools {
         return bad("leads", cfg.leads.to_string(), "must be at least 1 and at most half the schools");
     }
-    if cfg.last_year < cfg.first_year || cfg.last_year - cfg.first_year > 30 {
+    if cfg.last_year < cfg.first_year || i64::from(cfg.last_year) - i64::from(cfg.first_year) > 30 {
         return bad("last_year", cfg.last_year.to_string(), "must be between first_year and first_year + 30");
     }
     if !(cfg.first_year..=cfg.last_year).contains(&cfg.programme_start) {
@@ -792,5 +798,9 @@ mod tests {
         assert!(simulate(&SimConfig { leads: 0, ..SimConfig::small() }).is_err());
         assert!(simulate(&SimConfig { programme_start: 2030, ..SimConfig::small() }).is_err());
         assert!(simulate(&SimConfig { effect: f64::NAN, ..SimConfig::small() }).is_err());
+        let span = SimConfig { first_year: -2_000_000_000, last_year: 2_000_000_000, ..SimConfig::small() };
+        assert!(matches!(validate(&span), Err(SimError::OutOfRange { name: "last_year", .. })), "no overflow");
+        assert!(validate(&SimConfig { leads: usize::MAX, ..SimConfig::small() }).is_err());
+        assert!(validate(&SimConfig { schools: usize::MAX, ..SimConfig::small() }).is_err());
     }
 }

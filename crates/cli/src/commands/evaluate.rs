@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use crate::args::EvaluateArgs;
 use crate::error::InputError;
 use crate::progress::Progress;
-use crate::table::{load_table, write_artifacts, write_text};
+use crate::table::{Outputs, check_output_dir, load_table};
 
 /// Runs `psmeval evaluate` from its arguments and writes every output.
 pub fn run(a: &EvaluateArgs) -> Result<()> {
@@ -34,14 +34,21 @@ pub fn run(a: &EvaluateArgs) -> Result<()> {
         });
         (study, out)
     };
+    check_output_dir(&out)?;
     let evaluation = run_study(&study_path, &progress)?;
     let step = progress.step("rendering tables, figures and report");
     let files = psmeval_report::render_evaluation(&evaluation)?;
     let results = serde_json::to_string_pretty(&evaluation)? + "\n";
     step.finish();
     let step = progress.step("writing results, tables, figures and report");
-    write_artifacts(&out, &files)?;
-    write_text(&out.join("results.json"), &results)?;
+    let mut outputs = Outputs::new();
+    outputs.protect(&study_path);
+    for input in &evaluation.inputs {
+        outputs.protect(&study_path.parent().unwrap_or(Path::new("")).join(&input.path));
+    }
+    outputs.add_artifacts(&out, &files);
+    outputs.add(out.join("results.json"), results);
+    outputs.commit()?;
     step.finish();
     progress.message(&format!("wrote {}", out.display()));
     Ok(())

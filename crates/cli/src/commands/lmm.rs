@@ -12,7 +12,7 @@ use psmeval_frame::{build_model_frame, parse_formula};
 
 use crate::args::{FamilyArg, LmmArgs, VcovArg};
 use crate::error::InputError;
-use crate::table::{load_table, write_text};
+use crate::table::{Outputs, check_output_file, load_table};
 
 /// Runs `psmeval lmm`.
 pub fn run(a: &LmmArgs) -> Result<()> {
@@ -48,6 +48,14 @@ pub fn run(a: &LmmArgs) -> Result<()> {
     }
     let progress = crate::progress::Progress::new(a.quiet);
     let step = progress.step("loading the table");
+    for p in [&a.json, &a.ranef].into_iter().flatten() {
+        check_output_file(p, &[a.data.as_path()])?;
+    }
+    if let (Some(j), Some(r)) = (&a.json, &a.ranef)
+        && j == r
+    {
+        return Err(InputError::new(format!("{}: named for both --json and --ranef", j.display())).into());
+    }
     let table = load_table(&a.data)?;
     step.finish();
     let step = progress.step("building the model frame");
@@ -106,12 +114,15 @@ pub fn run(a: &LmmArgs) -> Result<()> {
         r.robust = Some(RobustRecord::cr2(name, &cr2));
         step.finish();
     }
+    let mut outputs = Outputs::new();
+    outputs.protect(&a.data);
     if let Some(p) = &a.json {
-        write_text(p, &(serde_json::to_string_pretty(&record)? + "\n"))?;
+        outputs.add(p, serde_json::to_string_pretty(&record)? + "\n");
     }
     if let Some(p) = &a.ranef {
-        write_text(p, &psmeval_report::lmm::ranef_csv(fit.ranef()))?;
+        outputs.add(p, psmeval_report::lmm::ranef_csv(fit.ranef()));
     }
+    outputs.commit()?;
     print!("{}", psmeval_report::lmm::summary_text(&record));
     Ok(())
 }

@@ -9,7 +9,9 @@ use psmeval_report::plot;
 
 use crate::args::MatchArgs;
 use crate::error::InputError;
-use crate::table::{Format, load_table, require_binary, require_unique_ids, write_atomic, write_dataframe, write_text};
+use crate::table::{
+    Format, Outputs, check_output_file, dataframe_bytes, load_table, require_binary, require_unique_ids,
+};
 
 /// Runs the command.
 pub fn run(a: &MatchArgs) -> Result<()> {
@@ -20,6 +22,18 @@ pub fn run(a: &MatchArgs) -> Result<()> {
             _ => {
                 return Err(InputError::new(format!("{}: figures are written as .svg or .png", p.display())).into());
             }
+        }
+    }
+    let outputs_named: Vec<&std::path::Path> =
+        [Some(&a.out), a.json.as_ref(), a.love_plot.as_ref(), a.score_plot.as_ref()]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path())
+            .collect();
+    for (i, p) in outputs_named.iter().enumerate() {
+        check_output_file(p, &[a.data.as_path()])?;
+        if outputs_named[..i].iter().any(|q| q == p) {
+            return Err(InputError::new(format!("{}: named for two outputs", p.display())).into());
         }
     }
     let table = load_table(&a.data)?;
@@ -37,15 +51,18 @@ pub fn run(a: &MatchArgs) -> Result<()> {
     let json = a.json.as_ref().map(|_| serde_json::to_string_pretty(&run)).transpose()?.map(|j| j + "\n");
     let love = a.love_plot.as_ref().map(|p| figure(&love_plot(&run), p)).transpose()?;
     let scores = a.score_plot.as_ref().map(|p| figure(&score_plot(&run), p)).transpose()?;
-    write_dataframe(&a.out, &mut df, out_format)?;
+    let mut outputs = Outputs::new();
+    outputs.protect(&a.data);
+    outputs.add(&a.out, dataframe_bytes(&mut df, out_format)?);
     if let (Some(p), Some(j)) = (&a.json, json) {
-        write_text(p, &j)?;
+        outputs.add(p, j);
     }
     for (p, bytes) in [(&a.love_plot, love), (&a.score_plot, scores)] {
         if let (Some(p), Some(bytes)) = (p, bytes) {
-            write_atomic(p, |f| Ok(std::io::Write::write_all(f, &bytes)?))?;
+            outputs.add(p, bytes);
         }
     }
+    outputs.commit()?;
     print!("{}", summary_text(&run));
     Ok(())
 }

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::args::PowerArgs;
 use crate::error::InputError;
 use crate::progress::Progress;
-use crate::table::{write_artifacts, write_text};
+use crate::table::{Outputs, write_text};
 
 /// Runs `psmeval power` from its arguments.
 pub fn run(a: &PowerArgs) -> Result<()> {
@@ -33,6 +33,7 @@ pub fn run(a: &PowerArgs) -> Result<()> {
     }
     let (study_path, text) = study_source(a)?;
     let out = a.out.clone().unwrap_or_else(|| default_out(a));
+    crate::table::check_output_dir(&out)?;
     let plan = plan(&study_path, &text)?;
     let settings = PowerSettings {
         replicates: a.replicates,
@@ -107,8 +108,10 @@ fn write_results(out: &Path, run: &PowerShard, progress: &Progress) -> Result<()
     let files = psmeval_report::render_power(&results)?;
     let json = serde_json::to_string_pretty(&results)? + "\n";
     step.finish();
-    write_artifacts(out, &files)?;
-    write_text(&out.join("results.json"), &json)?;
+    let mut outputs = Outputs::new();
+    outputs.add_artifacts(out, &files);
+    outputs.add(out.join("results.json"), json);
+    outputs.commit()?;
     progress.message(&format!("wrote {}", out.display()));
     Ok(())
 }

@@ -8,7 +8,7 @@ use psmeval_evaluation::Evaluation;
 
 use crate::args::ReportArgs;
 use crate::error::InputError;
-use crate::table::write_artifacts;
+use crate::table::{Outputs, check_output_dir};
 
 /// Runs the command.
 pub fn run(a: &ReportArgs) -> Result<()> {
@@ -22,8 +22,12 @@ pub fn run(a: &ReportArgs) -> Result<()> {
             .parent()
             .map_or_else(|| PathBuf::from("."), |p| if p.as_os_str().is_empty() { ".".into() } else { p.to_path_buf() })
     });
+    check_output_dir(&out)?;
     let files = psmeval_report::render_evaluation(&evaluation)?;
-    write_artifacts(&out, &files)?;
+    let mut outputs = Outputs::new();
+    outputs.protect(&a.results);
+    outputs.add_artifacts(&out, &files);
+    outputs.commit()?;
     if !a.quiet {
         eprintln!("wrote the report of {} to {}", a.results.display(), out.display());
     }

@@ -31,6 +31,7 @@ pub fn config(a: &SimulateArgs) -> SimConfig {
 /// Runs the command.
 pub fn run(a: &SimulateArgs) -> Result<()> {
     let cfg = config(a);
+    crate::table::check_output_dir(&a.out)?;
     let pop = simulate(&cfg).map_err(input("invalid simulation parameters"))?;
     write_population(&pop, &a.out, a.format)?;
     eprintln!(

@@ -174,7 +174,10 @@ pub fn nearest(problem: &Problem<'_>, opts: &NearestOptions) -> Result<Matches, 
     if !(0..n_cells).any(|c| n1[c] > 0 && n0[c] > 0) {
         return Err(MethodError::NoCommonCell);
     }
-    let controls_short = !opts.replace && (0..n_cells).any(|c| n1[c] > 0 && (n0[c] as f64) < (k * n1[c]) as f64);
+    let controls_short = !opts.replace && (0..n_cells).any(|c| n1[c] > 0 && (n0[c] as f64) < k as f64 * n1[c] as f64);
+    // No treated unit can receive more distinct controls than a cell holds, so a larger ratio matches exactly
+    // as this one does (and cannot make the engines reserve room for ratio x treated matches).
+    let k = k.min(n0.iter().copied().max().unwrap_or(1).max(1));
 
     let sets = if let Some(x) = problem.mahvars {
         if opts.order == Order::Closest && !opts.replace {

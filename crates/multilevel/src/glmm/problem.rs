@@ -128,11 +128,21 @@ pub(super) fn validate(frame: &ModelFrame, opts: &GlmmOptions) -> Result<(), Mix
     if frame.y.iter().all(|&y| y == 0.0) || frame.y.iter().all(|&y| y == 1.0) {
         return Err(MixedModelError::CompleteSeparation { value: frame.y[0] });
     }
+    if opts.nagq > MAX_NAGQ {
+        return Err(MixedModelError::InvalidOption {
+            option: "nagq".into(),
+            value: opts.nagq.to_string(),
+            reason: format!("at most {MAX_NAGQ} quadrature points (glmer's limit)"),
+        });
+    }
     if opts.nagq > 1 && frame.random[0].z.ncols() != 1 {
         return Err(MixedModelError::NotYetSupported { what: "adaptive quadrature with a vector random term".into() });
     }
     Ok(())
 }
+
+/// The most adaptive Gauss–Hermite points (glmer refuses more than 25).
+pub const MAX_NAGQ: usize = 25;
 
 /// Lays out a validated frame by group (returning the row order used), after checking that X has full column
 /// rank.
