@@ -97,10 +97,7 @@ pub fn load_table_with_warnings(path: &Path) -> Result<(Table, Vec<String>)> {
 
 fn read_dataframe(path: &Path, format: Format) -> Result<DataFrame> {
     if format == Format::Parquet {
-        let file = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-        return Ok(ParquetReader::new(file)
-            .finish()
-            .map_err(|e| InputError::new(format!("{}: cannot read table: {e}", path.display())))?);
+        return read_parquet(path);
     }
     // polars infers a column's type from its values; when a later value does not fit the type inferred
     // (an integer beyond i64), read that column as text and let the conversion decide.
@@ -124,6 +121,47 @@ fn read_dataframe(path: &Path, format: Format) -> Result<DataFrame> {
         }
     }
 }
+
+/// Reads a Parquet file; when the whole file cannot be read, reads it column by column, so a column of a type
+/// psmeval's polars build does not read (dates, times, decimals, lists) is named, and is an error only for a
+/// command that uses it (a column whose reading panics inside polars included).
+fn read_parquet(path: &Path) -> Result<DataFrame> {
+    let open = || File::open(path).with_context(|| format!("{}: cannot open", path.display()));
+    let whole = without_panics(|| ParquetReader::new(open()?).finish().map_err(anyhow::Error::from));
+    if let Some(Ok(df)) = whole {
+        return Ok(df);
+    }
+    let damaged = |e: String| InputError::new(format!("{}: cannot read table: {e}", path.display()));
+    let schema = without_panics(|| ParquetReader::new(open()?).schema().map_err(anyhow::Error::from))
+        .unwrap_or_else(|| Err(anyhow::anyhow!("the file is damaged or not a Parquet file")))
+        .map_err(|e| damaged(e.to_string()))?;
+    let mut columns = Vec::new();
+    let mut unreadable = Vec::new();
+    for (i, (name, field)) in schema.iter().enumerate() {
+        let one = without_panics(|| {
+            ParquetReader::new(open()?).with_projection(Some(vec![i])).finish().map_err(anyhow::Error::from)
+        });
+        match one {
+            Some(Ok(df)) if df.width() == 1 => columns.push(df.columns()[0].clone()),
+            _ => unreadable.push((name.to_string(), format!("{:?}", field.dtype()))),
+        }
+    }
+    if columns.is_empty() {
+        return Err(damaged("no column of the file can be read".into()).into());
+    }
+    let mut df = DataFrame::new_infer_height(columns).map_err(|e| damaged(e.to_string()))?;
+    // Unreadable columns travel as all-null placeholders named with a marker the conversion recognizes.
+    let height = df.height();
+    for (name, dtype) in unreadable {
+        let marker = format!("{UNREADABLE}{dtype}{UNREADABLE}{name}");
+        let placeholder = polars::prelude::Column::full_null(marker.as_str().into(), height, &DataType::Null);
+        df.with_column(placeholder).map_err(|e| damaged(e.to_string()))?;
+    }
+    Ok(df)
+}
+
+/// Marks a placeholder for a Parquet column that cannot be read (see [`read_parquet`]).
+const UNREADABLE: &str = "\u{1}psmeval-unreadable\u{1}";
 
 /// CSV options reading `text_columns` as text (all other columns inferred).
 fn csv_text_options(text_columns: &[String]) -> CsvReadOptions {
@@ -232,6 +270,16 @@ pub fn dataframe_to_table(df: &DataFrame, source: &Path, header: Option<&Vec<Str
         if is_repeat(&name) {
             continue;
         }
+        if let Some((dtype, original)) = name.strip_prefix(UNREADABLE).and_then(|r| r.split_once(UNREADABLE)) {
+            table.push_unusable(
+                original,
+                format!(
+                    "its Parquet type ({dtype}) is not one psmeval reads; store it as numbers or text \
+                     (dates as text or as a year number)"
+                ),
+            );
+            continue;
+        }
         let series = col.as_materialized_series();
         let unusable = |reason: String| Converted::Unusable(reason);
         let converted = match series.dtype() {
@@ -275,7 +323,7 @@ pub fn dataframe_to_table(df: &DataFrame, source: &Path, header: Option<&Vec<Str
                 let t = t.str().map_err(|e| column_error(source, &name, e))?;
                 Converted::Column(Column::Text(t.iter().map(|v| v.map(str::to_string)).collect()))
             }
-            other => unusable(format!("it has type {other}; psmeval uses numbers, text and dates")),
+            other => unusable(format!("it has type {other}; psmeval uses numbers and text")),
         };
         match converted {
             Converted::Column(c) => {
@@ -834,6 +882,63 @@ mod tests {
         let p = csv(dir.path(), "t.csv", "id,x\n7,1\n8,2\n7,3\n");
         let m = message(require_unique_ids(&load_table(&p).unwrap(), "id", &p));
         assert!(m.contains("`id`") && m.contains("`7`") && m.contains("rows 1 and 3"), "{m}");
+    }
+
+    #[test]
+    fn an_output_set_is_written_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, "a file where a folder is needed").unwrap();
+        let mut set = Outputs::new();
+        set.add(dir.path().join("results.json"), "{}");
+        set.add(blocker.join("figures/a.svg"), "<svg/>");
+        assert!(set.commit().is_err());
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into()).collect();
+        assert_eq!(names, ["blocker"], "no output and no temporary file left");
+
+        let input = dir.path().join("pupils.csv");
+        std::fs::write(&input, "id\n1\n").unwrap();
+        let mut set = Outputs::new();
+        set.protect(&input);
+        set.add(dir.path().join("./pupils.csv"), "overwritten");
+        assert!(format!("{:#}", set.commit().unwrap_err()).contains("is an input"));
+        assert_eq!(std::fs::read_to_string(&input).unwrap(), "id\n1\n");
+
+        let mut set = Outputs::new();
+        set.add(dir.path().join("Figure.svg"), "a");
+        set.add(dir.path().join("figure.svg"), "b");
+        assert!(format!("{:#}", set.commit().unwrap_err()).contains("differ only in case"));
+
+        let mut set = Outputs::new();
+        set.add(dir.path().join("a.txt"), "a");
+        set.add(dir.path().join("sub/b.txt"), "b");
+        set.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(dir.path().join("sub/b.txt")).unwrap(), "b");
+    }
+
+    #[test]
+    fn temporaries_of_dead_processes_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid_max on Linux is at most 2^22, so this process cannot exist; the second file is this process's.
+        let stale = dir.path().join(format!("{TEMP_PREFIX}999999999-abc"));
+        let live = dir.path().join(format!("{TEMP_PREFIX}{}-abc", std::process::id()));
+        std::fs::write(&stale, "left by kill -9").unwrap();
+        std::fs::write(&live, "in use").unwrap();
+        write_text(&dir.path().join("out.txt"), "done").unwrap();
+        assert_eq!(stale.exists(), !cfg!(target_os = "linux"));
+        assert!(live.exists());
+    }
+
+    #[test]
+    fn output_paths_are_checked_before_computing() {
+        let dir = tempfile::tempdir().unwrap();
+        let input = csv(dir.path(), "in.csv", "id\n1\n");
+        assert!(message(check_output_file(&input, &[input.as_path()])).contains("is an input"));
+        assert!(message(check_output_file(dir.path(), &[input.as_path()])).contains("is a directory"));
+        assert!(message(check_output_dir(&input)).contains("not a directory"));
+        check_output_file(&dir.path().join("new.csv"), &[input.as_path()]).unwrap();
+        check_output_dir(&dir.path().join("new")).unwrap();
     }
 
     #[test]

@@ -147,6 +147,24 @@ pub enum FrameError {
         /// Rows dropped.
         dropped: usize,
     },
+    /// The fixed-effects design would be too wide to build.
+    #[error(
+        "the fixed effects reach {columns} columns at term `{term}` ({rows} rows, {bytes} bytes to build): more \
+         than the 20,000 columns or 16 GiB psmeval builds; a factor with this many levels belongs in a random \
+         term such as (1 | {group})"
+    )]
+    TooWide {
+        /// The term at which the limit is passed.
+        term: String,
+        /// Its variables as a grouping factor (`a:b`).
+        group: String,
+        /// Columns the design would have up to that term.
+        columns: usize,
+        /// Rows of the design.
+        rows: usize,
+        /// Memory needed to build it.
+        bytes: usize,
+    },
     /// An infinite value.
     #[error("column `{column}` has an infinite value in row {row}")]
     NonFinite {
@@ -302,6 +320,18 @@ fn model_matrix(terms: &TermList, ev: &Evaluated, coding: Coding) -> Result<(Arr
                 }
             }
         }
+        // The term's width before any column is built: a factor with 100,000 levels would otherwise ask for
+        // an n x 100,000 dense matrix.
+        let width = pieces.iter().fold(1usize, |w, (_, piece)| match piece {
+            Piece::Numeric(_) => w,
+            Piece::Factor { levels, first, .. } => w.saturating_mul(levels.len().saturating_sub(*first)),
+        });
+        let total = columns.len().saturating_add(width);
+        let bytes = total.saturating_mul(ev.n).saturating_mul(2 * std::mem::size_of::<f64>());
+        if total > MAX_COLUMNS || bytes > MAX_DESIGN_BYTES {
+            let group = term.vars.iter().map(|v| v.name.as_str()).collect::<Vec<_>>().join(":");
+            return Err(FrameError::TooWide { term: term.label(), group, columns: total, rows: ev.n, bytes });
+        }
         // Columns of the product, first piece varying fastest.
         let mut block: Vec<(String, Vec<f64>)> = vec![(String::new(), vec![1.0; ev.n])];
         for (label, piece) in &pieces {
@@ -339,6 +369,11 @@ fn model_matrix(terms: &TermList, ev: &Evaluated, coding: Coding) -> Result<(Arr
     }
     Ok((x, names))
 }
+
+/// The most columns a fixed-effects design may have.
+pub const MAX_COLUMNS: usize = 20_000;
+/// The most memory a fixed-effects design may take while it is built (its columns and the matrix).
+pub const MAX_DESIGN_BYTES: usize = 16 << 30;
 
 fn join(a: &str, b: &str) -> String {
     if a.is_empty() { b.to_string() } else { format!("{a}:{b}") }
