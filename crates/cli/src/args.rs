@@ -166,13 +166,13 @@ pub struct SimulateArgs {
     #[arg(long, value_name = "D", default_value_t = 0.10, allow_negative_numbers = true)]
     pub effect: f64,
     /// SD of school-by-year cohort shocks (latent SD; one shock per school, year and key stage).
-    #[arg(long, value_name = "SD", default_value_t = 0.10)]
+    #[arg(long, value_name = "SD", default_value_t = 0.10, allow_negative_numbers = true)]
     pub cohort_sd: f64,
     /// Pre-programme trend of the lead schools (latent SD per year, reaching 0 in the last pre year).
     #[arg(long, value_name = "SD", default_value_t = 0.0, allow_negative_numbers = true)]
     pub pretrend: f64,
     /// SD of the programme effect across lead schools (latent SD).
-    #[arg(long, value_name = "SD", default_value_t = 0.0)]
+    #[arg(long, value_name = "SD", default_value_t = 0.0, allow_negative_numbers = true)]
     pub effect_sd: f64,
     /// Random seed; the same arguments and seed give byte-identical files.
     #[arg(long, value_name = "S", default_value_t = 20_130_901)]
@@ -218,7 +218,7 @@ pub struct MatchOptions {
     #[arg(long, value_enum, default_value_t = OrderArg::Largest)]
     pub order: OrderArg,
     /// Caliper in standard deviations of the distance (MatchIt's `std.caliper = TRUE`).
-    #[arg(long, value_name = "SD")]
+    #[arg(long, value_name = "SD", allow_negative_numbers = true)]
     pub caliper: Option<f64>,
     /// Match exactly on these variables (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "VARS")]

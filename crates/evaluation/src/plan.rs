@@ -15,6 +15,10 @@ use crate::study::{ClusterBy, Family, FilterValue, Study, file_stem, filter_rows
 pub const MAX_RATIO: usize = 10_000;
 /// The longest span of years a study may cover.
 pub const MAX_YEARS: i64 = 100;
+/// The academic years a study may name.
+pub const YEAR_RANGE: std::ops::RangeInclusive<i64> = 1900..=2200;
+/// The most bootstrap or randomization draws a study may ask for.
+pub const MAX_DRAWS: usize = 1_000_000;
 
 /// One problem of a study: the field at fault and a sentence that starts with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,6 +121,8 @@ impl Plan {
         let y = &study.years;
         if y.first > y.last {
             problems.push("years.first", format!("years.first ({}) is after years.last ({})", y.first, y.last));
+        } else if !(YEAR_RANGE.contains(&y.first) && YEAR_RANGE.contains(&y.last)) {
+            problems.push("years.first", format!("years: {} to {} is outside the years 1900 to 2200", y.first, y.last));
         } else if y.last.checked_sub(y.first).is_none_or(|span| span >= MAX_YEARS) {
             problems.push("years.last", format!("years: {} to {} spans more than {MAX_YEARS} years", y.first, y.last));
         }
@@ -161,6 +167,15 @@ impl Plan {
                 "inference.cluster: `matched_set` needs matching without replacement (with replacement a contrast \
                  school can be in several matched sets); cluster by `school` instead"
                     .into(),
+            );
+        }
+        if study.inference.bootstrap_draws > MAX_DRAWS {
+            problems.push(
+                "inference.bootstrap_draws",
+                format!(
+                    "inference.bootstrap_draws: {} draws are more than the {MAX_DRAWS} psmeval runs",
+                    study.inference.bootstrap_draws
+                ),
             );
         }
         if study.inference.bootstrap_draws < 99 {
@@ -391,6 +406,8 @@ mod tests {
             .replace("last = 2017", "last = 9223372036854775807");
         let e = plan(&bad).unwrap_err().to_string();
         assert!(e.contains("matching.ratio: 9223372036854775807 is more than 10000"), "{e}");
+        assert!(e.contains("outside the years 1900 to 2200"), "{e}");
+        let e = plan(&GOOD.replace("first = 2013", "first = 1913")).unwrap_err().to_string();
         assert!(e.contains("spans more than 100 years"), "{e}");
         let twice = format!("{GOOD}\n[[outcomes]]\nname = \"ks2  MATHS!\"\ncolumn = \"maths\"\n");
         let e = plan(&twice).unwrap_err().to_string();

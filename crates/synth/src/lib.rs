@@ -359,18 +359,18 @@ pub fn validate(cfg: &SimConfig) -> Result<(), SimError> {
         return bad("programme_start", cfg.programme_start.to_string(), "must lie within first_year..=last_year");
     }
     if !cfg.effect.is_finite() || cfg.effect.abs() > 5.0 {
-        return bad("effect", cfg.effect.to_string(), "must be finite and within ±5 SD");
+        return bad("effect", format!("{:?}", cfg.effect), "must be finite and within ±5 SD");
     }
     for (name, v) in [("cohort_sd", cfg.cohort_sd), ("effect_sd", cfg.effect_sd)] {
         if !(v.is_finite() && (0.0..=2.0).contains(&v)) {
-            return bad(name, v.to_string(), "must be between 0 and 2 latent SD");
+            return bad(name, format!("{v:?}"), "must be between 0 and 2 latent SD");
         }
     }
     if !(cfg.pretrend.is_finite() && cfg.pretrend.abs() <= 1.0) {
-        return bad("pretrend", cfg.pretrend.to_string(), "must be finite and within ±1 SD per year");
+        return bad("pretrend", format!("{:?}", cfg.pretrend), "must be finite and within ±1 SD per year");
     }
     if !(cfg.mean_cohort.is_finite() && (1.0..=500.0).contains(&cfg.mean_cohort)) {
-        return bad("mean_cohort", cfg.mean_cohort.to_string(), "must be between 1 and 500 pupils");
+        return bad("mean_cohort", format!("{:?}", cfg.mean_cohort), "must be between 1 and 500 pupils");
     }
     Ok(())
 }
