@@ -36,6 +36,58 @@ pub enum Command {
     /// Simulate the study's design many times: power curves, MDES, bias and coverage (on all cores, in
     /// shards, or as a Slurm job array).
     Power(PowerArgs),
+    /// Every school's family of the k most similar schools on intake variables (standardized or Mahalanobis
+    /// distance, optionally within a grouping such as region).
+    Families(FamiliesArgs),
+}
+
+/// Options of `psmeval families`.
+#[derive(Debug, Args)]
+pub struct FamiliesArgs {
+    /// School table (CSV or Parquet), one row per school.
+    #[arg(long, value_name = "FILE", required_unless_present = "example", conflicts_with = "example")]
+    pub schools: Option<PathBuf>,
+    /// Use the schools of the built-in synthetic population (national scale, 16,800 schools).
+    #[arg(long)]
+    pub example: bool,
+    /// The id column.
+    #[arg(long, value_name = "COLUMN", default_value = "school_id")]
+    pub id: String,
+    /// Intake variables (comma-separated, numeric).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_name = "VARS",
+        default_values_t = ["pct_fsm", "pct_eal", "pct_sen", "idaci", "prior_attainment"].map(String::from)
+    )]
+    pub vars: Vec<String>,
+    /// Members per family.
+    #[arg(long, default_value_t = 11, value_parser = bounded::<1, 1000>)]
+    pub k: usize,
+    /// Distance between schools.
+    #[arg(long, value_enum, default_value_t = MetricArg::Mahalanobis)]
+    pub metric: MetricArg,
+    /// Form families only among schools with the same value of this column (e.g. region).
+    #[arg(long, value_name = "COLUMN")]
+    pub within: Option<String>,
+    /// The school whose family the report shows (default: the first school).
+    #[arg(long, value_name = "ID")]
+    pub school: Option<String>,
+    /// Output directory (default: reports/families).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// No message on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// Distances of `psmeval families`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetricArg {
+    /// Mahalanobis on the covariance of the variables over all schools.
+    Mahalanobis,
+    /// Euclidean on the variables standardized by their SDs.
+    Standardized,
 }
 
 /// Options of `psmeval power`.

@@ -19,6 +19,7 @@ fn main() -> ExitCode {
         Command::Evaluate(a) => commands::evaluate::run(&a),
         Command::Report(a) => commands::report::run(&a),
         Command::Power(a) => commands::power::run(&a),
+        Command::Families(a) => commands::families::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

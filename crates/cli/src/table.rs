@@ -364,7 +364,8 @@ pub fn dataframe_to_table(df: &DataFrame, source: &Path, header: Option<&Vec<Str
     Ok((table, warnings))
 }
 
-/// Puts the columns of `exact` in place of the same-named unusable entries of `table`, keeping its order.
+/// Puts the columns of `exact` in place of the same-named unusable entries of `table` (after its other
+/// columns).
 fn replace_columns(table: Table, exact: Table) -> Table {
     let mut out = Table::new();
     for (name, column) in table.iter() {
@@ -460,11 +461,19 @@ fn text_column<'a>(values: impl Iterator<Item = Option<&'a str>>, name: &str, so
         }
         let parsed: Vec<f64> =
             values.iter().map(|v| v.as_deref().map_or(f64::NAN, |s| s.parse().unwrap_or(f64::NAN))).collect();
-        let long_integer = values.iter().flatten().any(|s| {
+        // Ids written as digits stay text when a float would change them: integers at or beyond 2^53, or
+        // written with leading zeros (`00123` is not `123`).
+        let digits = |s: &str| {
             let b = s.strip_prefix(['-', '+']).unwrap_or(s);
-            b.bytes().all(|c| c.is_ascii_digit()) && s.parse::<f64>().is_ok_and(|x| x.abs() >= EXACT_INTEGER_LIMIT)
+            !b.is_empty() && b.bytes().all(|c| c.is_ascii_digit())
+        };
+        let all_integers = values.iter().flatten().all(|s| digits(s));
+        let long = values.iter().flatten().any(|s| s.parse::<f64>().is_ok_and(|x| x.abs() >= EXACT_INTEGER_LIMIT));
+        let leading_zero = values.iter().flatten().any(|s| {
+            let b = s.strip_prefix(['-', '+']).unwrap_or(s);
+            b.len() > 1 && b.starts_with('0')
         });
-        if long_integer {
+        if all_integers && (long || leading_zero) {
             return Converted::Column(Column::Text(values));
         }
         return Converted::Column(numeric(parsed.into_iter().map(Some)));
@@ -496,6 +505,9 @@ pub fn require_unique_ids(table: &Table, column: &str, source: &Path) -> Result<
 /// process that was killed before it could (`kill -9`) without touching those of a run still going.
 const TEMP_PREFIX: &str = ".psmeval-";
 
+/// How long a temporary file must be untouched before a later run may remove it.
+const STALE_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
+
 /// Removes temporary files left in `dir` by psmeval processes that no longer run (Linux: `/proc/PID`).
 fn remove_stale_temporaries(dir: &Path) {
     if !cfg!(target_os = "linux") {
@@ -506,7 +518,11 @@ fn remove_stale_temporaries(dir: &Path) {
         let name = entry.file_name();
         let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(TEMP_PREFIX)) else { continue };
         let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
-        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+        // A process on another node of a shared file system (Slurm array tasks writing one folder) is not in
+        // this node's /proc: only files untouched for STALE_AFTER are taken as abandoned.
+        let old =
+            entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age > STALE_AFTER));
+        if old && pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
             let _ = std::fs::remove_file(entry.path());
         }
     }
@@ -638,7 +654,9 @@ impl Outputs {
         }
     }
 
-    /// Writes every file (see the type's documentation).
+    /// Writes every file (see the type's documentation). Destinations are checked before the first rename;
+    /// a rename that still fails (the file system changed meanwhile) leaves the files renamed before it and
+    /// removes the other temporary files.
     pub fn commit(self) -> Result<()> {
         let mut seen: Vec<(String, &Path)> = Vec::new();
         for (path, _) in &self.files {
@@ -660,6 +678,9 @@ impl Outputs {
                 ));
             }
             seen.push((key, path));
+        }
+        if let Some((path, _)) = self.files.iter().find(|(p, _)| p.is_dir()) {
+            return Err(anyhow::anyhow!("cannot write {}: a directory is in the way", path.display()));
         }
         let mut staged = Vec::with_capacity(self.files.len());
         for (path, bytes) in &self.files {
@@ -802,6 +823,16 @@ mod tests {
         assert_eq!(t.numeric("x").unwrap(), [1.0, 2.0]);
         let q = csv(dir.path(), "q.csv", "id\n\"9007199254740993\"\n\"9007199254740995\"\n");
         assert_eq!(load_table(&q).unwrap().unique_ids("id").unwrap(), ["9007199254740993", "9007199254740995"]);
+        // A float column with one large whole number stays numeric.
+        let r = csv(dir.path(), "r.csv", "x\n1.5\n10000000000000000\n");
+        assert_eq!(load_table(&r).unwrap().numeric("x").unwrap(), [1.5, 1e16]);
+        // Text ids with leading zeros (a Parquet string column) stay text: `00123` is not `123`.
+        let codes = [Some("00123"), Some("123")];
+        let Converted::Column(c) = text_column(codes.into_iter(), "code", &r) else { panic!("converted") };
+        assert_eq!(c, Column::Text(vec![Some("00123".into()), Some("123".into())]));
+        let plain = [Some("7"), Some("123")];
+        let Converted::Column(c) = text_column(plain.into_iter(), "code", &r) else { panic!("converted") };
+        assert_eq!(c, Column::Numeric(vec![7.0, 123.0]));
     }
 
     #[test]
@@ -920,14 +951,21 @@ mod tests {
     #[test]
     fn temporaries_of_dead_processes_are_removed() {
         let dir = tempfile::tempdir().unwrap();
-        // pid_max on Linux is at most 2^22, so this process cannot exist; the second file is this process's.
+        // pid_max on Linux is at most 2^22, so this process cannot exist; the second file is this process's,
+        // the third that of a dead process but written a moment ago (perhaps by another node).
         let stale = dir.path().join(format!("{TEMP_PREFIX}999999999-abc"));
         let live = dir.path().join(format!("{TEMP_PREFIX}{}-abc", std::process::id()));
-        std::fs::write(&stale, "left by kill -9").unwrap();
-        std::fs::write(&live, "in use").unwrap();
+        let recent = dir.path().join(format!("{TEMP_PREFIX}999999998-abc"));
+        for p in [&stale, &live, &recent] {
+            std::fs::write(p, "left").unwrap();
+        }
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for p in [&stale, &live] {
+            File::options().write(true).open(p).unwrap().set_modified(two_hours_ago).unwrap();
+        }
         write_text(&dir.path().join("out.txt"), "done").unwrap();
         assert_eq!(stale.exists(), !cfg!(target_os = "linux"));
-        assert!(live.exists());
+        assert!(live.exists() && recent.exists());
     }
 
     #[test]

@@ -257,9 +257,10 @@ impl Plan {
             }
         }
         if let Some(f) = &self.model_formula {
-            // `outcome` and `group` are the columns psmeval builds itself; every other name must be a pupil column.
+            // `outcome`, `group` and `year_c` are the columns psmeval builds itself; every other name must be
+            // a pupil column.
             for c in f.columns() {
-                if c != "outcome" && c != "group" {
+                if !["outcome", "group", "year_c"].contains(&c.as_str()) {
                     need(pupils, "pupil", "model.formula", &c, &mut problems);
                 }
             }

@@ -500,6 +500,9 @@ impl Parser<'_> {
                 Some(Tok::Plus) => {
                     self.pos += 1;
                     let rhs = self.prod(top)?;
+                    if acc.terms.len() + rhs.terms.len() > MAX_TERMS {
+                        return Err(too_complex(self.text, format!("it expands to more than {MAX_TERMS} terms")));
+                    }
                     if rhs.intercept.is_some() {
                         acc.intercept = rhs.intercept;
                     }
@@ -532,7 +535,8 @@ impl Parser<'_> {
             if !acc.random.is_empty() || !rhs.random.is_empty() {
                 return Err(self.nested_random());
             }
-            if op == Some(Tok::Star) && (acc.terms.len() + 1).saturating_mul(rhs.terms.len() + 1) > MAX_TERMS {
+            // a * b has |a| + |b| + |a||b| = (|a| + 1)(|b| + 1) - 1 terms.
+            if op == Some(Tok::Star) && (acc.terms.len() + 1).saturating_mul(rhs.terms.len() + 1) > MAX_TERMS + 1 {
                 return Err(too_complex(self.text, format!("it expands to more than {MAX_TERMS} terms")));
             }
             let mut terms = acc.terms.clone();
@@ -796,6 +800,14 @@ mod tests {
         assert!(msg.contains("more than 10000 terms"), "{msg}");
         let msg = parse_formula(&format!("y ~ ({}):({})", vars.join(" + "), vars.join(" + ")));
         assert!(msg.is_ok(), "26 x 26 interactions are within the limit");
+        let a: Vec<String> = (0..72).map(|i| format!("a{i}")).collect();
+        let b: Vec<String> = (0..136).map(|i| format!("b{i}")).collect();
+        let exact = parse_formula(&format!("y ~ ({}) * ({})", a.join(" + "), b.join(" + "))).unwrap();
+        assert_eq!(exact.fixed.terms.len(), 10_000, "exactly the limit is allowed");
+        let sum: Vec<String> =
+            (0..12).map(|k| format!("({}):({})", a[..60].join("+"), b[..15].join("+") + &format!("+c{k}"))).collect();
+        let msg = parse_formula(&format!("y ~ {}", sum.join(" + "))).unwrap_err().to_string();
+        assert!(msg.contains("more than 10000 terms"), "a sum of products is counted: {msg}");
         let wide: Vec<String> = (0..200).map(|i| format!("z{i}")).collect();
         let msg = parse_formula(&format!("y ~ ({}):({})", wide.join(" + "), wide.join(" + "))).unwrap_err();
         assert!(msg.to_string().contains("more than 10000 terms"), "{msg}");

@@ -33,7 +33,8 @@
 //! - [`nearest`]: greedy nearest-neighbour matching (MatchIt 4.7 rules) in O(n log n);
 //! - [`optimal`]: optimal pair and k:1 matching (minimum total distance);
 //! - [`matches`](mod@matches): the common result of every method (matched sets, subclasses, weights) and its invariants;
-//! - [`balance`]: standardized mean differences, variance ratios and eCDF statistics before and after.
+//! - [`balance`]: standardized mean differences, variance ratios and eCDF statistics before and after;
+//! - [`families`](mod@families): every school's family of the k most similar schools on intake variables.
 //!
 //! [`spec`], [`result`] and [`error`] hold the entry point's input, output and errors. The crate computes
 //! only: no I/O, no printing.
@@ -43,6 +44,7 @@
 pub mod balance;
 pub mod distance;
 pub mod error;
+pub mod families;
 pub mod matches;
 mod nan;
 pub mod nearest;

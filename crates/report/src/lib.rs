@@ -17,6 +17,7 @@
 
 pub mod document;
 mod evaluation;
+mod families;
 pub mod format;
 pub mod lmm;
 pub mod matching;
@@ -24,6 +25,7 @@ pub mod plot;
 mod power;
 
 pub use evaluation::{evaluation_document, render_evaluation};
+pub use families::render_families;
 pub use power::render_power;
 
 /// One output file: its path relative to the output folder and its bytes.

@@ -1,6 +1,7 @@
 //! One module per command; none imports another.
 
 pub mod evaluate;
+pub mod families;
 pub mod lmm;
 pub mod r#match;
 pub mod power;

@@ -177,6 +177,7 @@ pub fn nearest(problem: &Problem<'_>, opts: &NearestOptions) -> Result<Matches, 
     let controls_short = !opts.replace && (0..n_cells).any(|c| n1[c] > 0 && (n0[c] as f64) < k as f64 * n1[c] as f64);
     // No treated unit can receive more distinct controls than a cell holds, so a larger ratio matches exactly
     // as this one does (and cannot make the engines reserve room for ratio x treated matches).
+    let ratio = k;
     let k = k.min(n0.iter().copied().max().unwrap_or(1).max(1));
 
     let sets = if let Some(x) = problem.mahvars {
@@ -210,7 +211,7 @@ pub fn nearest(problem: &Problem<'_>, opts: &NearestOptions) -> Result<Matches, 
     if sets.is_empty() {
         return Err(MethodError::NothingMatched);
     }
-    Ok(Matches::from_sets(problem, sets, discarded, opts.replace, k, width, controls_short))
+    Ok(Matches::from_sets(problem, sets, discarded, opts.replace, ratio, width, controls_short))
 }
 
 /// Treated units in matching order (MatchIt's `ord`): largest/smallest by distance with R's stable
