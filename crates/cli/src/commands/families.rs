@@ -8,12 +8,15 @@ use psmeval_matching::families::{FamilyMetric, families};
 
 use crate::args::{FamiliesArgs, MetricArg};
 use crate::error::InputError;
+use crate::progress::Progress;
 use crate::table::{Outputs, check_output_dir, load_table};
 
 /// Runs the command.
 pub fn run(a: &FamiliesArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports/families"));
     check_output_dir(&out)?;
+    let progress = Progress::new(a.quiet);
+    let step = progress.step("loading the schools");
     let (table, source) = match &a.schools {
         Some(path) => (load_table(path)?, path.display().to_string()),
         None => {
@@ -27,6 +30,8 @@ pub fn run(a: &FamiliesArgs) -> Result<()> {
         MetricArg::Mahalanobis => FamilyMetric::Mahalanobis,
         MetricArg::Standardized => FamilyMetric::Standardized,
     };
+    step.finish();
+    let step = progress.step("finding the families");
     let fams = families(&table, &a.id, &a.vars, a.within.as_deref(), a.k, metric)
         .map_err(|e| InputError::new(format!("{source}: {e}")))?;
     if let Some(id) = &a.school
@@ -34,6 +39,8 @@ pub fn run(a: &FamiliesArgs) -> Result<()> {
     {
         return Err(InputError::new(format!("--school: no school with id `{id}` in {source}")).into());
     }
+    step.finish();
+    let step = progress.step("writing families, summaries and report");
     let files = psmeval_report::render_families(&fams, a.school.as_deref());
     let mut summary = serde_json::to_value(&fams)?;
     // The JSON summary leaves the members to families.csv (16,800 x k rows at national scale).
@@ -51,8 +58,12 @@ pub fn run(a: &FamiliesArgs) -> Result<()> {
     outputs.add_artifacts(&out, &files);
     outputs.add(out.join("summary.json"), serde_json::to_string_pretty(&summary)? + "\n");
     outputs.commit()?;
-    if !a.quiet {
-        eprintln!("wrote the families of {} schools (k = {}) to {}", fams.n_schools, fams.k, out.display());
-    }
+    step.finish();
+    progress.message(&format!(
+        "wrote the families of {} schools (k = {}) to {}",
+        fams.n_schools,
+        fams.k,
+        out.display()
+    ));
     Ok(())
 }
