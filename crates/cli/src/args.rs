@@ -39,6 +39,53 @@ pub enum Command {
     /// Every school's family of the k most similar schools on intake variables (standardized or Mahalanobis
     /// distance, optionally within a grouping such as region).
     Families(FamiliesArgs),
+    /// Each school's contextual value-added (its random intercept in a pupil-level mixed model) with a 95%
+    /// interval, flagged above / in line / below expectation, and compared with its family of schools.
+    #[command(name = "value-added")]
+    ValueAdded(ValueAddedArgs),
+}
+
+/// Options of `psmeval value-added`.
+#[derive(Debug, Args)]
+pub struct ValueAddedArgs {
+    /// Pupil table (CSV or Parquet), one row per pupil.
+    #[arg(long, value_name = "FILE", required_unless_present = "example", conflicts_with = "example")]
+    pub pupils: Option<PathBuf>,
+    /// Use the built-in synthetic population (national scale): KS2 maths in 2017 on prior attainment, FSM,
+    /// EAL, SEN and sex.
+    #[arg(long)]
+    pub example: bool,
+    /// The model in lme4 syntax with a random intercept for the schools (default with --example:
+    /// `maths ~ prior + fsm + eal + sen + female + (1 | school_id)`).
+    #[arg(long, required_unless_present = "example")]
+    pub formula: Option<String>,
+    /// The school column of the random intercept (default: the first random term's grouping factor).
+    #[arg(long, value_name = "COLUMN")]
+    pub school: Option<String>,
+    /// Only pupils with COLUMN equal to VALUE (repeatable), e.g. `--where year=2017 --where key_stage=2`.
+    #[arg(long = "where", value_name = "COLUMN=VALUE", value_parser = parse_filter)]
+    pub filters: Vec<(String, String)>,
+    /// The families.csv of `psmeval families` (columns school_id, member_id): compare each school with its
+    /// family.
+    #[arg(long, value_name = "FILE")]
+    pub family_file: Option<PathBuf>,
+    /// The school highlighted in the figure and described in the report (default: the first school).
+    #[arg(long, value_name = "ID")]
+    pub highlight: Option<String>,
+    /// Output directory (default: reports/value-added).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+/// `COLUMN=VALUE`.
+fn parse_filter(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((c, v)) if !c.trim().is_empty() => Ok((c.trim().to_string(), v.trim().to_string())),
+        _ => Err(format!("`{s}` is not COLUMN=VALUE")),
+    }
 }
 
 /// Options of `psmeval families`.

@@ -20,6 +20,7 @@ fn main() -> ExitCode {
         Command::Report(a) => commands::report::run(&a),
         Command::Power(a) => commands::power::run(&a),
         Command::Families(a) => commands::families::run(&a),
+        Command::ValueAdded(a) => commands::value_added::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -58,6 +58,7 @@ pub mod sample;
 pub mod study;
 mod synthetic;
 pub mod trend;
+pub mod value_added;
 
 pub use evaluation::{Evaluation, EvaluationError, InputFile, OutcomeResult, Progress, evaluate};
 pub use plan::{Plan, PlanError, Problem};

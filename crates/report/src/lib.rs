@@ -23,10 +23,12 @@ pub mod lmm;
 pub mod matching;
 pub mod plot;
 mod power;
+mod value_added;
 
 pub use evaluation::{evaluation_document, render_evaluation};
 pub use families::render_families;
 pub use power::render_power;
+pub use value_added::render_value_added;
 
 /// One output file: its path relative to the output folder and its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]

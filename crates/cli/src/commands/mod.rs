@@ -7,3 +7,4 @@ pub mod r#match;
 pub mod power;
 pub mod report;
 pub mod simulate;
+pub mod value_added;
