@@ -43,6 +43,46 @@ pub enum Command {
     /// interval, flagged above / in line / below expectation, and compared with its family of schools.
     #[command(name = "value-added")]
     ValueAdded(ValueAddedArgs),
+    /// The attainment gap between pupils with and without a characteristic (FSM, EAL, SEN) in each area,
+    /// with school-clustered intervals, and how many more pupils would reach the standard at the best
+    /// area's gap.
+    Gaps(GapsArgs),
+}
+
+/// Options of `psmeval gaps`.
+#[derive(Debug, Args)]
+pub struct GapsArgs {
+    /// Pupil table (CSV or Parquet).
+    #[arg(long, value_name = "FILE", required_unless_present = "example", conflicts_with = "example")]
+    pub pupils: Option<PathBuf>,
+    /// School table, for an area column that is a school's (joined on --school).
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
+    pub schools: Option<PathBuf>,
+    /// Use the built-in synthetic population (national scale): KS2 pupils in the last year, the expected
+    /// standard, FSM, by region.
+    #[arg(long)]
+    pub example: bool,
+    /// The outcome column (0/1 for the counterfactual, or a score).
+    #[arg(long, value_name = "COLUMN", default_value = "expected")]
+    pub outcome: String,
+    /// The 0/1 pupil characteristic.
+    #[arg(long, value_name = "COLUMN", default_value = "fsm")]
+    pub group: String,
+    /// The area column (in the pupil table, or the school table).
+    #[arg(long, value_name = "COLUMN", default_value = "region")]
+    pub by: String,
+    /// The school id column (clusters; the join to the school table).
+    #[arg(long, value_name = "COLUMN", default_value = "school_id")]
+    pub school: String,
+    /// Only pupils with COLUMN equal to VALUE (repeatable), e.g. `--where year=2017 --where key_stage=2`.
+    #[arg(long = "where", value_name = "COLUMN=VALUE", value_parser = parse_filter)]
+    pub filters: Vec<(String, String)>,
+    /// Output directory (default: reports/gaps).
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// No progress output on stderr.
+    #[arg(long, short)]
+    pub quiet: bool,
 }
 
 /// Options of `psmeval value-added`.

@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Power(a) => commands::power::run(&a),
         Command::Families(a) => commands::families::run(&a),
         Command::ValueAdded(a) => commands::value_added::run(&a),
+        Command::Gaps(a) => commands::gaps::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

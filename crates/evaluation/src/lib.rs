@@ -47,6 +47,7 @@
 pub mod effects;
 mod evaluation;
 mod float;
+pub mod gaps;
 pub mod gcomp;
 pub mod impact;
 pub mod mdes;

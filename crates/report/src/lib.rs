@@ -19,6 +19,7 @@ pub mod document;
 mod evaluation;
 mod families;
 pub mod format;
+mod gaps;
 pub mod lmm;
 pub mod matching;
 pub mod plot;
@@ -27,6 +28,7 @@ mod value_added;
 
 pub use evaluation::{evaluation_document, render_evaluation};
 pub use families::render_families;
+pub use gaps::render_gaps;
 pub use power::render_power;
 pub use value_added::render_value_added;
 

@@ -650,3 +650,65 @@ impl Figure for PowerCurve {
         legend(&mut chart, SeriesLabelPosition::LowerRight)
     }
 }
+
+/// Labelled estimates with 95% intervals, one row per label, ranked (the gap-by-area figure).
+#[derive(Debug, Clone)]
+pub struct RankedIntervals {
+    /// Title.
+    pub title: String,
+    /// X axis label.
+    pub x_label: String,
+    /// `(label, estimate, low, high)`, drawn top to bottom in this order.
+    pub rows: Vec<(String, f64, f64, f64)>,
+}
+
+impl Figure for RankedIntervals {
+    fn size(&self) -> (u32, u32) {
+        (900, (120 + 28 * self.rows.len() as u32).clamp(260, 1600))
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let n = self.rows.len().max(1);
+        let (lo, hi) = self.rows.iter().fold((0.0f64, 0.0f64), |(a, b), r| (a.min(r.2).min(r.1), b.max(r.3).max(r.1)));
+        let pad = ((hi - lo) * 0.05).max(1e-9);
+        let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
+        let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(4) as u32;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size((width * 8 + 20).clamp(60, 260))
+            .build_cartesian_2d((lo - pad)..(hi + pad), 0.0..n as f64)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(242, 242, 242))
+            .disable_y_mesh()
+            .y_labels(n * 2 + 1)
+            .y_label_formatter(&|y| {
+                let k = y.floor() as usize;
+                let centre = (y - y.floor() - 0.5).abs() < 1e-6;
+                if centre && k < labels.len() { labels[labels.len() - 1 - k].clone() } else { String::new() }
+            })
+            .x_desc(self.x_label.as_str())
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (0.0, n as f64)], BLACK.stroke_width(1))).map_err(err)?;
+        let y_of = |k: usize| (n - 1 - k) as f64 + 0.5;
+        chart
+            .draw_series(
+                self.rows
+                    .iter()
+                    .enumerate()
+                    .map(|(k, r)| PathElement::new(vec![(r.2, y_of(k)), (r.3, y_of(k))], CONTROL.stroke_width(2))),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(self.rows.iter().enumerate().map(|(k, r)| Circle::new((r.1, y_of(k)), 5, CONTROL.filled())))
+            .map_err(err)?;
+        Ok(())
+    }
+}

@@ -2,6 +2,7 @@
 
 pub mod evaluate;
 pub mod families;
+pub mod gaps;
 pub mod lmm;
 pub mod r#match;
 pub mod power;
