@@ -57,6 +57,7 @@ name = "KS2 maths"
 column = "maths"
 filter = {{ key_stage = 2 }}
 standardize_within_year = true
+primary = true
 
 [[outcomes]]
 name = "KS2 expected standard"

@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::effects::{Effect, JointTest};
 use crate::float::nan_if_null;
+use crate::headline::HeadlineRow;
 use crate::impact::{InferenceSummary, SchoolEffect, default_formula, fit_impact, unconditional_sd};
 use crate::mdes::{AnalyticMdes, bloom};
 use crate::plan::Plan;
@@ -106,6 +107,9 @@ pub struct Evaluation {
     pub matching: MatchResult,
     /// Outcome analyses in study order (outcome-major, all pupils first, then subgroups).
     pub outcomes: Vec<OutcomeResult>,
+    /// The headline table: one row per analysed outcome and subgroup (see [`crate::headline`]).
+    #[serde(default)]
+    pub headline: Vec<HeadlineRow>,
 }
 
 /// Why an evaluation stopped. Each variant says which input is at fault.
@@ -206,6 +210,7 @@ pub fn evaluate(
         })
         .collect::<Result<_, _>>()?;
     progress(Progress::Finished);
+    let headline = crate::headline::headline(study, &outcomes);
     Ok(Evaluation {
         psmeval_version: env!("CARGO_PKG_VERSION").to_string(),
         study: study.clone(),
@@ -213,6 +218,7 @@ pub fn evaluate(
         inputs,
         matching,
         outcomes,
+        headline,
     })
 }
 

@@ -49,6 +49,7 @@ mod evaluation;
 mod float;
 pub mod gaps;
 pub mod gcomp;
+pub mod headline;
 pub mod impact;
 pub mod mdes;
 pub mod model;

@@ -161,6 +161,16 @@ impl Plan {
                 );
             }
         }
+        let primaries: Vec<&str> = study.outcomes.iter().filter(|o| o.primary).map(|o| o.name.as_str()).collect();
+        if primaries.len() > 1 {
+            problems.push(
+                "outcomes",
+                format!(
+                    "outcomes: {} are all marked primary = true; one outcome is the primary one",
+                    primaries.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
         if study.inference.cluster == ClusterBy::MatchedSet && m.replace {
             problems.push(
                 "inference.cluster",
@@ -414,6 +424,12 @@ mod tests {
         let e = plan(&twice).unwrap_err().to_string();
         assert!(e.contains("would write the same figure files (`ks2-maths`)"), "{e}");
         assert_eq!(file_stem("KS2 maths (FSM)"), "ks2-maths-fsm");
+        let two = format!(
+            "{}\n[[outcomes]]\nname = \"KS1 maths\"\ncolumn = \"maths\"\nprimary = true\n",
+            GOOD.replace("name = \"KS2 maths\"", "name = \"KS2 maths\"\nprimary = true")
+        );
+        let e = plan(&two).unwrap_err().to_string();
+        assert!(e.contains("`KS2 maths`, `KS1 maths` are all marked primary = true"), "{e}");
     }
 
     #[test]

@@ -270,6 +270,10 @@ pub struct OutcomeSpec {
     /// `gaussian` (linear mixed model) or `binomial` (0/1 outcome).
     #[serde(default)]
     pub family: Family,
+    /// The primary outcome (at most one): its all-pupils analysis is the headline's primary analysis and
+    /// the others are secondary, with Holm-adjusted p values.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub primary: bool,
 }
 
 /// A filter value: a number or a text.

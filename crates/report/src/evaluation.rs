@@ -214,6 +214,66 @@ pub(crate) fn figure(
     Ok(Block::Figure { stem, svg, caption })
 }
 
+/// The headline table (one row per analysed outcome and subgroup) and what its columns mean.
+fn headline(ev: &Evaluation, d: &mut Document) {
+    if ev.headline.is_empty() {
+        return;
+    }
+    d.h(2, "Headline results");
+    let rows = ev
+        .headline
+        .iter()
+        .map(|h| {
+            let name = match &h.subgroup {
+                Some(sg) => format!("{} ({sg})", h.outcome),
+                None => h.outcome.clone(),
+            };
+            vec![
+                if h.primary { format!("{name} [primary]") } else { name },
+                format!("{}; {}", count(h.pupils[0]), count(h.pupils[1])),
+                format!("{}; {}", count(h.schools[0]), count(h.schools[1])),
+                format!("{} ({} to {})", num(h.effect_size, 2), num(h.effect_size_low, 2), num(h.effect_size_high, 2)),
+                h.months.map_or_else(|| "–".into(), |m| m.to_string()),
+                pval(h.p_value),
+                h.p_holm.map_or_else(|| "–".into(), pval),
+                h.mdes.map_or_else(|| "–".into(), |m| num(m, 2)),
+            ]
+        })
+        .collect();
+    d.table(
+        &[
+            "Outcome",
+            "Pupils (lead; contrast)",
+            "Schools (lead; contrast)",
+            "Effect size (95% CI)",
+            "Months' progress",
+            "p",
+            "p (Holm)",
+            "MDES",
+        ],
+        rows,
+    );
+    let primary = ev.headline.iter().find(|h| h.primary);
+    let n_secondary = ev.headline.iter().filter(|h| !h.primary).count();
+    let which = match primary {
+        Some(h) => format!(
+            "The primary analysis is {} for all pupils; the other {n_secondary} analyses are secondary",
+            h.outcome
+        ),
+        None => format!(
+            "No outcome is marked primary (`primary = true` in the study file), so all {n_secondary} analyses are \
+             secondary"
+        ),
+    };
+    d.p(format!(
+        "Effect sizes are the pooled programme effect over the programme years in SD units (the effect-size \
+         definition below), with the 95% CI and p value of the study's inference. {which}, and their p values are \
+         Holm-adjusted together (family-wise 5%). Months' progress converts the effect size with the EEF Teaching \
+         and Learning Toolkit's table (EEF project reports use a slightly different one); the MDES is the design's \
+         analytic minimum detectable effect size at 80% power. Pupils are counted over all years analysed."
+    ));
+}
+
 pub(crate) fn slug(s: &str) -> String {
     psmeval_evaluation::file_stem(s)
 }
@@ -266,6 +326,7 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
         }
     }
     d.p(summary.trim_end());
+    headline(ev, &mut d);
 
     // Sample flow.
     d.h(2, "1. Sample");
