@@ -55,3 +55,12 @@ pub fn write_population(pop: &Population, dir: &Path, format: Format) -> Result<
     outputs.add(dir.join("truth.json"), serde_json::to_string_pretty(&pop.truth)? + "\n");
     outputs.commit()
 }
+
+/// The built-in national synthetic population (`simulate`'s defaults) as school and pupil tables, for the
+/// `--example` of the analyst commands.
+pub fn example_tables() -> Result<(Population, psmeval_frame::Table, psmeval_frame::Table)> {
+    let pop = psmeval_synth::simulate(&psmeval_synth::SimConfig::default())
+        .map_err(|e| anyhow::anyhow!("simulating the example population: {e}"))?;
+    let (schools, pupils) = psmeval_evaluation::population_tables(&pop)?;
+    Ok((pop, schools, pupils))
+}

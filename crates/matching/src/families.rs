@@ -309,6 +309,25 @@ struct Node {
     children: Option<(usize, usize)>,
 }
 
+impl Node {
+    /// Squared distance from point `x` to the node's bounding box (0 inside it).
+    fn gap2(&self, x: &[f64]) -> f64 {
+        x.iter()
+            .zip(self.lo.iter().zip(&self.hi))
+            .map(|(&v, (&lo, &hi))| {
+                let gap = if v < lo {
+                    lo - v
+                } else if v > hi {
+                    v - hi
+                } else {
+                    0.0
+                };
+                gap * gap
+            })
+            .sum()
+    }
+}
+
 const LEAF: usize = 16;
 
 impl KdTree {
@@ -365,19 +384,7 @@ impl KdTree {
         let nd = &self.nodes[node];
         // Smallest squared distance from q to the node's box; a node that cannot beat the worst kept (ties
         // included, so the id rule sees every tied candidate) is skipped.
-        let bound: f64 = (0..d)
-            .map(|c| {
-                let v = points[q * d + c];
-                let gap = if v < nd.lo[c] {
-                    nd.lo[c] - v
-                } else if v > nd.hi[c] {
-                    v - nd.hi[c]
-                } else {
-                    0.0
-                };
-                gap * gap
-            })
-            .sum();
+        let bound = nd.gap2(&points[q * d..q * d + d]);
         if heap.len() == k && heap.peek().is_some_and(|w| bound > w.d2) {
             return;
         }
@@ -398,22 +405,7 @@ impl KdTree {
             }
             Some((left, right)) => {
                 // Visit the child whose box is nearer first.
-                let near = |child: usize| {
-                    let b = &self.nodes[child];
-                    (0..d)
-                        .map(|c| {
-                            let v = points[q * d + c];
-                            let gap = if v < b.lo[c] {
-                                b.lo[c] - v
-                            } else if v > b.hi[c] {
-                                v - b.hi[c]
-                            } else {
-                                0.0
-                            };
-                            gap * gap
-                        })
-                        .sum::<f64>()
-                };
+                let near = |child: usize| self.nodes[child].gap2(&points[q * d..q * d + d]);
                 let (first, second) = if near(left) <= near(right) { (left, right) } else { (right, left) };
                 self.search(first, points, d, q, k, rank, heap);
                 self.search(second, points, d, q, k, rank, heap);

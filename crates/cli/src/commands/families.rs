@@ -20,9 +20,7 @@ pub fn run(a: &FamiliesArgs) -> Result<()> {
     let (table, source) = match &a.schools {
         Some(path) => (load_table(path)?, path.display().to_string()),
         None => {
-            let pop = psmeval_synth::simulate(&psmeval_synth::SimConfig::default())
-                .map_err(|e| anyhow::anyhow!("simulating the example population: {e}"))?;
-            let (schools, _) = psmeval_evaluation::population_tables(&pop)?;
+            let (_, schools, _) = crate::population::example_tables()?;
             (schools, "the example schools".to_string())
         }
     };

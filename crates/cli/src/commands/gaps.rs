@@ -25,9 +25,7 @@ pub fn run(a: &GapsArgs) -> Result<()> {
             (load_table(path)?, schools, path.display().to_string(), Vec::new())
         }
         None => {
-            let pop = psmeval_synth::simulate(&psmeval_synth::SimConfig::default())
-                .map_err(|e| anyhow::anyhow!("simulating the example population: {e}"))?;
-            let (schools, pupils) = psmeval_evaluation::population_tables(&pop)?;
+            let (pop, schools, pupils) = crate::population::example_tables()?;
             let last = pop.truth.config.last_year.to_string();
             let example = if a.filters.is_empty() {
                 vec![("year".to_string(), last), ("key_stage".to_string(), "2".to_string())]

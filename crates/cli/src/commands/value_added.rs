@@ -25,9 +25,7 @@ pub fn run(a: &ValueAddedArgs) -> Result<()> {
     let (pupils, source, mut filters) = match &a.pupils {
         Some(path) => (load_table(path)?, path.display().to_string(), Vec::new()),
         None => {
-            let pop = psmeval_synth::simulate(&psmeval_synth::SimConfig::default())
-                .map_err(|e| anyhow::anyhow!("simulating the example population: {e}"))?;
-            let (_, pupils) = psmeval_evaluation::population_tables(&pop)?;
+            let (pop, _, pupils) = crate::population::example_tables()?;
             let last = pop.truth.config.last_year.to_string();
             let example = vec![
                 RowFilter { column: "year".into(), value: last },
