@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use psmeval_frame::RowFilter;
 
 use crate::table::Format;
 
@@ -76,7 +77,7 @@ pub struct GapsArgs {
     pub school: String,
     /// Only pupils with COLUMN equal to VALUE (repeatable), e.g. `--where year=2017 --where key_stage=2`.
     #[arg(long = "where", value_name = "COLUMN=VALUE", value_parser = parse_filter)]
-    pub filters: Vec<(String, String)>,
+    pub filters: Vec<RowFilter>,
     /// Output directory (default: reports/gaps).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -104,7 +105,18 @@ pub struct ValueAddedArgs {
     pub school: Option<String>,
     /// Only pupils with COLUMN equal to VALUE (repeatable), e.g. `--where year=2017 --where key_stage=2`.
     #[arg(long = "where", value_name = "COLUMN=VALUE", value_parser = parse_filter)]
-    pub filters: Vec<(String, String)>,
+    pub filters: Vec<RowFilter>,
+    /// Pupil columns whose groups' value-added is estimated (comma-separated), e.g. `fsm,eal,sen,female`
+    /// (default with --example: those four).
+    #[arg(long, value_name = "COLUMNS", value_delimiter = ',')]
+    pub groups: Vec<String>,
+    /// An area column (pupil column, or a column of --schools): the groups within each area too, and each
+    /// area's pupils as a whole (default with --example: region).
+    #[arg(long, value_name = "COLUMN")]
+    pub by: Option<String>,
+    /// School table (CSV or Parquet) holding the --by column, keyed by the school column of the model.
+    #[arg(long, value_name = "FILE", conflicts_with = "example")]
+    pub schools: Option<PathBuf>,
     /// The families.csv of `psmeval families` (columns school_id, member_id): compare each school with its
     /// family.
     #[arg(long, value_name = "FILE")]
@@ -121,9 +133,11 @@ pub struct ValueAddedArgs {
 }
 
 /// `COLUMN=VALUE`.
-fn parse_filter(s: &str) -> Result<(String, String), String> {
+fn parse_filter(s: &str) -> Result<RowFilter, String> {
     match s.split_once('=') {
-        Some((c, v)) if !c.trim().is_empty() => Ok((c.trim().to_string(), v.trim().to_string())),
+        Some((c, v)) if !c.trim().is_empty() => {
+            Ok(RowFilter { column: c.trim().to_string(), value: v.trim().to_string() })
+        }
         _ => Err(format!("`{s}` is not COLUMN=VALUE")),
     }
 }
@@ -157,6 +171,9 @@ pub struct FamiliesArgs {
     /// Form families only among schools with the same value of this column (e.g. region).
     #[arg(long, value_name = "COLUMN")]
     pub within: Option<String>,
+    /// The 0/1 column of the propensity model (`--metric propensity`), e.g. `lead`.
+    #[arg(long, value_name = "COLUMN")]
+    pub treat: Option<String>,
     /// The school whose family the report shows (default: the first school).
     #[arg(long, value_name = "ID")]
     pub school: Option<String>,
@@ -175,6 +192,8 @@ pub enum MetricArg {
     Mahalanobis,
     /// Euclidean on the variables standardized by their SDs.
     Standardized,
+    /// Difference of linear propensity scores of the --treat column (logistic regression on the variables).
+    Propensity,
 }
 
 /// Options of `psmeval power`.

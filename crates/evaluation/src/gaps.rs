@@ -250,6 +250,21 @@ fn area_gap(area: &str, rows: &[(usize, &str)], y: &[f64], g: &[f64], sd: f64, b
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn exam_gaps_match_club_sandwich_cr1s() {
+        // lm(normexam ~ girl) per area with clubSandwich's CR1S clustered by school (analyst_reference.R):
+        // gaps and SEs to 1e-9 (closed forms on both sides), schools exactly.
+        let (t, r) = crate::value_added::tests::exam_reference();
+        let gp = gaps(&t, "normexam", "girl", "type", "school", None).unwrap();
+        for w in r["gaps"].as_array().unwrap() {
+            let area = w["area"].as_str().unwrap();
+            let g = if area == "all" { &gp.overall } else { gp.areas.iter().find(|a| a.area == area).unwrap() };
+            assert!((g.gap - w["gap"].as_f64().unwrap()).abs() < 1e-9, "{g:?} {w}");
+            assert!((g.std_error - w["std_error"].as_f64().unwrap()).abs() < 1e-9, "{g:?} {w}");
+            assert_eq!(g.schools as u64, w["schools"].as_u64().unwrap());
+        }
+    }
     use psmeval_frame::Column;
 
     /// Two regions of three schools of four pupils: outcome 0/1, fsm 0/1.

@@ -32,4 +32,4 @@ pub mod table;
 
 pub use design::{Coding, FrameError, ModelFrame, RandomTerm, binomial_counts, build_model_frame, covariate_matrix};
 pub use formula::{Formula, FormulaError, MAX_FORMULA_CHARS, MAX_NESTING, MAX_TERMS, parse_formula};
-pub use table::{Column, Table, TableError};
+pub use table::{Column, RowFilter, Table, TableError};

@@ -146,6 +146,22 @@ pub enum TableError {
         /// 1-based data row.
         row: usize,
     },
+    /// A row filter `COLUMN = VALUE` gives text for a numeric column.
+    #[error("filter `{name} = {value}`: `{name}` is numeric; give a number")]
+    FilterNotNumber {
+        /// The column.
+        name: String,
+        /// The value as written.
+        value: String,
+    },
+    /// Row filters leave no rows.
+    #[error("filter `{name} = {value}` selects no rows (after the filters before it)")]
+    FilterSelectsNothing {
+        /// The column of the filter that emptied the selection.
+        name: String,
+        /// Its value.
+        value: String,
+    },
     /// An id column repeats a value.
     #[error("id column `{name}` repeats `{id}` (rows {first} and {second})")]
     DuplicateId {
@@ -158,6 +174,21 @@ pub enum TableError {
         /// 1-based row of the repeat.
         second: usize,
     },
+}
+
+/// An equality filter on a table's rows, `column = value` (see [`Table::filter_rows`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowFilter {
+    /// The column.
+    pub column: String,
+    /// The value as written.
+    pub value: String,
+}
+
+impl std::fmt::Display for RowFilter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} = {}", self.column, self.value)
+    }
 }
 
 /// Named columns of equal length, and the names of columns that exist in the source but cannot be used
@@ -298,6 +329,31 @@ impl Table {
         self.names.iter().map(String::as_str).zip(self.columns.iter())
     }
 
+    /// The rows passing every equality filter, in order: a numeric column compares with the value read as a
+    /// number (`year = 2017`), a text column with the value as written. A value that is not a number for a
+    /// numeric column, and a filter that leaves no rows, are errors naming the filter.
+    pub fn filter_rows(&self, filters: &[RowFilter]) -> Result<Vec<usize>, TableError> {
+        let mut rows: Vec<usize> = (0..self.n_rows()).collect();
+        for f in filters {
+            let fail = || (f.column.clone(), f.value.clone());
+            rows = match self.column(&f.column)? {
+                Column::Numeric(v) => {
+                    let x: f64 = f.value.trim().parse().map_err(|_| {
+                        let (name, value) = fail();
+                        TableError::FilterNotNumber { name, value }
+                    })?;
+                    rows.into_iter().filter(|&i| v[i] == x).collect()
+                }
+                Column::Text(v) => rows.into_iter().filter(|&i| v[i].as_deref() == Some(f.value.as_str())).collect(),
+            };
+            if rows.is_empty() {
+                let (name, value) = fail();
+                return Err(TableError::FilterSelectsNothing { name, value });
+            }
+        }
+        Ok(rows)
+    }
+
     /// A new table with only the rows in `rows` (in that order).
     pub fn take_rows(&self, rows: &[usize]) -> Table {
         let columns = self
@@ -315,6 +371,25 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn row_filters_compare_numbers_as_numbers_and_name_the_filter_at_fault() {
+        let t = Table::new()
+            .with("year", Column::Numeric(vec![2016.0, 2017.0, 2017.0, f64::NAN]))
+            .unwrap()
+            .with("ks", Column::Text(vec![Some("2".into()), Some("1".into()), Some("2".into()), Some("2".into())]))
+            .unwrap();
+        let f = |c: &str, v: &str| RowFilter { column: c.into(), value: v.into() };
+        assert_eq!(t.filter_rows(&[]).unwrap(), [0, 1, 2, 3]);
+        assert_eq!(t.filter_rows(&[f("year", " 2017.0")]).unwrap(), [1, 2]);
+        assert_eq!(t.filter_rows(&[f("year", "2017"), f("ks", "2")]).unwrap(), [2]);
+        let e = t.filter_rows(&[f("year", "last")]).unwrap_err().to_string();
+        assert_eq!(e, "filter `year = last`: `year` is numeric; give a number");
+        let e = t.filter_rows(&[f("year", "2016"), f("ks", "1")]).unwrap_err().to_string();
+        assert_eq!(e, "filter `ks = 1` selects no rows (after the filters before it)");
+        assert!(t.filter_rows(&[f("la", "x")]).unwrap_err().to_string().contains("no column named `la`"));
+        assert_eq!(f("ks", "2").to_string(), "ks = 2");
+    }
 
     #[test]
     fn binary_and_id_columns_name_the_row_at_fault() {

@@ -5,7 +5,11 @@
 //! Distances are Euclidean after a linear map of the variables: each standardized by its SD over all schools
 //! ([`FamilyMetric::Standardized`]), or whitened by the Cholesky factor of their covariance over all schools
 //! ([`FamilyMetric::Mahalanobis`], the same transform as matching's `mahvars` with one group, so squared
-//! Euclidean distances of the mapped rows are squared Mahalanobis distances). The k nearest neighbours come
+//! Euclidean distances of the mapped rows are squared Mahalanobis distances), or, with
+//! [`FamilyMetric::Propensity`], the difference of the schools' linear propensity scores (the logit of a
+//! logistic regression of a 0/1 column, such as taking part in a programme, on the variables, fitted as R's
+//! `glm` fits it) divided by their SD over all schools: schools alike in their chance of taking part, as
+//! in propensity-score matching. All three are in SD units. The k nearest neighbours come
 //! from a k-d tree per group (median splits on the widest coordinate), so a national table of 16,800 schools
 //! takes well under a second; ties in distance are broken by id (as text, ascending), and a school is never
 //! its own member. Every query is independent and run in parallel; results do not depend on the thread count.
@@ -20,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::distance::mahalanobis_transform;
+use crate::propensity::{Link, PropensityFit, fit_binomial_glm};
 
 /// How distances between schools are measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -30,6 +35,9 @@ pub enum FamilyMetric {
     /// Mahalanobis on the covariance of the variables over all schools.
     #[default]
     Mahalanobis,
+    /// Absolute difference of the linear propensity scores (logit link) of a 0/1 column, in SDs of the
+    /// score over all schools.
+    Propensity,
 }
 
 /// One member of a school's family.
@@ -58,6 +66,12 @@ pub struct Family {
     pub sd: Vec<f64>,
     /// Mean distance of the members from the school.
     pub mean_distance: f64,
+    /// The school's own value of each variable.
+    #[serde(default)]
+    pub values: Vec<f64>,
+    /// The school's propensity score (fitted probability), with [`FamilyMetric::Propensity`].
+    #[serde(default)]
+    pub propensity: Option<f64>,
 }
 
 /// Every school's family.
@@ -75,6 +89,18 @@ pub struct Families {
     pub n_schools: usize,
     /// Families in the order of the input rows.
     pub families: Vec<Family>,
+    /// Mean of each variable over all schools.
+    #[serde(default)]
+    pub center: Vec<f64>,
+    /// SD of each variable over all schools (n − 1 denominator).
+    #[serde(default)]
+    pub scale: Vec<f64>,
+    /// The 0/1 column of the propensity model, with [`FamilyMetric::Propensity`].
+    #[serde(default)]
+    pub treat: Option<String>,
+    /// The propensity model's coefficients (`treat ~ variables`, logit link).
+    #[serde(default)]
+    pub propensity: Vec<crate::propensity::Coefficient>,
 }
 
 /// A family search that cannot be run, naming the variable, school or group at fault.
@@ -124,10 +150,24 @@ pub enum FamilyError {
     /// The id column repeats an id or misses one.
     #[error("{0}")]
     Ids(String),
+    /// The propensity metric without a 0/1 column to model.
+    #[error("the propensity metric needs the 0/1 column whose probability it models (--treat COLUMN)")]
+    NoTreatment,
+    /// The propensity model cannot be fitted.
+    #[error("the propensity model `{treat} ~ {variables}`: {reason}")]
+    Propensity {
+        /// The 0/1 column.
+        treat: String,
+        /// The variables, joined by ` + `.
+        variables: String,
+        /// What the fit reported.
+        reason: String,
+    },
 }
 
 /// Families of the schools in `table` (one row per school) on the numeric columns `variables`, ids from the
-/// column `id`, optionally within the groups of the column `within` (see the module documentation).
+/// column `id`, optionally within the groups of the column `within` (see the module documentation);
+/// `treat` is the 0/1 column of the propensity model, needed by [`FamilyMetric::Propensity`] only.
 pub fn families(
     table: &Table,
     id: &str,
@@ -135,6 +175,7 @@ pub fn families(
     within: Option<&str>,
     k: usize,
     metric: FamilyMetric,
+    treat: Option<&str>,
 ) -> Result<Families, FamilyError> {
     if k == 0 {
         return Err(FamilyError::ZeroK);
@@ -173,15 +214,14 @@ pub fn families(
                 .collect::<Result<_, _>>()?
         }
     };
-    let coords = match metric {
-        FamilyMetric::Standardized => standardize(&x),
-        FamilyMetric::Mahalanobis => {
-            mahalanobis_transform(x.view(), &vec![false; n], &vec![false; n]).map_err(|_| FamilyError::Singular)?
+    let treatment = match (metric, treat) {
+        (FamilyMetric::Propensity, None) => return Err(FamilyError::NoTreatment),
+        (FamilyMetric::Propensity, Some(t)) => {
+            Some((t, table.binary(t)?.into_iter().map(|b| f64::from(u8::from(b))).collect::<Vec<f64>>()))
         }
+        _ => None,
     };
-    if coords.ncols() != variables.len() {
-        return Err(FamilyError::Singular);
-    }
+    let (coords, fit) = coordinates(&x, variables, metric, treatment.as_ref().map(|(t, y)| (*t, y.as_slice())))?;
     // Rank of each id in text order: the tie-break.
     let mut order: Vec<usize> = (0..n).collect();
     order.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
@@ -234,9 +274,19 @@ pub fn families(
                 })
                 .collect();
             let mean_distance = members.iter().map(|mb| mb.distance).sum::<f64>() / m;
-            Family { id: ids[i].clone(), group: groups[i].clone(), members, mean, sd, mean_distance }
+            Family {
+                id: ids[i].clone(),
+                group: groups[i].clone(),
+                members,
+                mean,
+                sd,
+                mean_distance,
+                values: x.row(i).to_vec(),
+                propensity: fit.as_ref().map(|f| f.fitted[i]),
+            }
         })
         .collect();
+    let (center, scale) = (0..variables.len()).map(|j| mean_sd(x.column(j).iter().copied())).unzip();
     Ok(Families {
         metric,
         k,
@@ -244,16 +294,65 @@ pub fn families(
         within: within.map(str::to_string),
         n_schools: n,
         families,
+        center,
+        scale,
+        treat: treatment.map(|(t, _)| t.to_string()),
+        propensity: fit.map(|f| f.coefficients).unwrap_or_default(),
     })
+}
+
+/// The points whose Euclidean distances are the metric's distances (one row per school), and the
+/// propensity fit with [`FamilyMetric::Propensity`] (`treat` is then the 0/1 column's name and values).
+fn coordinates(
+    x: &Array2<f64>,
+    variables: &[String],
+    metric: FamilyMetric,
+    treat: Option<(&str, &[f64])>,
+) -> Result<(Array2<f64>, Option<PropensityFit>), FamilyError> {
+    let n = x.nrows();
+    let coords = match (metric, treat) {
+        (FamilyMetric::Standardized, _) => standardize(x),
+        (FamilyMetric::Mahalanobis, _) => {
+            mahalanobis_transform(x.view(), &vec![false; n], &vec![false; n]).map_err(|_| FamilyError::Singular)?
+        }
+        (FamilyMetric::Propensity, None) => return Err(FamilyError::NoTreatment),
+        (FamilyMetric::Propensity, Some((t, y))) => {
+            let design =
+                Array2::from_shape_fn((n, variables.len() + 1), |(i, j)| if j == 0 { 1.0 } else { x[[i, j - 1]] });
+            let mut names = vec!["(Intercept)".to_string()];
+            names.extend(variables.iter().cloned());
+            let fail = |reason: String| FamilyError::Propensity {
+                treat: t.to_string(),
+                variables: variables.join(" + "),
+                reason,
+            };
+            let fit = fit_binomial_glm(design.view(), &names, y, None, Link::Logit).map_err(|e| fail(e.to_string()))?;
+            let (mean, sd) = mean_sd(fit.linear().iter().copied());
+            if !(sd > 0.0 && sd.is_finite()) {
+                return Err(fail("the scores do not vary (the variables do not predict it)".into()));
+            }
+            let z = Array2::from_shape_fn((n, 1), |(i, _)| (fit.linear()[i] - mean) / sd);
+            return Ok((z, Some(fit)));
+        }
+    };
+    if coords.ncols() != variables.len() {
+        return Err(FamilyError::Singular);
+    }
+    Ok((coords, None))
+}
+
+/// Mean and SD (n − 1 denominator) of the values.
+fn mean_sd(values: impl Iterator<Item = f64> + Clone) -> (f64, f64) {
+    let n = values.clone().count() as f64;
+    let mean = values.clone().sum::<f64>() / n;
+    (mean, (values.map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt())
 }
 
 /// Each column minus its mean, divided by its SD (n − 1).
 fn standardize(x: &Array2<f64>) -> Array2<f64> {
-    let (n, p) = x.dim();
     let mut z = x.clone();
-    for j in 0..p {
-        let mean = x.column(j).sum() / n as f64;
-        let sd = (x.column(j).iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n as f64 - 1.0)).sqrt();
+    for j in 0..x.ncols() {
+        let (mean, sd) = mean_sd(x.column(j).iter().copied());
         z.column_mut(j).iter_mut().for_each(|v| *v = (*v - mean) / sd);
     }
     z
@@ -450,6 +549,7 @@ mod tests {
         within: Option<&str>,
         k: usize,
         metric: FamilyMetric,
+        treat: Option<(&str, &[f64])>,
     ) -> Vec<Vec<String>> {
         let ids = t.unique_ids("id").unwrap();
         let n = ids.len();
@@ -459,10 +559,7 @@ mod tests {
                 x[[i, j]] = val;
             }
         }
-        let y = match metric {
-            FamilyMetric::Standardized => standardize(&x),
-            FamilyMetric::Mahalanobis => mahalanobis_transform(x.view(), &vec![false; n], &vec![false; n]).unwrap(),
-        };
+        let (y, _) = coordinates(&x, vars, metric, treat).unwrap();
         let pts: Vec<f64> = y.iter().copied().collect();
         let d = y.ncols();
         let group = |i: usize| within.map(|w| t.column(w).unwrap().text_at(i));
@@ -479,14 +576,16 @@ mod tests {
     #[test]
     fn the_tree_finds_the_brute_force_families_with_ties_broken_by_id() {
         let vars: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
-        let t = table(700, 3);
-        for metric in [FamilyMetric::Standardized, FamilyMetric::Mahalanobis] {
+        let t = with_treatment(table(700, 3));
+        let lead = t.numeric("lead").unwrap().to_vec();
+        for metric in [FamilyMetric::Standardized, FamilyMetric::Mahalanobis, FamilyMetric::Propensity] {
             for within in [None, Some("region")] {
                 for k in [1, 5, 20] {
-                    let f = families(&t, "id", &vars, within, k, metric).unwrap();
+                    let f = families(&t, "id", &vars, within, k, metric, Some("lead")).unwrap();
                     let got: Vec<Vec<String>> =
                         f.families.iter().map(|fam| fam.members.iter().map(|m| m.id.clone()).collect()).collect();
-                    assert_eq!(got, brute_force(&t, &vars, within, k, metric), "{metric:?} {within:?} k={k}");
+                    let want = brute_force(&t, &vars, within, k, metric, Some(("lead", &lead)));
+                    assert_eq!(got, want, "{metric:?} {within:?} k={k}");
                     for fam in &f.families {
                         assert!(fam.members.iter().all(|m| m.id != fam.id), "never its own member");
                         assert!(fam.members.windows(2).all(|w| w[0].distance <= w[1].distance));
@@ -497,11 +596,98 @@ mod tests {
         }
     }
 
+    /// `table` with a 0/1 `lead` that depends on `a` and `b`.
+    fn with_treatment(t: Table) -> Table {
+        let (a, b) = (t.numeric("a").unwrap().to_vec(), t.numeric("b").unwrap().to_vec());
+        let lead =
+            (0..a.len()).map(|i| f64::from(u8::from(a[i] - 0.5 * b[i] + ((i * 37) % 11) as f64 / 3.0 > 4.0))).collect();
+        t.with("lead", Column::Numeric(lead)).unwrap()
+    }
+
+    #[test]
+    fn propensity_families_are_nearest_on_the_standardized_linear_score() {
+        let vars: Vec<String> = vec!["a".into(), "b".into()];
+        let t = with_treatment(table(200, 5));
+        let f = families(&t, "id", &vars, None, 6, FamilyMetric::Propensity, Some("lead")).unwrap();
+        let mut x = Array2::<f64>::ones((200, 3));
+        for (j, v) in vars.iter().enumerate() {
+            for (i, &val) in t.numeric(v).unwrap().iter().enumerate() {
+                x[[i, j + 1]] = val;
+            }
+        }
+        let names = ["(Intercept)", "a", "b"].map(String::from);
+        let fit = fit_binomial_glm(x.view(), &names, t.numeric("lead").unwrap(), None, Link::Logit).unwrap();
+        let lp = fit.linear();
+        let mean = lp.iter().sum::<f64>() / 200.0;
+        let sd = (lp.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 199.0).sqrt();
+        let ids = t.unique_ids("id").unwrap();
+        let fam = &f.families[17];
+        assert!((fam.propensity.unwrap() - fit.fitted[17]).abs() < 1e-12);
+        for m in &fam.members {
+            let j = ids.iter().position(|i| *i == m.id).unwrap();
+            assert!((m.distance - (lp[17] - lp[j]).abs() / sd).abs() < 1e-9, "{m:?}");
+        }
+        assert_eq!(f.propensity.len(), 3);
+        assert_eq!(f.treat.as_deref(), Some("lead"));
+        assert_eq!(fam.values, vec![t.numeric("a").unwrap()[17], t.numeric("b").unwrap()[17]]);
+        let e = families(&t, "id", &vars, None, 6, FamilyMetric::Propensity, None).unwrap_err();
+        assert_eq!(e, FamilyError::NoTreatment);
+        let e = families(&t, "id", &vars, None, 6, FamilyMetric::Propensity, Some("a")).unwrap_err().to_string();
+        assert!(e.contains("must be 0 or 1"), "{e}");
+        let all = t.clone().with("all", Column::Numeric(vec![1.0; 200])).unwrap();
+        let e = families(&all, "id", &vars, None, 6, FamilyMetric::Propensity, Some("all")).unwrap_err().to_string();
+        assert!(e.starts_with("the propensity model `all ~ a + b`"), "{e}");
+    }
+
+    #[test]
+    fn families_match_the_r_brute_force_on_exam_schools() {
+        // tests/reference/families_reference.R: members exactly (ties by id as text), distances 1e-9 for the
+        // closed-form metrics and 1e-6 for the propensity metric (glm's convergence tolerance), fitted
+        // probabilities 1e-6.
+        let r: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/reference/families_reference.json")).unwrap();
+        let rows = r["table"].as_array().unwrap();
+        let col = |k: &str| Column::Numeric(rows.iter().map(|row| row[k].as_f64().unwrap()).collect());
+        let t = Table::new()
+            .with("id", Column::Text(rows.iter().map(|row| row["id"].as_str().map(String::from)).collect()))
+            .unwrap()
+            .with("lrt", col("lrt"))
+            .unwrap()
+            .with("girls", col("girls"))
+            .unwrap()
+            .with("size", col("size"))
+            .unwrap()
+            .with("sngl", col("sngl"))
+            .unwrap();
+        let vars: Vec<String> = ["lrt", "girls", "size"].map(String::from).to_vec();
+        for (name, metric, tol) in [
+            ("mahalanobis", FamilyMetric::Mahalanobis, 1e-9),
+            ("standardized", FamilyMetric::Standardized, 1e-9),
+            ("propensity", FamilyMetric::Propensity, 1e-6),
+        ] {
+            let f = families(&t, "id", &vars, None, 5, metric, Some("sngl")).unwrap();
+            for (fam, want) in f.families.iter().zip(r[name].as_array().unwrap()) {
+                let ids: Vec<&str> = fam.members.iter().map(|m| m.id.as_str()).collect();
+                let want_ids: Vec<&str> =
+                    want["members"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+                assert_eq!(ids, want_ids, "{name}: school {}", fam.id);
+                for (m, d) in fam.members.iter().zip(want["distance"].as_array().unwrap()) {
+                    assert!((m.distance - d.as_f64().unwrap()).abs() < tol, "{name}: {} {m:?} {d}", fam.id);
+                }
+            }
+            if metric == FamilyMetric::Propensity {
+                for (fam, p) in f.families.iter().zip(r["fitted"].as_array().unwrap()) {
+                    assert!((fam.propensity.unwrap() - p.as_f64().unwrap()).abs() < 1e-6);
+                }
+            }
+        }
+    }
+
     #[test]
     fn summaries_are_the_members_means_and_sds() {
         let vars: Vec<String> = vec!["a".into(), "b".into()];
         let t = table(50, 9);
-        let f = families(&t, "id", &vars, None, 4, FamilyMetric::Standardized).unwrap();
+        let f = families(&t, "id", &vars, None, 4, FamilyMetric::Standardized, None).unwrap();
         let ids = t.unique_ids("id").unwrap();
         let a = t.numeric("a").unwrap();
         let fam = &f.families[10];
@@ -515,25 +701,27 @@ mod tests {
     fn bad_inputs_are_named() {
         let vars: Vec<String> = vec!["a".into(), "b".into()];
         let t = table(30, 1);
-        let e = families(&t, "id", &vars, None, 30, FamilyMetric::Mahalanobis).unwrap_err().to_string();
+        let e = families(&t, "id", &vars, None, 30, FamilyMetric::Mahalanobis, None).unwrap_err().to_string();
         assert_eq!(e, "the table has 30 schools: a family of k = 30 needs at least 31 (lower --k)");
-        let e = families(&t, "id", &vars, Some("region"), 10, FamilyMetric::Mahalanobis).unwrap_err().to_string();
+        let e = families(&t, "id", &vars, Some("region"), 10, FamilyMetric::Mahalanobis, None).unwrap_err().to_string();
         assert!(e.contains("group `L` of `region` has 10 schools"), "{e}");
-        assert_eq!(families(&t, "id", &vars, None, 0, FamilyMetric::Mahalanobis), Err(FamilyError::ZeroK));
+        assert_eq!(families(&t, "id", &vars, None, 0, FamilyMetric::Mahalanobis, None), Err(FamilyError::ZeroK));
         let flat = t.clone().with("flat", Column::Numeric(vec![2.0; 30])).unwrap();
-        let e = families(&flat, "id", &["a".into(), "flat".into()], None, 3, FamilyMetric::Standardized).unwrap_err();
+        let e =
+            families(&flat, "id", &["a".into(), "flat".into()], None, 3, FamilyMetric::Standardized, None).unwrap_err();
         assert_eq!(e.to_string(), "`flat` has the same value (2) for every school; leave it out");
         let a = t.numeric("a").unwrap().to_vec();
         let twice: Vec<f64> = a.iter().map(|v| 2.0 * v + 1.0).collect();
         let col = t.clone().with("a2", Column::Numeric(twice)).unwrap();
-        let e = families(&col, "id", &["a".into(), "a2".into()], None, 3, FamilyMetric::Mahalanobis).unwrap_err();
+        let e = families(&col, "id", &["a".into(), "a2".into()], None, 3, FamilyMetric::Mahalanobis, None).unwrap_err();
         assert_eq!(e, FamilyError::Singular);
         let mut gap = a.clone();
         gap[4] = f64::NAN;
         let g = t.clone().with("gap", Column::Numeric(gap)).unwrap();
-        let e = families(&g, "id", &["gap".into()], None, 3, FamilyMetric::Standardized).unwrap_err().to_string();
+        let e = families(&g, "id", &["gap".into()], None, 3, FamilyMetric::Standardized, None).unwrap_err().to_string();
         assert!(e.contains("`gap` is missing") && e.contains("row 5"), "{e}");
-        let e = families(&t, "id", &["region".into()], None, 3, FamilyMetric::Standardized).unwrap_err().to_string();
+        let e =
+            families(&t, "id", &["region".into()], None, 3, FamilyMetric::Standardized, None).unwrap_err().to_string();
         assert!(e.contains("must be numeric"), "{e}");
     }
 }

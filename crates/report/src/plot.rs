@@ -136,14 +136,7 @@ impl Figure for LovePlot {
             .disable_y_mesh()
             .x_desc("Standardized mean difference (treated − control) / SD of treated")
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|y| {
-                let k = y.floor();
-                if (y - k - 0.5).abs() < 1e-9 && (k as usize) < labels.len() {
-                    labels[labels.len() - 1 - k as usize].clone()
-                } else {
-                    String::new()
-                }
-            })
+            .y_label_formatter(&|y| row_label(&labels, *y))
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 15))
             .draw()
@@ -686,11 +679,7 @@ impl Figure for RankedIntervals {
             .light_line_style(RGBColor(242, 242, 242))
             .disable_y_mesh()
             .y_labels(n * 2 + 1)
-            .y_label_formatter(&|y| {
-                let k = y.floor() as usize;
-                let centre = (y - y.floor() - 0.5).abs() < 1e-6;
-                if centre && k < labels.len() { labels[labels.len() - 1 - k].clone() } else { String::new() }
-            })
+            .y_label_formatter(&|y| row_label(&labels, *y))
             .x_desc(self.x_label.as_str())
             .label_style(("sans-serif", 14))
             .axis_desc_style(("sans-serif", 15))
@@ -710,5 +699,103 @@ impl Figure for RankedIntervals {
             .draw_series(self.rows.iter().enumerate().map(|(k, r)| Circle::new((r.1, y_of(k)), 5, CONTROL.filled())))
             .map_err(err)?;
         Ok(())
+    }
+}
+
+/// One school's intake beside its family's: per variable, in SDs from the mean of all schools, the family's
+/// members (grey dots), their mean ± SD (blue bar) and the school (red diamond).
+#[derive(Debug, Clone)]
+pub struct FamilyProfile {
+    /// Title.
+    pub title: String,
+    /// The school's legend label.
+    pub school_label: String,
+    /// `(variable, school, members, family mean, family SD)`, all in SDs of all schools.
+    pub rows: Vec<(String, f64, Vec<f64>, f64, f64)>,
+}
+
+impl Figure for FamilyProfile {
+    fn size(&self) -> (u32, u32) {
+        (900, 240 + 40 * self.rows.len().max(1) as u32)
+    }
+
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> Result<(), String> {
+        root.fill(&WHITE).map_err(err)?;
+        let n = self.rows.len().max(1);
+        let reach = self
+            .rows
+            .iter()
+            .flat_map(|(_, s, m, mean, sd)| m.iter().copied().chain([*s, mean - sd, mean + sd]))
+            .filter(|v| v.is_finite())
+            .fold(1.0f64, |a, v| a.max(v.abs()))
+            .min(10.0);
+        let lim = (reach * 1.1 * 2.0).ceil() / 2.0;
+        let labels: Vec<String> = self.rows.iter().map(|r| r.0.clone()).collect();
+        let width = labels.iter().map(|l| l.chars().count()).max().unwrap_or(8).clamp(8, 40) as u32 * 8 + 20;
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(width)
+            .build_cartesian_2d(-lim..lim, 0.0..n as f64 + 2.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .light_line_style(RGBColor(242, 242, 242))
+            .disable_y_mesh()
+            .x_desc("SDs from the mean of all schools")
+            .y_labels(2 * (n + 2) + 1)
+            .y_label_formatter(&|y| row_label(&labels, *y))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 15))
+            .draw()
+            .map_err(err)?;
+        // The band above the rows holds the legend, so it never covers a point.
+        chart.draw_series(LineSeries::new(vec![(0.0, 0.0), (0.0, n as f64)], GREY.stroke_width(1))).map_err(err)?;
+        let clamp = |v: f64| v.clamp(-lim, lim);
+        let y_of = |i: usize| (n - 1 - i) as f64 + 0.5;
+        chart
+            .draw_series(self.rows.iter().enumerate().flat_map(|(i, r)| {
+                r.2.iter().map(move |&m| Circle::new((clamp(m), y_of(i) - 0.18), 3, GREY.mix(0.8).filled()))
+            }))
+            .map_err(err)?
+            .label("Family members")
+            .legend(|(x, y)| Circle::new((x, y), 3, GREY.filled()));
+        chart
+            .draw_series(self.rows.iter().enumerate().map(|(i, r)| {
+                PathElement::new(
+                    vec![(clamp(r.3 - r.4), y_of(i)), (clamp(r.3 + r.4), y_of(i))],
+                    CONTROL.stroke_width(3),
+                )
+            }))
+            .map_err(err)?
+            .label("Family mean ± SD")
+            .legend(|(x, y)| PathElement::new(vec![(x - 8, y), (x + 8, y)], CONTROL.stroke_width(3)));
+        chart
+            .draw_series(
+                self.rows.iter().enumerate().map(|(i, r)| Circle::new((clamp(r.3), y_of(i)), 5, CONTROL.filled())),
+            )
+            .map_err(err)?;
+        chart
+            .draw_series(
+                self.rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| TriangleMarker::new((clamp(r.1), y_of(i) + 0.18), 7, TREATED.filled())),
+            )
+            .map_err(err)?
+            .label(self.school_label.as_str())
+            .legend(|(x, y)| TriangleMarker::new((x, y), 7, TREATED.filled()));
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
+    }
+}
+
+/// The label of the row whose band contains `y` at its centre (rows drawn top to bottom), else empty.
+fn row_label(labels: &[String], y: f64) -> String {
+    let k = y.floor();
+    if (y - k - 0.5).abs() < 1e-6 && k >= 0.0 && (k as usize) < labels.len() {
+        labels[labels.len() - 1 - k as usize].clone()
+    } else {
+        String::new()
     }
 }

@@ -3,12 +3,12 @@
 //! how many schools are above, in line with and below expectation, the extremes, and the highlighted
 //! school beside its family.
 
-use psmeval_evaluation::value_added::ValueAdded;
+use psmeval_evaluation::value_added::{Flag, GroupValueAdded, ValueAdded};
 
 use crate::document::Document;
 use crate::evaluation::figure;
 use crate::format::{count, csv_line, full, full_opt, num};
-use crate::plot::CaterpillarPlot;
+use crate::plot::{CaterpillarPlot, RankedIntervals};
 use crate::{Artifact, ReportError};
 
 /// Renders a value-added analysis; `highlight` is the school shown in the figure and the report (the
@@ -90,9 +90,9 @@ pub fn render_value_added(va: &ValueAdded, highlight: Option<&str>) -> Result<Ve
             num(s.upper, 3),
             count(s.pupils),
             match s.flag {
-                psmeval_evaluation::value_added::Flag::Above => "above",
-                psmeval_evaluation::value_added::Flag::InLine => "in line with",
-                psmeval_evaluation::value_added::Flag::Below => "below",
+                Flag::Above => "above",
+                Flag::InLine => "in line with",
+                Flag::Below => "below",
             }
         );
         if let (Some(m), Some(v), Some(r)) = (s.family_mean, s.versus_family, s.family_rank) {
@@ -123,9 +123,107 @@ pub fn render_value_added(va: &ValueAdded, highlight: Option<&str>) -> Result<Ve
     d.table(&["school", "pupils", "value-added", "95% interval"], top);
     let bottom: Vec<Vec<String>> = ranked.iter().rev().take(10).map(row).collect();
     d.table(&["school", "pupils", "value-added", "95% interval"], bottom);
+    if !va.groups.is_empty() {
+        groups_section(va, &mut d, &mut files)?;
+    }
     d.p("Every school's value-added, interval, flag and (with --family-file) family comparison: `value_added.csv`."
         .to_string());
     files.push(Artifact::text("report.md", d.markdown()));
     files.push(Artifact::text("report.html", d.html()));
     Ok(files)
+}
+
+/// The under-performing groups: `groups.csv`, a table of the groups nationally, a table and figure of the
+/// areas' pupils as a whole, and the groups below expectation in an area.
+fn groups_section(va: &ValueAdded, d: &mut Document, files: &mut Vec<Artifact>) -> Result<(), ReportError> {
+    let mut csv = csv_line(
+        &["variable", "level", "area", "pupils", "schools", "value_added", "std_error", "df", "lower", "upper", "flag"]
+            .map(String::from),
+    );
+    for g in &va.groups {
+        csv.push_str(&csv_line(&[
+            g.variable.clone(),
+            g.level.clone(),
+            g.area.clone().unwrap_or_else(|| "all".into()),
+            g.pupils.to_string(),
+            g.schools.to_string(),
+            full(g.value_added),
+            full(g.std_error),
+            full(g.df),
+            full(g.lower),
+            full(g.upper),
+            g.flag.label().to_string(),
+        ]));
+    }
+    files.push(Artifact::text("groups.csv", csv));
+    d.h(2, "Pupil groups");
+    let by = va.by.as_deref().unwrap_or("area");
+    d.p(format!(
+        "A group's value-added is the mean, over its pupils, of their result minus what the model expects of pupils \
+         like them nationally: it includes what their schools added. Intervals are 95% and allow for pupils being \
+         clustered in schools (cluster-robust over the group's schools, t with schools − 1 df); a group is below \
+         (above) expectation when its interval lies wholly below (above) 0. For a characteristic that is in the \
+         model (such as FSM) the model already expects its pupils to score lower within their schools, so the \
+         group's value-added is what their schools add: near 0 when the group is spread evenly over schools, \
+         negative when it is concentrated in schools that add less; within a {by} it says whether those pupils \
+         do as well as such pupils nationally."
+    ));
+    let row = |g: &GroupValueAdded| {
+        vec![
+            format!("{} = {}", g.variable, g.level),
+            g.area.clone().unwrap_or_else(|| "all".into()),
+            count(g.pupils),
+            count(g.schools),
+            num(g.value_added, 3),
+            format!("{} to {}", num(g.lower, 3), num(g.upper, 3)),
+            g.flag.label().to_string(),
+        ]
+    };
+    let header = ["group", by, "pupils", "schools", "value-added", "95% interval", "expectation"];
+    let national: Vec<Vec<String>> = va.groups.iter().filter(|g| g.area.is_none()).map(row).collect();
+    if !national.is_empty() {
+        d.table(&header, national);
+    }
+    let mut areas: Vec<&GroupValueAdded> =
+        va.groups.iter().filter(|g| g.area.is_some() && g.variable == "all pupils").collect();
+    if !areas.is_empty() {
+        areas.sort_by(|a, b| a.value_added.total_cmp(&b.value_added).then(a.area.cmp(&b.area)));
+        let plot = RankedIntervals {
+            title: format!("Value-added of each {by}'s pupils"),
+            x_label: "Mean value-added (outcome units), 95% CI".into(),
+            rows: areas.iter().map(|g| (g.area.clone().unwrap_or_default(), g.value_added, g.lower, g.upper)).collect(),
+        };
+        let block = figure(
+            &plot,
+            files,
+            "areas",
+            format!("Each {by}'s pupils as a whole, lowest value-added first, with school-clustered 95% CIs."),
+        )?;
+        d.blocks.push(block);
+    }
+    let mut below: Vec<&GroupValueAdded> =
+        va.groups.iter().filter(|g| g.area.is_some() && g.flag == Flag::Below && g.variable != "all pupils").collect();
+    below.sort_by(|a, b| a.value_added.total_cmp(&b.value_added));
+    if va.by.is_some() {
+        d.h(3, format!("Groups below expectation in a {by}"));
+        if below.is_empty() {
+            d.p(format!("No group is below expectation in any {by}."));
+        } else {
+            d.p(format!(
+                "{} of {} groups within a {by} are below expectation; the {} lowest:",
+                below.len(),
+                va.groups.iter().filter(|g| g.area.is_some() && g.variable != "all pupils").count(),
+                below.len().min(15)
+            ));
+            d.table(&header, below.iter().take(15).map(|g| row(g)).collect());
+        }
+    }
+    if !va.groups_omitted.is_empty() {
+        d.p(format!(
+            "Without an interval (pupils in one school only): {}.",
+            va.groups_omitted.iter().take(20).cloned().collect::<Vec<_>>().join("; ")
+        ));
+    }
+    d.p("Every group, nationally and within each area: `groups.csv`.".to_string());
+    Ok(())
 }

@@ -27,10 +27,16 @@ pub fn run(a: &FamiliesArgs) -> Result<()> {
     let metric = match a.metric {
         MetricArg::Mahalanobis => FamilyMetric::Mahalanobis,
         MetricArg::Standardized => FamilyMetric::Standardized,
+        MetricArg::Propensity => FamilyMetric::Propensity,
     };
+    if a.treat.is_some() && metric != FamilyMetric::Propensity {
+        return Err(
+            InputError::new("--treat is the 0/1 column of the propensity metric: add --metric propensity").into()
+        );
+    }
     step.finish();
     let step = progress.step("finding the families");
-    let fams = families(&table, &a.id, &a.vars, a.within.as_deref(), a.k, metric)
+    let fams = families(&table, &a.id, &a.vars, a.within.as_deref(), a.k, metric, a.treat.as_deref())
         .map_err(|e| InputError::new(format!("{source}: {e}")))?;
     if let Some(id) = &a.school
         && !fams.families.iter().any(|f| f.id == *id)
@@ -39,7 +45,7 @@ pub fn run(a: &FamiliesArgs) -> Result<()> {
     }
     step.finish();
     let step = progress.step("writing families, summaries and report");
-    let files = psmeval_report::render_families(&fams, a.school.as_deref());
+    let files = psmeval_report::render_families(&fams, a.school.as_deref())?;
     let mut summary = serde_json::to_value(&fams)?;
     // The JSON summary leaves the members to families.csv (16,800 x k rows at national scale).
     if let Some(list) = summary.get_mut("families").and_then(|v| v.as_array_mut()) {

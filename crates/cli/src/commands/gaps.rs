@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use psmeval_evaluation::gaps::gaps;
-use psmeval_frame::{Column, Table};
+use psmeval_frame::RowFilter;
 
 use crate::args::GapsArgs;
 use crate::error::InputError;
@@ -28,7 +28,10 @@ pub fn run(a: &GapsArgs) -> Result<()> {
             let (pop, schools, pupils) = crate::population::example_tables()?;
             let last = pop.truth.config.last_year.to_string();
             let example = if a.filters.is_empty() {
-                vec![("year".to_string(), last), ("key_stage".to_string(), "2".to_string())]
+                vec![
+                    RowFilter { column: "year".into(), value: last },
+                    RowFilter { column: "key_stage".into(), value: "2".into() },
+                ]
             } else {
                 Vec::new()
             };
@@ -37,7 +40,7 @@ pub fn run(a: &GapsArgs) -> Result<()> {
     };
     filters.extend(a.filters.iter().cloned());
     let at = |e: String| InputError::new(format!("{source}: {e}"));
-    let rows = filter_rows(&pupils, &filters).map_err(at)?;
+    let rows = pupils.filter_rows(&filters).map_err(|e| at(e.to_string()))?;
     let pupils = pupils.take_rows(&rows);
     let areas: Option<HashMap<String, String>> = match &schools {
         Some(s) if !pupils.has(&a.by) => {
@@ -63,22 +66,4 @@ pub fn run(a: &GapsArgs) -> Result<()> {
     step.finish();
     progress.message(&format!("gaps in {} areas of `{}`; wrote {}", gp.areas.len(), gp.by, out.display()));
     Ok(())
-}
-
-/// The rows passing every `COLUMN = VALUE` filter (numeric columns compare as numbers).
-fn filter_rows(t: &Table, filters: &[(String, String)]) -> Result<Vec<usize>, String> {
-    let mut rows: Vec<usize> = (0..t.n_rows()).collect();
-    for (c, v) in filters {
-        rows = match t.column(c).map_err(|e| format!("--where {c}={v}: {e}"))? {
-            Column::Numeric(x) => {
-                let want: f64 = v.parse().map_err(|_| format!("--where {c}={v}: `{c}` is numeric; give a number"))?;
-                rows.into_iter().filter(|&i| x[i] == want).collect()
-            }
-            Column::Text(x) => rows.into_iter().filter(|&i| x[i].as_deref() == Some(v.as_str())).collect(),
-        };
-        if rows.is_empty() {
-            return Err(format!("--where {c}={v} selects no pupils"));
-        }
-    }
-    Ok(rows)
 }
