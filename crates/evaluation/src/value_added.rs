@@ -310,15 +310,14 @@ fn group_value_added(
         (0..n).map(|k| frame.y[k] - frame.x.row(k).iter().zip(beta).map(|(x, b)| x * b).sum::<f64>()).collect();
     let codes = &frame.random[term].codes;
     let levels = &frame.random[term].levels;
-    let area: Option<Vec<Option<String>>> = match breakdown.by {
-        None => None,
-        Some(by) if subset.has(by) || breakdown.area_of_school.is_none() => {
+    let area: Option<Vec<Option<String>>> = match (breakdown.by, breakdown.area_of_school) {
+        (None, _) => None,
+        (Some(by), Some(map)) if !subset.has(by) => {
+            Some(codes.iter().map(|&c| map.get(&levels[c as usize]).cloned()).collect())
+        }
+        (Some(by), _) => {
             let col = subset.column(by).map_err(|e| input(format!("area `{by}`: {e}")))?;
             Some(frame.rows.iter().map(|&i| col.text_at(i)).collect())
-        }
-        Some(_) => {
-            let map = breakdown.area_of_school.unwrap_or_else(|| unreachable!("checked in the arm above"));
-            Some(codes.iter().map(|&c| map.get(&levels[c as usize]).cloned()).collect())
         }
     };
     // Cells: (variable index, level, area); variable index groups.len() is "all pupils".
