@@ -149,10 +149,31 @@ fn evaluate_writes_a_complete_deterministic_report_that_finds_the_effect() {
         .unwrap();
     ok(&out);
     assert_eq!(read(&a.join("results.json")), read(&c.join("results.json")), "results.json depends on the cwd");
-    for f in ["report.html", "report.md", "tables/balance.csv", "tables/coefficients.csv", "tables/effects.csv"] {
+    for f in [
+        "report.html",
+        "report.md",
+        "tables/balance.csv",
+        "tables/coefficients.csv",
+        "tables/effects.csv",
+        "tables/missing.csv",
+        "tables/gap_closing.csv",
+    ] {
         assert!(a.join(f).metadata().unwrap().len() > 100, "{f} missing or empty");
     }
-    for fig in ["love", "scores", "trend-ks2-maths", "effects-ks2-maths", "schools-ks2-maths", "effects-ks2-expected"] {
+    let md = String::from_utf8(read(&a.join("report.md"))).unwrap();
+    for section in ["## Headline results", "Missing data by year and group", "### Gap closing", ". Sensitivity"] {
+        assert!(md.contains(section), "report.md has no `{section}`");
+    }
+    for fig in [
+        "love",
+        "scores",
+        "trend-ks2-maths",
+        "effects-ks2-maths",
+        "schools-ks2-maths",
+        "effects-ks2-expected",
+        "gap-ks2-maths-fsm-pupils",
+        "sensitivity",
+    ] {
         for ext in ["svg", "png"] {
             assert!(a.join(format!("figures/{fig}.{ext}")).exists(), "figure {fig}.{ext} missing");
         }
@@ -208,10 +229,12 @@ fn evaluate_writes_a_complete_deterministic_report_that_finds_the_effect() {
     let d = dir.path().join("d");
     let results = a.join("results.json");
     ok(&psmeval(&["report", results.to_str().unwrap(), "--out", d.to_str().unwrap(), "--quiet"], None));
-    for f in ["report.md", "report.html", "tables/balance.csv", "tables/coefficients.csv", "tables/effects.csv"] {
+    for f in ["report.md", "report.html", "tables/balance.csv", "tables/effects.csv", "tables/gap_closing.csv"] {
         assert_eq!(read(&a.join(f)), read(&d.join(f)), "{f} rebuilt from results.json differs");
     }
-    for fig in ["love.svg", "trend-ks2-maths.svg", "schools-ks2-maths.svg", "effects-ks2-expected.png"] {
+    for fig in
+        ["love.svg", "trend-ks2-maths.svg", "schools-ks2-maths.svg", "effects-ks2-expected.png", "sensitivity.png"]
+    {
         assert_eq!(read(&a.join("figures").join(fig)), read(&d.join("figures").join(fig)), "{fig} differs");
     }
     // A file that is not an evaluation's results is refused, naming it, and nothing is written.

@@ -78,7 +78,7 @@ pub struct GapsArgs {
     /// Only pupils with COLUMN equal to VALUE (repeatable), e.g. `--where year=2017 --where key_stage=2`.
     #[arg(long = "where", value_name = "COLUMN=VALUE", value_parser = parse_filter)]
     pub filters: Vec<RowFilter>,
-    /// Output directory (default: reports/gaps).
+    /// Output directory (default: out/gaps).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// No progress output on stderr.
@@ -124,7 +124,7 @@ pub struct ValueAddedArgs {
     /// The school highlighted in the figure and described in the report (default: the first school).
     #[arg(long, value_name = "ID")]
     pub highlight: Option<String>,
-    /// Output directory (default: reports/value-added).
+    /// Output directory (default: out/value-added).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// No progress output on stderr.
@@ -177,7 +177,7 @@ pub struct FamiliesArgs {
     /// The school whose family the report shows (default: the first school).
     #[arg(long, value_name = "ID")]
     pub school: Option<String>,
-    /// Output directory (default: reports/families).
+    /// Output directory (default: out/families).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// No message on stderr.
@@ -228,7 +228,7 @@ pub struct PowerArgs {
     /// Worker threads (default: all cores).
     #[arg(long, value_name = "N", value_parser = bounded::<1, 1024>)]
     pub jobs: Option<usize>,
-    /// Output directory (default: reports/power-STUDY, or reports/power-example with --example). With
+    /// Output directory (default: out/power-STUDY, or out/power-example with --example). With
     /// --shard the shard file is written here.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
@@ -522,7 +522,7 @@ pub struct EvaluateArgs {
     /// data under --out, and evaluate it.
     #[arg(long, conflicts_with = "study")]
     pub example: bool,
-    /// Output directory (default: reports/STUDY, STUDY being the study file name without its extension, or reports/example with --example).
+    /// Output directory (default: out/STUDY, STUDY being the study file name without its extension, or out/example with --example).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// With --example: number of schools to simulate (default: national scale, 16,800).

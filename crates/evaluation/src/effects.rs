@@ -174,13 +174,17 @@ impl Effect {
 /// Event-study contrasts: for every year other than the reference year (the last pre-programme year), the
 /// change in the lead–contrast gap since the reference year, `e[Y:group] − e[R:group]`. The pre-programme
 /// rows are the pre-trend: with parallel paths they are 0. Returns the reference year and the contrasts.
+/// `term` is the interaction the year factor multiplies: `group`, or `group:fsm` for the change in a
+/// subgroup's gap (see [`did_contrasts`]).
 pub fn event_study_contrasts(
     names: &[String],
     year_var: &str,
+    term: &str,
     years: &[i64],
     programme_start: i64,
 ) -> Result<(i64, Vec<Contrast>), String> {
-    let index = |y: i64| names.iter().position(|n| *n == format!("factor({year_var}){y}:group"));
+    let name = |y: i64| format!("factor({year_var}){y}:{term}");
+    let index = |y: i64| names.iter().position(|n| *n == name(y));
     let first = *years.first().ok_or("no years")?;
     let reference = years.iter().copied().filter(|&y| y < programme_start).max().ok_or("no pre-programme year")?;
     // The gap of year y relative to the first year, as a vector on the coefficients.
@@ -189,7 +193,7 @@ pub fn event_study_contrasts(
         match index(y) {
             Some(k) => l[k] = 1.0,
             None if y == first => {}
-            None => return Err(format!("the model has no coefficient `factor({year_var}){y}:group`")),
+            None => return Err(format!("the model has no coefficient `{}`", name(y))),
         }
         Ok(l)
     };
@@ -203,14 +207,19 @@ pub fn event_study_contrasts(
 }
 
 /// The per-year and pooled contrasts for a model with fixed-effect names `names`, where the interaction
-/// terms are named `factor(<year_var>)<Y>:group` and `years` are the years analysed.
+/// terms are named `factor(<year_var>)<Y>:<term>` and `years` are the years analysed. With `term` =
+/// `group` these are the programme effects; with `group:fsm` (the model `factor(year) * group * fsm`) the
+/// same contrasts of the three-way terms are the difference between the programme's effect on FSM pupils
+/// and on the others: the change in the FSM gap the programme brought about.
 pub fn did_contrasts(
     names: &[String],
     year_var: &str,
+    term: &str,
     years: &[i64],
     programme_start: i64,
 ) -> Result<Vec<Contrast>, String> {
-    let index = |y: i64| names.iter().position(|n| *n == format!("factor({year_var}){y}:group"));
+    let name = |y: i64| format!("factor({year_var}){y}:{term}");
+    let index = |y: i64| names.iter().position(|n| *n == name(y));
     let reference = *years.first().ok_or("no years")?;
     let pre: Vec<i64> = years.iter().copied().filter(|&y| y < programme_start).collect();
     let post: Vec<i64> = years.iter().copied().filter(|&y| y >= programme_start).collect();
@@ -224,13 +233,13 @@ pub fn did_contrasts(
         match index(y) {
             Some(k) => base[k] -= 1.0 / pre.len() as f64,
             None if y == reference => {}
-            None => return Err(format!("the model has no coefficient `factor({year_var}){y}:group`")),
+            None => return Err(format!("the model has no coefficient `{}`", name(y))),
         }
     }
     let mut out = Vec::new();
     let mut pooled = vec![0.0; names.len()];
     for &y in &post {
-        let k = index(y).ok_or_else(|| format!("the model has no coefficient `factor({year_var}){y}:group`"))?;
+        let k = index(y).ok_or_else(|| format!("the model has no coefficient `{}`", name(y)))?;
         let mut l = base.clone();
         l[k] += 1.0;
         for (p, v) in pooled.iter_mut().zip(&l) {
@@ -256,22 +265,34 @@ mod tests {
 
     #[test]
     fn contrasts_compare_with_the_pre_period_mean() {
-        let c = did_contrasts(&names(), "year", &[2013, 2014, 2015, 2016], 2015).unwrap();
+        let c = did_contrasts(&names(), "year", "group", &[2013, 2014, 2015, 2016], 2015).unwrap();
         assert_eq!(c.len(), 3);
         // 2015: e[2015:group] − (0 + e[2014:group]) / 2
         assert_eq!(c[0].period, Period::Year(2015));
         assert_eq!(c[0].l, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 1.0, 0.0]);
         assert_eq!(c[2].period, Period::POOLED);
         assert_eq!(c[2].l, vec![0.0, 0.0, 0.0, 0.0, 0.0, 0.0, -0.5, 0.5, 0.5]);
-        assert!(did_contrasts(&names(), "yr", &[2013, 2014, 2015], 2015).is_err());
+        assert!(did_contrasts(&names(), "yr", "group", &[2013, 2014, 2015], 2015).is_err());
         // Without a `group` main effect every year has an interaction coefficient, the reference year too.
         let cell: Vec<String> = ["(Intercept)", "factor(year)2014", "factor(year)2015"]
             .into_iter()
             .chain(["factor(year)2013:group", "factor(year)2014:group", "factor(year)2015:group"])
             .map(String::from)
             .collect();
-        let c = did_contrasts(&cell, "year", &[2013, 2014, 2015], 2015).unwrap();
+        let c = did_contrasts(&cell, "year", "group", &[2013, 2014, 2015], 2015).unwrap();
         assert_eq!(c[0].l, vec![0.0, 0.0, 0.0, -0.5, -0.5, 1.0]);
+        // The three-way terms of `factor(year) * group * fsm`: the same weights on `…:group:fsm`.
+        let triple: Vec<String> = ["(Intercept)", "factor(year)2014:group", "factor(year)2015:group"]
+            .into_iter()
+            .chain(["factor(year)2014:group:fsm", "factor(year)2015:group:fsm"])
+            .map(String::from)
+            .collect();
+        let c = did_contrasts(&triple, "year", "group:fsm", &[2013, 2014, 2015], 2015).unwrap();
+        assert_eq!(c[0].l, vec![0.0, 0.0, 0.0, -0.5, 1.0]);
+        let (reference, e) = event_study_contrasts(&triple, "year", "group:fsm", &[2013, 2014, 2015], 2015).unwrap();
+        assert_eq!((reference, e[0].l.clone()), (2014, vec![0.0, 0.0, 0.0, -1.0, 0.0]));
+        let err = did_contrasts(&triple, "year", "group:eal", &[2013, 2014, 2015], 2015).unwrap_err();
+        assert!(err.contains("factor(year)2014:group:eal"), "{err}");
     }
 
     #[test]

@@ -14,12 +14,14 @@ use thiserror::Error;
 
 use crate::effects::{Effect, JointTest};
 use crate::float::nan_if_null;
+use crate::gap_closing::{GapClosing, subgroup_variable};
 use crate::headline::HeadlineRow;
-use crate::impact::{InferenceSummary, SchoolEffect, default_formula, fit_impact, unconditional_sd};
+use crate::impact::{EffectTerms, InferenceSummary, SchoolEffect, default_formula, fit_impact, unconditional_sd};
 use crate::mdes::{AnalyticMdes, bloom};
 use crate::plan::Plan;
 use crate::record::ModelRecord;
 use crate::sample::{MatchedSchool, SampleCounts, build_sample};
+use crate::sensitivity::Sensitivity;
 use crate::study::{Family, OutcomeSpec, Study, SubgroupSpec};
 use crate::trend::{CellMean, clustered_means};
 
@@ -107,6 +109,13 @@ pub struct Evaluation {
     pub matching: MatchResult,
     /// Outcome analyses in study order (outcome-major, all pupils first, then subgroups).
     pub outcomes: Vec<OutcomeResult>,
+    /// Gap-closing analyses: per outcome and subgroup of a 0/1 pupil column, the programme's effect on the
+    /// subgroup minus its effect on the other pupils (see [`crate::gap_closing`]).
+    #[serde(default)]
+    pub gap_closing: Vec<GapClosing>,
+    /// Sensitivity analyses of the primary outcome's pooled effect (see [`crate::sensitivity`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensitivity: Option<Sensitivity>,
     /// The headline table: one row per analysed outcome and subgroup (see [`crate::headline`]).
     #[serde(default)]
     pub headline: Vec<HeadlineRow>,
@@ -179,18 +188,7 @@ pub fn evaluate(
     progress(Progress::Started { stage: "propensity scores and matching", total: None });
     let matching = match_units(&study.matching, schools, &treat, &ids)?;
     progress(Progress::Finished);
-    // Matched sets, numbered in the order of the matching result.
-    let sets: HashMap<&str, u32> =
-        matching.matches.iter().enumerate().map(|(k, s)| (s.treated.as_str(), k as u32)).collect();
-    let matched: HashMap<String, MatchedSchool> = matching
-        .units
-        .iter()
-        .filter(|u| u.weight > 0.0)
-        .map(|u| {
-            let set = u.subclass.as_deref().and_then(|s| sets.get(s).copied());
-            (u.id.clone(), MatchedSchool { treated: u.treated, weight: u.weight, set })
-        })
-        .collect();
+    let matched = matched_schools(&matching);
 
     // Outcome-major order: all pupils, then each subgroup.
     let mut jobs = Vec::new();
@@ -210,6 +208,51 @@ pub fn evaluate(
         })
         .collect::<Result<_, _>>()?;
     progress(Progress::Finished);
+    // Gap closing: for each analysed outcome and each subgroup defined by a 0/1 pupil column, one model of all
+    // pupils with the year × group × subgroup interaction.
+    let mut gap_jobs = Vec::new();
+    if study.model.gap_closing {
+        for o in &study.outcomes {
+            let Some(all) = outcomes.iter().find(|r| r.name == o.name && r.subgroup.is_none() && r.skipped.is_none())
+            else {
+                continue;
+            };
+            for s in &study.subgroups {
+                if let Some(v) = subgroup_variable(s, pupils) {
+                    gap_jobs.push((o, s, v, all.effect_size_sd));
+                }
+            }
+        }
+    }
+    let years = plan.years();
+    let gap_closing: Vec<GapClosing> = if gap_jobs.is_empty() {
+        Vec::new()
+    } else {
+        progress(Progress::Started { stage: "fitting gap-closing models", total: Some(gap_jobs.len() as u64) });
+        let fits = gap_jobs
+            .par_iter()
+            .map(|(o, s, v, sd)| {
+                let r = crate::gap_closing::gap_closing(study, pupils, &matched, o, s, v, (&years, *sd));
+                progress(Progress::Advanced);
+                r
+            })
+            .collect();
+        progress(Progress::Finished);
+        fits
+    };
+    // Sensitivity analyses of the primary outcome (the first when none is marked).
+    let primary = study.outcomes.iter().find(|o| o.primary).or(study.outcomes.first());
+    let main =
+        primary.and_then(|p| outcomes.iter().find(|r| r.name == p.name && r.subgroup.is_none() && r.skipped.is_none()));
+    let sensitivity = match main {
+        Some(main) if study.model.sensitivity => {
+            progress(Progress::Started { stage: "sensitivity analyses of the primary outcome", total: None });
+            let s = crate::sensitivity::sensitivity(plan, schools, pupils, &matched, main);
+            progress(Progress::Finished);
+            Some(s)
+        }
+        _ => None,
+    };
     let headline = crate::headline::headline(study, &outcomes);
     Ok(Evaluation {
         psmeval_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -219,10 +262,29 @@ pub fn evaluate(
         matching,
         outcomes,
         headline,
+        gap_closing,
+        sensitivity,
     })
 }
 
-fn analyse(
+/// The matched schools of a matching result (weight above 0) with their group, weight and matched set
+/// (numbered in the order of the result's matched sets).
+pub(crate) fn matched_schools(matching: &MatchResult) -> HashMap<String, MatchedSchool> {
+    let sets: HashMap<&str, u32> =
+        matching.matches.iter().enumerate().map(|(k, s)| (s.treated.as_str(), k as u32)).collect();
+    matching
+        .units
+        .iter()
+        .filter(|u| u.weight > 0.0)
+        .map(|u| {
+            let set = u.subclass.as_deref().and_then(|s| sets.get(s).copied());
+            (u.id.clone(), MatchedSchool { treated: u.treated, weight: u.weight, set })
+        })
+        .collect()
+}
+
+/// One outcome × subgroup analysis of `plan` in the `matched` schools.
+pub(crate) fn analyse(
     plan: &Plan,
     pupils: &Table,
     matched: &HashMap<String, MatchedSchool>,
@@ -234,7 +296,7 @@ fn analyse(
         Some(s) => format!("outcome `{}`, subgroup `{}`", outcome.name, s.name),
         None => format!("outcome `{}`", outcome.name),
     };
-    let sample = build_sample(study, pupils, matched, outcome, subgroup)
+    let sample = build_sample(study, pupils, matched, outcome, subgroup, &[])
         .map_err(|message| EvaluationError::Sample { analysis, message })?;
     let (formula_text, notes) = match &study.model.formula {
         Some(f) => (f.clone(), Vec::new()),
@@ -308,7 +370,15 @@ fn analyse(
             }
         },
     };
-    let fit = match fit_impact(study, &sample, formula, &formula_text, outcome.family, &present, es_sd) {
+    let fit = match fit_impact(
+        study,
+        &sample,
+        formula,
+        &formula_text,
+        outcome.family,
+        EffectTerms { years: &present, term: "group" },
+        es_sd,
+    ) {
         Ok(fit) => fit,
         Err(e) => {
             result.skipped = Some(format!("the impact model could not be fitted: {e}"));

@@ -86,10 +86,20 @@ pub struct ImpactFit {
 /// term when the study turns it off or the outcome is binary. Covariates constant in `sample` (such as `fsm` in
 /// the FSM subgroup) are left out, and named in the returned notes, where lme4 would drop the aliased column.
 pub fn default_formula(study: &Study, sample: &Sample, family: Family) -> (String, Vec<String>) {
+    design_formula(study, sample, family, None)
+}
+
+/// [`default_formula`] with the design `factor(<year>) * group * <by>` when `by` names a 0/1 pupil column
+/// (the gap-closing model; `by` is then no longer a covariate of its own).
+pub fn design_formula(study: &Study, sample: &Sample, family: Family, by: Option<&str>) -> (String, Vec<String>) {
     let mut f = format!("outcome ~ factor({}) * group", study.data.year);
+    if let Some(v) = by {
+        f.push_str(" * ");
+        f.push_str(v);
+    }
     let mut notes = Vec::new();
     let mut covariates = Vec::new();
-    for c in &study.model.covariates {
+    for c in study.model.covariates.iter().filter(|c| Some(c.as_str()) != by) {
         match sample.table.column(c) {
             Ok(col) if is_constant(col) => {
                 notes.push(format!("covariate `{c}` is constant in this sample and was left out of the model"))
@@ -189,21 +199,34 @@ fn intercept_variance(components: &[VarianceComponent]) -> f64 {
     components.iter().filter(|r| r.term.as_deref() == Some("(Intercept)")).map(|r| r.variance).sum()
 }
 
-/// Fits the impact model `formula` to `sample` and evaluates the DiD contrasts for `years` (the years present),
-/// the event study and the pre-trend test, with the study's inference (CR2 by default for linear models).
+/// Which coefficients of an impact model the effects contrast: the years present in the sample and the
+/// interaction the year factor multiplies (`group` for the programme effect, `group:fsm` for the change in
+/// the FSM gap of the model `factor(year) * group * fsm`).
+#[derive(Debug, Clone, Copy)]
+pub struct EffectTerms<'a> {
+    /// The years analysed.
+    pub years: &'a [i64],
+    /// `group` or `group:<subgroup variable>`.
+    pub term: &'a str,
+}
+
+/// Fits the impact model `formula` to `sample` and evaluates the DiD contrasts of `terms`, the event study
+/// and the pre-trend test, with the study's inference (CR2 by default for linear models). Percentage points
+/// of a binary outcome are computed for the programme effect (`term` = `group`) only.
 pub fn fit_impact(
     study: &Study,
     sample: &Sample,
     formula: &Formula,
     formula_text: &str,
     family: Family,
-    years: &[i64],
+    terms: EffectTerms<'_>,
     es_sd: f64,
 ) -> Result<ImpactFit, String> {
     let (fit, frame) = fit_formula(formula, formula_text, &sample.table, &sample.weights, &options(study, family))?;
     let start = study.years.programme_start;
-    let contrasts = did_contrasts(&frame.x_names, &study.data.year, years, start)?;
-    let (event_reference, event) = event_study_contrasts(&frame.x_names, &study.data.year, years, start)?;
+    let (years, term) = (terms.years, terms.term);
+    let contrasts = did_contrasts(&frame.x_names, &study.data.year, term, years, start)?;
+    let (event_reference, event) = event_study_contrasts(&frame.x_names, &study.data.year, term, years, start)?;
     let mut notes = fit.notes();
     let mut model = fit.record(formula_text, frame.n_dropped);
     let es_sd = if es_sd.is_nan() { latent_sd(&fit, &frame, &study.data.year)? } else { es_sd };
@@ -325,6 +348,7 @@ pub fn fit_impact(
         None => InferenceSummary { method: model_name.into(), cluster: None, clusters: None },
     };
     let percentage_points = match &fit {
+        Fitted::Logistic(_) if term != "group" => Vec::new(),
         Fitted::Logistic(g) => {
             let w: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
             let w = (!w.iter().all(|&v| v == 1.0)).then_some(w);

@@ -47,6 +47,7 @@
 pub mod effects;
 mod evaluation;
 mod float;
+pub mod gap_closing;
 pub mod gaps;
 pub mod gcomp;
 pub mod headline;
@@ -57,6 +58,7 @@ pub mod plan;
 pub mod power;
 pub mod record;
 pub mod sample;
+pub mod sensitivity;
 pub mod study;
 mod synthetic;
 pub mod trend;

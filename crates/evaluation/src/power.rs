@@ -512,7 +512,11 @@ fn evaluate_unit(
     let cfg = settings.design.sim_config(settings.effects[e], replicate_seed(settings.seed, r));
     let pop = simulate(&cfg).map_err(|err| UnitError::Simulation(err.to_string()))?;
     let (schools, pupils) = population_tables(&pop).map_err(|err| UnitError::Simulation(err.to_string()))?;
-    let ev = evaluate(plan, &schools, &pupils, Vec::new(), String::new(), &|_| {}).map_err(UnitError::Evaluation)?;
+    // The power analysis reports the programme effects only: no gap-closing or sensitivity models.
+    let mut plan = plan.clone();
+    plan.study.model.gap_closing = false;
+    plan.study.model.sensitivity = false;
+    let ev = evaluate(&plan, &schools, &pupils, Vec::new(), String::new(), &|_| {}).map_err(UnitError::Evaluation)?;
     let (mut draws, mut failures) = (Vec::new(), Vec::new());
     for (a, analysis) in analyses.iter().enumerate() {
         let fail = |reason: String| Failure { replicate: r, effect: e, analysis: Some(a), reason };
@@ -537,7 +541,7 @@ fn evaluate_unit(
         }
         let outcome = plan.study.outcomes.iter().find(|o| o.name == analysis.outcome);
         let subgroup = analysis.subgroup.as_ref().and_then(|s| plan.study.subgroups.iter().find(|g| &g.name == s));
-        let truth = outcome.and_then(|o| true_effect(plan, &pop, &pupils, o, subgroup));
+        let truth = outcome.and_then(|o| true_effect(&plan, &pop, &pupils, o, subgroup));
         draws.push(Draw {
             replicate: r,
             effect: e,

@@ -38,6 +38,25 @@ pub struct SampleCounts {
     pub n_schools: usize,
     /// Of those, treatment schools.
     pub n_treated_schools: usize,
+    /// The same flow by year and group (missing data: does dropout differ between lead and contrast?).
+    #[serde(default)]
+    pub by_year: Vec<YearCounts>,
+}
+
+/// Pupils of one year and group in matched schools: all of them, those with the outcome recorded, those
+/// analysed (outcome and every covariate recorded).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct YearCounts {
+    /// The year.
+    pub year: i64,
+    /// Treatment (lead) schools' pupils.
+    pub treated: bool,
+    /// Pupil rows in matched schools.
+    pub pupils: usize,
+    /// Of those, with the outcome recorded.
+    pub with_outcome: usize,
+    /// Of those, analysed.
+    pub analysed: usize,
 }
 
 /// One outcome × subgroup sample.
@@ -87,13 +106,17 @@ pub fn standardization(
     Ok(out)
 }
 
-/// Builds the analysis sample of `outcome` in `subgroup` (or all pupils) from the matched schools.
+/// Builds the analysis sample of `outcome` in `subgroup` (or all pupils) from the matched schools. `extra`
+/// names pupil columns the model needs beyond the study's covariates (the subgroup variable of a
+/// gap-closing model): they are kept in the sample, and pupils missing them are dropped like those missing
+/// a covariate.
 pub fn build_sample(
     study: &Study,
     pupils: &Table,
     matched: &HashMap<String, MatchedSchool>,
     outcome: &OutcomeSpec,
     subgroup: Option<&SubgroupSpec>,
+    extra: &[&str],
 ) -> Result<Sample, String> {
     let d = &study.data;
     let years = pupils.numeric(&d.year).map_err(|e| e.to_string())?;
@@ -119,12 +142,32 @@ pub fn build_sample(
         .filter_map(|(&i, m)| m.map(|m| (i, m)))
         .collect();
     let matched_school_rows = in_matched.len();
-    let covs: Vec<&Column> =
-        study.model.covariates.iter().map(|c| pupils.column(c)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
-    let complete: Vec<(usize, MatchedSchool)> = in_matched
-        .into_iter()
-        .filter(|(i, _)| y_all[*i].is_finite() && covs.iter().all(|c| !c.is_missing(*i)))
-        .collect();
+    let kept = |name: &str| study.model.covariates.iter().any(|c| c == name) || extra.contains(&name);
+    let covs: Vec<&Column> = study
+        .model
+        .covariates
+        .iter()
+        .map(String::as_str)
+        .chain(extra.iter().copied())
+        .map(|c| pupils.column(c))
+        .collect::<Result<_, _>>()
+        .map_err(|e| e.to_string())?;
+    let complete_row = |i: usize| y_all[i].is_finite() && covs.iter().all(|c| !c.is_missing(i));
+    let mut flow: BTreeMap<(i64, bool), YearCounts> = BTreeMap::new();
+    for (i, m) in &in_matched {
+        let year = years[*i] as i64;
+        let c = flow.entry((year, m.treated)).or_insert(YearCounts {
+            year,
+            treated: m.treated,
+            pupils: 0,
+            with_outcome: 0,
+            analysed: 0,
+        });
+        c.pupils += 1;
+        c.with_outcome += usize::from(y_all[*i].is_finite());
+        c.analysed += usize::from(complete_row(*i));
+    }
+    let complete: Vec<(usize, MatchedSchool)> = in_matched.into_iter().filter(|(i, _)| complete_row(*i)).collect();
     let dropped_missing = matched_school_rows - complete.len();
     let idx: Vec<usize> = complete.iter().map(|(i, _)| *i).collect();
     let outcome_values: Vec<f64> = idx
@@ -143,7 +186,7 @@ pub fn build_sample(
     push(&mut table, "group", Column::Numeric(complete.iter().map(|(_, m)| f64::from(u8::from(m.treated))).collect()))?;
     let sub = pupils.take_rows(&idx);
     for (name, col) in sub.iter() {
-        if name == d.school_id || study.model.covariates.iter().any(|c| c == name) {
+        if name == d.school_id || kept(name) {
             push(&mut table, name, col.clone())?;
         }
     }
@@ -179,6 +222,7 @@ pub fn build_sample(
         n_pupils: idx.len(),
         n_schools: schools.len(),
         n_treated_schools: schools.values().filter(|t| **t).count(),
+        by_year: flow.into_values().collect(),
     };
     Ok(Sample { table, weights, counts, standardization, clusters })
 }

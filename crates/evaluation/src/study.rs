@@ -235,6 +235,14 @@ pub struct ModelSpec {
     /// Fit by maximum likelihood instead of REML.
     #[serde(default)]
     pub ml: bool,
+    /// For every subgroup defined by one 0/1 pupil column equal to 1 (`fsm = 1`), also fit the gap-closing
+    /// model `factor(year) * group * fsm` to all pupils (default true; see [`crate::gap_closing`]).
+    #[serde(default = "yes")]
+    pub gap_closing: bool,
+    /// Refit the primary outcome's all-pupils analysis under other random-effect structures, inference,
+    /// years and matching (default true; see [`crate::sensitivity`]).
+    #[serde(default = "yes")]
+    pub sensitivity: bool,
 }
 
 impl Default for ModelSpec {
@@ -245,6 +253,8 @@ impl Default for ModelSpec {
             cohort_random_effect: true,
             formula: None,
             ml: false,
+            gap_closing: true,
+            sensitivity: true,
         }
     }
 }

@@ -13,10 +13,10 @@ use psmeval_matching::balance::BalanceRow;
 use psmeval_multilevel::{BootstrapWeights, VarianceComponent};
 
 use crate::document::{Block, Document};
-use crate::format::{count, csv_line, full, full_opt, num, opt, pval};
+use crate::format::{self, count, csv_line, full, full_opt, num, opt, pval};
 use crate::plot::{
     self, CONTROL, CaterpillarPlot, DistributionPanel, DistributionPlot, IntervalPlot, IntervalSeries, LovePlot,
-    TREATED, year_label,
+    RankedIntervals, TREATED, year_label,
 };
 use crate::{Artifact, ReportError};
 
@@ -57,7 +57,7 @@ fn p_phrase(p: f64) -> String {
 /// computed. (JSON keeps no infinity, so the family says which.)
 fn df_label(df: f64, family: Family) -> String {
     if df.is_finite() {
-        num(df, 1)
+        format::df(df)
     } else if family == Family::Binomial {
         "∞ (z)".into()
     } else {
@@ -108,6 +108,28 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
         _ => "Standard errors, confidence intervals and p values are the mixed model's own (lme4, with lmerTest's \
               Satterthwaite df): they allow for pupils being clustered in schools through the random effects only."
             .into(),
+    }
+}
+
+/// What an outcome's effect intervals account for, as a clause for figure captions.
+fn interval_clause(inference: Option<&InferenceSummary>) -> String {
+    match inference.map(|i| (i.method.as_str(), i)) {
+        Some(("CR2", i)) => format!(
+            "cluster-robust (CR2, Bell–McCaffrey df) with {} as clusters: they allow for pupils being clustered in \
+             schools and for cohort and school-level variation the random effects miss",
+            i.cluster.as_deref().unwrap_or("school")
+        ),
+        Some(("wild bootstrap", i)) => format!(
+            "from a wild cluster bootstrap with {} as clusters: they allow for pupils being clustered in schools and \
+             for cohort and school-level variation the random effects miss",
+            i.cluster.as_deref().unwrap_or("school")
+        ),
+        Some(("Wald z", _)) => {
+            "the logistic model's Wald intervals: they allow for clustering through the random effects only".into()
+        }
+        _ => {
+            "the mixed model's own (Satterthwaite df): they allow for clustering through the random effects only".into()
+        }
     }
 }
 
@@ -197,7 +219,343 @@ fn tables(ev: &Evaluation) -> Vec<Artifact> {
     }
     files.push(Artifact::text("tables/coefficients.csv", coefs));
     files.push(Artifact::text("tables/effects.csv", effects));
+    let mut missing =
+        csv_line(&["outcome", "subgroup", "year", "group", "pupils", "with_outcome", "analysed"].map(String::from));
+    for o in &ev.outcomes {
+        for c in &o.counts.by_year {
+            missing += &csv_line(&[
+                o.name.clone(),
+                o.subgroup.clone().unwrap_or_else(|| "all pupils".into()),
+                c.year.to_string(),
+                if c.treated { "treatment" } else { "contrast" }.into(),
+                c.pupils.to_string(),
+                c.with_outcome.to_string(),
+                c.analysed.to_string(),
+            ]);
+        }
+    }
+    files.push(Artifact::text("tables/missing.csv", missing));
+    if !ev.gap_closing.is_empty() {
+        let mut gaps = csv_line(
+            &[
+                "outcome",
+                "subgroup",
+                "variable",
+                "year",
+                "estimate",
+                "std_error",
+                "df",
+                "ci_low",
+                "ci_high",
+                "p_value",
+                "effect_size",
+                "inference",
+            ]
+            .map(String::from),
+        );
+        for g in &ev.gap_closing {
+            for e in &g.effects {
+                gaps += &csv_line(&[
+                    g.outcome.clone(),
+                    g.subgroup.clone(),
+                    g.variable.clone(),
+                    period_label(&e.year),
+                    full(e.estimate),
+                    full(e.std_error),
+                    full(e.df),
+                    full(e.ci_low),
+                    full(e.ci_high),
+                    full(e.p_value),
+                    full(e.effect_size),
+                    e.inference.clone(),
+                ]);
+            }
+        }
+        files.push(Artifact::text("tables/gap_closing.csv", gaps));
+    }
     files
+}
+
+/// Percentage with one decimal.
+fn share(part: usize, whole: usize) -> String {
+    if whole == 0 { "–".into() } else { format!("{:.1}%", 100.0 * part as f64 / whole as f64) }
+}
+
+/// Missing data by year and group for the all-pupils analyses, and a sentence on whether the shares
+/// analysed differ between treatment and contrast schools by more than 5 percentage points.
+fn missing_data(ev: &Evaluation, d: &mut Document) {
+    let mut rows = Vec::new();
+    let mut differing = Vec::new();
+    let mut largest: f64 = 0.0;
+    for o in ev.outcomes.iter().filter(|o| o.subgroup.is_none()) {
+        let years: std::collections::BTreeSet<i64> = o.counts.by_year.iter().map(|c| c.year).collect();
+        for y in years {
+            let cell = |t: bool| o.counts.by_year.iter().find(|c| c.year == y && c.treated == t);
+            let (lead, contrast) = (cell(true), cell(false));
+            let rate = |c: Option<&psmeval_evaluation::sample::YearCounts>| {
+                c.filter(|c| c.pupils > 0).map(|c| 100.0 * c.analysed as f64 / c.pupils as f64)
+            };
+            let diff = rate(lead).zip(rate(contrast)).map(|(a, b)| a - b);
+            if let Some(dv) = diff {
+                largest = largest.max(dv.abs());
+                if dv.abs() > 5.0 {
+                    differing.push(format!(
+                        "{} in {} ({} of treatment-school pupils analysed against {} of contrast-school pupils)",
+                        o.name,
+                        year_label(y),
+                        share(lead.map_or(0, |c| c.analysed), lead.map_or(0, |c| c.pupils)),
+                        share(contrast.map_or(0, |c| c.analysed), contrast.map_or(0, |c| c.pupils)),
+                    ));
+                }
+            }
+            let mut row = vec![o.name.clone(), year_label(y)];
+            for c in [lead, contrast] {
+                row.push(c.map_or("0".into(), |c| count(c.pupils)));
+                row.push(c.map_or("–".into(), |c| share(c.with_outcome, c.pupils)));
+                row.push(c.map_or("–".into(), |c| share(c.analysed, c.pupils)));
+            }
+            row.push(diff.map_or("–".into(), |v| num(v, 1)));
+            rows.push(row);
+        }
+    }
+    if rows.is_empty() {
+        return;
+    }
+    d.p("Missing data by year and group (all pupils): pupils in matched schools, the share with the outcome \
+         recorded and the share analysed (outcome and every covariate recorded), and the difference in the share \
+         analysed, treatment minus contrast, in percentage points.");
+    d.table(
+        &[
+            "Outcome",
+            "Year",
+            "Treatment pupils",
+            "With outcome",
+            "Analysed",
+            "Contrast pupils",
+            "With outcome",
+            "Analysed",
+            "Difference (points)",
+        ],
+        rows,
+    );
+    let complete = ev.outcomes.iter().all(|o| o.counts.by_year.iter().all(|c| c.analysed == c.pupils));
+    d.p(if complete {
+        "Every pupil of the matched schools has the outcome and every covariate recorded: no data are missing."
+            .to_string()
+    } else if differing.is_empty() {
+        format!(
+            "The shares analysed differ by at most {} percentage points between treatment and contrast schools in \
+             every outcome and year, so differential dropout is unlikely to explain the results.",
+            num(largest, 1)
+        )
+    } else {
+        format!(
+            "The shares analysed differ by more than 5 percentage points between treatment and contrast schools \
+             in: {}. Pupils missing from one group more than the other can bias the comparison; the complete-case \
+             analysis assumes the missing pupils are like the analysed ones given their school, year and \
+             covariates.",
+            differing.join("; ")
+        )
+    });
+}
+
+/// The sensitivity table and forest plot of the primary outcome's pooled effect.
+fn sensitivity(ev: &Evaluation, d: &mut Document, files: &mut Vec<Artifact>, number: usize) -> Result<(), ReportError> {
+    let Some(sens) = &ev.sensitivity else {
+        return Ok(());
+    };
+    let binary = ev.outcomes.iter().any(|o| o.name == sens.outcome && o.family == Family::Binomial);
+    let unit = if binary { "log-odds" } else { "outcome units" };
+    d.h(2, format!("{number}. Sensitivity"));
+    d.p(format!(
+        "The pooled effect on {} (all pupils) with one choice of the analysis changed at a time: the random-effect \
+         structure, model-based against design-based inference, the programme years before the 2016 assessment \
+         change only, and a matched sample with a caliper of 0.2 SD. Estimates in {unit}; each row's effect size \
+         divides by its own sample's SD.",
+        sens.outcome
+    ));
+    d.table(
+        &["Analysis", "What changed", "Estimate", "95% CI", "p", "Effect size", "Pupils", "Schools", "Inference"],
+        sens.rows
+            .iter()
+            .map(|r| match &r.skipped {
+                Some(why) => vec![
+                    r.analysis.clone(),
+                    format!("{} (not estimated: {why})", r.detail),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                    "–".into(),
+                ],
+                None => vec![
+                    r.analysis.clone(),
+                    r.detail.clone(),
+                    num(r.estimate, 3),
+                    format!("{} to {}", num(r.ci_low, 3), num(r.ci_high, 3)),
+                    pval(r.p_value),
+                    num(r.effect_size, 3),
+                    count(r.n_pupils),
+                    count(r.n_schools),
+                    r.inference.clone(),
+                ],
+            })
+            .collect(),
+    );
+    let rows: Vec<(String, f64, f64, f64)> = sens
+        .rows
+        .iter()
+        .filter(|r| r.skipped.is_none() && r.ci_low.is_finite() && r.ci_high.is_finite())
+        .map(|r| (r.analysis.clone(), r.estimate, r.ci_low, r.ci_high))
+        .collect();
+    if let Some(main) = sens.rows.first().filter(|r| r.skipped.is_none()) {
+        let outside: Vec<&str> = sens
+            .rows
+            .iter()
+            .skip(1)
+            .filter(|r| r.skipped.is_none() && !(main.ci_low..=main.ci_high).contains(&r.estimate))
+            .map(|r| r.analysis.as_str())
+            .collect();
+        d.p(if outside.is_empty() {
+            "Every variant's estimate lies inside the main analysis's 95% confidence interval.".to_string()
+        } else {
+            format!(
+                "The estimates of {} lie outside the main analysis's 95% confidence interval: the result depends on \
+                 that choice.",
+                outside.join(", ")
+            )
+        });
+    }
+    if !rows.is_empty() {
+        let plot = RankedIntervals {
+            title: format!("{}: sensitivity of the pooled effect", sens.outcome),
+            x_label: format!("Pooled effect ({unit}), 95% CI"),
+            rows,
+        };
+        d.blocks.push(figure(
+            &plot,
+            files,
+            "sensitivity",
+            format!(
+                "The pooled effect on {} under each variant of the analysis, with its 95% confidence interval (each \
+                 row's own inference, named in the table: design-based rows allow for clustering in schools and \
+                 for cohort variation, model-based ones through the random effects only).",
+                sens.outcome
+            ),
+        )?);
+    }
+    Ok(())
+}
+
+/// The gap-closing analyses: per outcome and subgroup, a table and a figure of the programme's effect on
+/// the subgroup minus its effect on the other pupils.
+fn gap_closing(ev: &Evaluation, d: &mut Document, files: &mut Vec<Artifact>) -> Result<(), ReportError> {
+    if ev.gap_closing.is_empty() {
+        return Ok(());
+    }
+    d.h(3, "Gap closing");
+    d.p("Setting a subgroup's effect beside all pupils' does not test whether a gap closed. For each subgroup \
+         defined by a 0/1 pupil characteristic, one model of all pupils adds the year × group × characteristic \
+         interaction to the impact model; the difference-in-differences contrasts of its three-way terms are the \
+         programme's effect on the subgroup's pupils minus its effect on the other pupils. A positive difference \
+         means the subgroup gained more: for a disadvantaged group, the gap narrowed.");
+    let start = ev.study.years.programme_start;
+    for g in &ev.gap_closing {
+        d.h(4, format!("{}: {} against other pupils", g.outcome, g.subgroup));
+        if let Some(why) = &g.skipped {
+            d.p(format!("Not analysed: {why}."));
+            continue;
+        }
+        for note in &g.notes {
+            d.p(format!("Note: {note}."));
+        }
+        d.p(format!(
+            "Model: `{}` ({} pupils of whom {} with `{}` = 1, {} schools).",
+            g.formula,
+            count(g.n_pupils),
+            count(g.n_subgroup_pupils),
+            g.variable,
+            count(g.n_schools)
+        ));
+        let digits = 3;
+        d.table(
+            &["Year", "Difference in effect", "SE", "df", "95% CI", "p", "Effect size"],
+            g.effects
+                .iter()
+                .map(|e| {
+                    vec![
+                        match e.year {
+                            Period::Year(y) => year_label(y),
+                            Period::Pooled(_) => "Pooled".into(),
+                        },
+                        num(e.estimate, digits),
+                        num(e.std_error, digits),
+                        df_label(e.df, g.family),
+                        format!("{} to {}", num(e.ci_low, digits), num(e.ci_high, digits)),
+                        pval(e.p_value),
+                        num(e.effect_size, 3),
+                    ]
+                })
+                .collect(),
+        );
+        if let Some(p) = g.effects.iter().find(|e| e.year.is_pooled()) {
+            d.p(format!(
+                "Pooled over the programme years the programme's effect in the subgroup {} was {} {} than on the \
+                 other pupils ({}; 95% CI {} to {}, p {}): {}.",
+                g.subgroup,
+                num(p.estimate.abs(), 3),
+                if p.estimate >= 0.0 { "larger" } else { "smaller" },
+                if g.family == Family::Binomial { "log-odds" } else { "outcome units" },
+                num(p.ci_low, 3),
+                num(p.ci_high, 3),
+                p_phrase(p.p_value),
+                if p.ci_low > 0.0 {
+                    "the gap narrowed"
+                } else if p.ci_high < 0.0 {
+                    "the gap widened"
+                } else {
+                    "the data are consistent with no change in the gap"
+                }
+            ));
+        }
+        let fig = IntervalPlot {
+            title: format!("{}: {} minus other pupils", g.outcome, g.subgroup),
+            y_label: if g.family == Family::Binomial {
+                "Difference in effect (log-odds)".into()
+            } else {
+                "Difference in effect".into()
+            },
+            series: vec![IntervalSeries {
+                label: "Difference (95% CI)".into(),
+                points: g
+                    .effects
+                    .iter()
+                    .filter_map(|e| match e.year {
+                        Period::Year(y) => Some((y as f64, e.estimate, e.ci_low, e.ci_high)),
+                        Period::Pooled(_) => None,
+                    })
+                    .collect(),
+                colour: TREATED,
+            }],
+            marker: Some((start as f64 - 0.5, "Programme starts".to_string())),
+            zero_line: true,
+        };
+        d.blocks.push(figure(
+            &fig,
+            files,
+            &format!("gap-{}-{}", slug(&g.outcome), slug(&g.subgroup)),
+            format!(
+                "Gap closing in {}: the programme's effect in the subgroup {} minus its effect on the other pupils in \
+                 each programme year, with 95% confidence intervals ({}). Above zero, the subgroup gained more.",
+                g.outcome,
+                g.subgroup,
+                interval_clause(g.inference.as_ref())
+            ),
+        )?);
+    }
+    Ok(())
 }
 
 /// Renders a figure as `figures/<name>.svg` and `.png` into `files` and returns its report block.
@@ -376,6 +734,7 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
         ],
         rows,
     );
+    missing_data(ev, &mut d);
 
     // Propensity model and balance.
     d.h(2, "2. Matching and balance");
@@ -527,7 +886,9 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
                 d.p(format!("Not analysed ({}, {}): {why}.", o.name, o.subgroup.as_deref().unwrap_or_default()));
             }
         }
+        gap_closing(ev, &mut d, files)?;
     }
+    sensitivity(ev, &mut d, files, if s.subgroups.is_empty() { 4 } else { 5 })?;
 
     d.h(2, "Reproducibility");
     d.p(format!(
@@ -619,6 +980,11 @@ fn outcome_section(
             o.name
         ),
     )?);
+    d.p("The intervals of this figure are for each group's mean level in a year, which varies widely from school \
+         to school. The effects below compare the change in the same schools over time, from which each school's \
+         persistent level cancels out, so their intervals are much narrower: overlapping intervals here say \
+         nothing about whether the effect differs from zero."
+        .to_string());
     let robust = o.effects.iter().any(|e| e.model_based.is_some());
     let mut header = vec!["Year", "Estimate", "SE", "df", "95% CI", "p", "Effect size"];
     if robust {
@@ -727,9 +1093,10 @@ fn outcome_section(
         &format!("effects-{stem}"),
         format!(
             "Estimated programme effect on {} in each programme year: the change in the gap between treatment and \
-             contrast schools relative to the pre-programme years, with 95% confidence intervals. Zero means no \
-             change.",
-            o.name
+             contrast schools relative to the pre-programme years, with 95% confidence intervals ({}). Zero means \
+             no change.",
+            o.name,
+            interval_clause(o.inference.as_ref())
         ),
     )?);
     if let Some(reference) = o.event_reference
@@ -762,10 +1129,11 @@ fn outcome_section(
             &format!("event-{stem}"),
             format!(
                 "Event study of {}: the change in the gap between treatment and contrast schools since {} (the last \
-                 year before the programme, fixed at 0), every year with its 95% confidence interval. Before the \
-                 programme the estimates should be near 0 if the two groups were on parallel paths.",
+                 year before the programme, fixed at 0), every year with its 95% confidence interval ({}). Before \
+                 the programme the estimates should be near 0 if the two groups were on parallel paths.",
                 o.name,
-                year_label(reference)
+                year_label(reference),
+                interval_clause(o.inference.as_ref())
             ),
         )?);
         if let Some(t) = &o.pretrend {
@@ -775,7 +1143,7 @@ fn outcome_section(
                 t.method,
                 num(t.statistic, 2),
                 t.df_num,
-                if t.df_den.is_finite() { num(t.df_den, 1) } else { "∞".into() },
+                if t.df_den.is_finite() { format::df(t.df_den) } else { "∞".into() },
                 p_phrase(t.p_value),
                 if t.p_value < 0.05 {
                     "The groups' paths differed before the programme, so the difference-in-differences estimates \
@@ -805,7 +1173,7 @@ fn outcome_section(
                         c.term.clone(),
                         num(c.estimate, 4),
                         num(c.std_error, 4),
-                        c.df.map_or("–".into(), |v| num(v, 1)),
+                        c.df.map_or("–".into(), format::df),
                         num(c.statistic, 2),
                         pval(c.p_value),
                     ]
@@ -842,8 +1210,9 @@ fn outcome_section(
                 files,
                 &format!("schools-{stem}"),
                 format!(
-                    "School effects on {} (the model's conditional modes of the school intercepts) with 95% intervals, \
-                     ranked; treatment schools highlighted.",
+                    "School effects on {} (the model's conditional modes of the school intercepts) with 95% intervals \
+                     of ±1.96 conditional SDs (they allow for each school's number of pupils, not for the uncertainty \
+                     of the model's parameters), ranked; treatment schools highlighted.",
                     o.name
                 ),
             )?);

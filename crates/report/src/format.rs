@@ -6,6 +6,18 @@ pub fn num(x: f64, digits: usize) -> String {
     if x.is_finite() { format!("{x:.digits$}").replace('-', "−") } else { "–".into() }
 }
 
+/// Formats degrees of freedom: one decimal up to 100, a whole number (with thousands separators) above,
+/// where the decimal says nothing; `–` when missing.
+pub fn df(x: f64) -> String {
+    if !x.is_finite() {
+        "–".into()
+    } else if x > 100.0 {
+        count(x.round() as usize)
+    } else {
+        num(x, 1)
+    }
+}
+
 /// Formats an optional number.
 pub fn opt(x: Option<f64>, digits: usize) -> String {
     x.map_or_else(|| "–".into(), |v| num(v, digits))
@@ -73,5 +85,9 @@ mod tests {
         assert_eq!(count(999), "999");
         assert_eq!(num(f64::NAN, 2), "–");
         assert_eq!(opt(Some(1.0), 1), "1.0");
+        assert_eq!(df(48.64), "48.6");
+        assert_eq!(df(100.0), "100.0");
+        assert_eq!(df(220_014.6), "220,015");
+        assert_eq!(df(f64::INFINITY), "–");
     }
 }

@@ -11,6 +11,7 @@ use plotters::coord::Shift;
 use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 static FONTS: Once = Once::new();
 
@@ -383,12 +384,17 @@ impl Figure for IntervalPlot {
             yhi = yhi.max(0.0);
         }
         let pad = (yhi - ylo) * 0.1;
+        // A band above the data holds the legend and the marker's label, on opposite sides, so neither
+        // covers a point, an interval or the other: the label on the marker's side, the legend on the other.
+        let band = (yhi - ylo) * (0.08 + 0.07 * self.series.len().max(1) as f64);
+        let top = yhi + pad + band;
+        let marker_left = self.marker.as_ref().is_some_and(|(m, _)| *m < (xlo + xhi) / 2.0);
         let mut chart = ChartBuilder::on(root)
             .caption(&self.title, ("sans-serif", 22).into_font().style(FontStyle::Bold))
             .margin(15)
             .x_label_area_size(45)
             .y_label_area_size(70)
-            .build_cartesian_2d(xlo..xhi, (ylo - pad)..(yhi + pad))
+            .build_cartesian_2d(xlo..xhi, (ylo - pad)..top)
             .map_err(err)?;
         let n_years = (xhi - xlo).round() as usize;
         chart
@@ -409,13 +415,15 @@ impl Figure for IntervalPlot {
         }
         if let Some((x, label)) = &self.marker {
             chart
-                .draw_series(DashedLineSeries::new(vec![(*x, ylo - pad), (*x, yhi + pad)], 8, 5, GREY.stroke_width(2)))
+                .draw_series(DashedLineSeries::new(vec![(*x, ylo - pad), (*x, top)], 8, 5, GREY.stroke_width(2)))
                 .map_err(err)?;
+            // Beside the line at the top of the band: to its right when the line is in the left half.
+            let (dx, anchor) = if marker_left { (0.05, HPos::Left) } else { (-0.05, HPos::Right) };
             chart
                 .draw_series(std::iter::once(Text::new(
                     label.clone(),
-                    (*x + 0.05, yhi + pad * 0.6),
-                    ("sans-serif", 14).into_font().color(&RGBColor(90, 90, 90)),
+                    (*x + dx, top - band * 0.1),
+                    ("sans-serif", 14).into_font().color(&RGBColor(90, 90, 90)).pos(Pos::new(anchor, VPos::Top)),
                 )))
                 .map_err(err)?;
         }
@@ -444,7 +452,7 @@ impl Figure for IntervalPlot {
                 .draw_series(s.points.iter().map(|&(x, y, ..)| Circle::new((x + off, y), 5, colour.filled())))
                 .map_err(err)?;
         }
-        legend(&mut chart, SeriesLabelPosition::UpperLeft)
+        legend(&mut chart, if marker_left { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::UpperLeft })
     }
 }
 

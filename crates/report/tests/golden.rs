@@ -23,7 +23,14 @@ fn committed_results_render_to_the_committed_report() {
     assert!(text.trim_end() == json.trim_end(), "results.json is not what psmeval writes for this evaluation");
     let files = render_evaluation(&ev).unwrap();
     let bless = std::env::var_os("PSMEVAL_BLESS").is_some();
-    for name in ["report.md", "tables/balance.csv", "tables/coefficients.csv", "tables/effects.csv"] {
+    for name in [
+        "report.md",
+        "tables/balance.csv",
+        "tables/coefficients.csv",
+        "tables/effects.csv",
+        "tables/missing.csv",
+        "tables/gap_closing.csv",
+    ] {
         let got = files.iter().find(|f| f.path == name).unwrap_or_else(|| panic!("{name} not rendered"));
         let path = golden(name.rsplit('/').next().unwrap());
         if bless {

@@ -18,7 +18,7 @@ use crate::table::{Outputs, check_output_dir, load_table};
 pub fn run(a: &EvaluateArgs) -> Result<()> {
     let progress = Progress::new(a.quiet);
     let (study_path, out): (PathBuf, PathBuf) = if a.example {
-        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports/example"));
+        let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/example"));
         let cfg = crate::example::config(a);
         let step = progress.step("simulating the example population");
         let study = crate::example::write_example(&out, &cfg)?;
@@ -29,7 +29,7 @@ pub fn run(a: &EvaluateArgs) -> Result<()> {
             return Err(InputError::new("give a study file, or --example to run the built-in example").into());
         };
         let out = a.out.clone().unwrap_or_else(|| {
-            PathBuf::from("reports")
+            PathBuf::from("out")
                 .join(study.file_stem().map_or("evaluation".into(), |s| s.to_string_lossy().to_string()))
         });
         (study, out)

@@ -13,7 +13,7 @@ use crate::table::{Outputs, check_output_dir, load_table};
 
 /// Runs the command.
 pub fn run(a: &FamiliesArgs) -> Result<()> {
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports/families"));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/families"));
     check_output_dir(&out)?;
     let progress = Progress::new(a.quiet);
     let step = progress.step("loading the schools");

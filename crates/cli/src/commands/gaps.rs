@@ -15,7 +15,7 @@ use crate::table::{Outputs, check_output_dir, load_table};
 
 /// Runs the command.
 pub fn run(a: &GapsArgs) -> Result<()> {
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports/gaps"));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/gaps"));
     check_output_dir(&out)?;
     let progress = Progress::new(a.quiet);
     let step = progress.step("loading the tables");

@@ -66,7 +66,7 @@ fn default_out(a: &PowerArgs) -> PathBuf {
         Some(s) => s.file_stem().map_or("study".into(), |s| s.to_string_lossy().to_string()),
         None => "example".into(),
     };
-    PathBuf::from("reports").join(format!("power-{stem}"))
+    PathBuf::from("out").join(format!("power-{stem}"))
 }
 
 /// The study file and its text (the example's, generated, for `--example`).

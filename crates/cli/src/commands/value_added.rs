@@ -19,7 +19,7 @@ const EXAMPLE_FORMULA: &str = "maths ~ prior + fsm + eal + sen + female + (1 | s
 
 /// Runs the command.
 pub fn run(a: &ValueAddedArgs) -> Result<()> {
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("reports/value-added"));
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/value-added"));
     check_output_dir(&out)?;
     let progress = Progress::new(a.quiet);
     let step = progress.step("loading the pupils");
