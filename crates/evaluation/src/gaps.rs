@@ -199,7 +199,9 @@ fn area_gap(area: &str, rows: &[(usize, &str)], y: &[f64], g: &[f64], sd: f64, b
     // (X'X)^{-1} for X = [1, g]: [[n, n1], [n1, n1]]^{-1} = 1/(n n1 − n1²) [[n1, −n1], [−n1, n]].
     let det = n * n1 - n1 * n1;
     let inv = [[n1 / det, -n1 / det], [-n1 / det, n / det]];
-    let mut score: HashMap<&str, [f64; 2]> = HashMap::new();
+    // Ordered by school id, so the sums below run in one order in every process (a HashMap's order is
+    // seeded per process and changed the last digits from run to run).
+    let mut score: BTreeMap<&str, [f64; 2]> = BTreeMap::new();
     for &(i, sid) in rows {
         let k = usize::from(g[i] == 1.0);
         let e = y[i] - mean[k];
@@ -265,6 +267,20 @@ mod tests {
             assert_eq!(g.schools as u64, w["schools"].as_u64().unwrap());
         }
     }
+    #[test]
+    fn the_same_data_give_the_same_bits() {
+        // Sums over schools run in one order (not a hash map's, seeded per map): repeated runs agree exactly.
+        let (t, _) = crate::value_added::tests::exam_reference();
+        let first = gaps(&t, "normexam", "girl", "type", "school", None).unwrap();
+        for _ in 0..5 {
+            let again = gaps(&t, "normexam", "girl", "type", "school", None).unwrap();
+            assert_eq!(again.overall.std_error.to_bits(), first.overall.std_error.to_bits());
+            for (a, b) in again.areas.iter().zip(&first.areas) {
+                assert_eq!(a.std_error.to_bits(), b.std_error.to_bits(), "{}", a.area);
+            }
+        }
+    }
+
     use psmeval_frame::Column;
 
     /// Two regions of three schools of four pupils: outcome 0/1, fsm 0/1.
