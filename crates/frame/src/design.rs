@@ -234,11 +234,32 @@ pub fn factor_codes(column: &Column, rows: &[usize]) -> (Vec<u32>, Vec<String>) 
         Column::Numeric(v) => {
             // -0.0 and 0.0 are one level (R prints both as "0"); `+ 0.0` maps -0.0 to 0.0.
             let key = |i: usize| v[i] + 0.0;
-            let mut distinct: Vec<f64> = rows.iter().map(|&i| key(i)).collect();
+            let same = |a: f64, b: f64| a.total_cmp(&b).is_eq();
+            // Data are usually grouped (pupils by school, rows by year): runs of one value are collapsed
+            // before sorting, and a row with the previous row's value reuses its code.
+            let mut distinct: Vec<f64> = Vec::new();
+            for &i in rows {
+                if distinct.last().is_none_or(|&d| !same(d, key(i))) {
+                    distinct.push(key(i));
+                }
+            }
             distinct.sort_by(f64::total_cmp);
-            distinct.dedup_by(|a, b| a.total_cmp(b).is_eq());
-            let code = |i: usize| distinct.binary_search_by(|d| d.total_cmp(&key(i))).unwrap_or_default() as u32;
-            let codes = rows.iter().map(|&i| code(i)).collect();
+            distinct.dedup_by(|a, b| same(*a, *b));
+            let mut last: Option<(f64, u32)> = None;
+            let codes = rows
+                .iter()
+                .map(|&i| {
+                    let k = key(i);
+                    match last {
+                        Some((p, c)) if same(p, k) => c,
+                        _ => {
+                            let c = distinct.binary_search_by(|d| d.total_cmp(&k)).unwrap_or_default() as u32;
+                            last = Some((k, c));
+                            c
+                        }
+                    }
+                })
+                .collect();
             (codes, distinct.into_iter().map(format_number).collect())
         }
         Column::Text(v) => {
@@ -284,10 +305,11 @@ fn model_matrix(terms: &TermList, ev: &Evaluated, coding: Coding) -> Result<(Arr
     // R's TermCode: a factor in a term is coded by contrasts when the term without it is empty (and the model
     // has an intercept) or is contained in a preceding term; otherwise by indicators of every level.
     let mut full_first_factor = !intercept;
-    let mut columns: Vec<Vec<f64>> = Vec::new();
+    // Each column is a product of parts (none for the intercept), filled in row by row at the end.
+    let mut columns: Vec<Vec<Part>> = Vec::new();
     let mut names: Vec<String> = Vec::new();
     if intercept {
-        columns.push(vec![1.0; ev.n]);
+        columns.push(Vec::new());
         names.push("(Intercept)".into());
     }
     for (j, term) in terms.terms.iter().enumerate() {
@@ -333,41 +355,62 @@ fn model_matrix(terms: &TermList, ev: &Evaluated, coding: Coding) -> Result<(Arr
             return Err(FrameError::TooWide { term: term.label(), group, columns: total, rows: ev.n, bytes });
         }
         // Columns of the product, first piece varying fastest.
-        let mut block: Vec<(String, Vec<f64>)> = vec![(String::new(), vec![1.0; ev.n])];
+        let mut block: Vec<(String, Vec<Part>)> = vec![(String::new(), Vec::new())];
         for (label, piece) in &pieces {
             let mut next = Vec::new();
             match piece {
                 Piece::Numeric(x) => {
-                    for (name, col) in &block {
-                        let v: Vec<f64> = col.iter().zip(x.iter()).map(|(a, b)| a * b).collect();
-                        next.push((join(name, label), v));
+                    for (name, parts) in &block {
+                        let mut parts = parts.clone();
+                        parts.push(Part::Numeric(x));
+                        next.push((join(name, label), parts));
                     }
                 }
                 Piece::Factor { codes, levels, first } => {
                     for (k, level) in levels.iter().enumerate().skip(*first) {
-                        for (name, col) in &block {
-                            let v: Vec<f64> = col
-                                .iter()
-                                .zip(codes.iter())
-                                .map(|(a, &c)| if c as usize == k { *a } else { 0.0 })
-                                .collect();
-                            next.push((join(name, &format!("{label}{level}")), v));
+                        for (name, parts) in &block {
+                            let mut parts = parts.clone();
+                            parts.push(Part::Level(codes, k as u32));
+                            next.push((join(name, &format!("{label}{level}")), parts));
                         }
                     }
                 }
             }
             block = next;
         }
-        for (name, col) in block {
+        for (name, parts) in block {
             names.push(name);
-            columns.push(col);
+            columns.push(parts);
         }
     }
-    let mut x = Array2::<f64>::zeros((ev.n, columns.len()));
-    for (k, col) in columns.iter().enumerate() {
-        x.column_mut(k).iter_mut().zip(col).for_each(|(d, s)| *d = *s);
+    // Row-major, written once in memory order, with no column built on the way.
+    let p = columns.len();
+    let mut data = vec![0.0; ev.n * p];
+    if p > 0 {
+        for (i, row) in data.chunks_exact_mut(p).enumerate() {
+            for (d, parts) in row.iter_mut().zip(&columns) {
+                *d = parts.iter().fold(1.0, |v, part| match part {
+                    Part::Numeric(x) => v * x[i],
+                    Part::Level(codes, k) => {
+                        if codes[i] == *k {
+                            v
+                        } else {
+                            0.0
+                        }
+                    }
+                });
+            }
+        }
     }
+    let x = Array2::from_shape_vec((ev.n, p), data).expect("n × p values");
     Ok((x, names))
+}
+
+/// One factor of a model-matrix column: a numeric variable, or the indicator of one level of a factor.
+#[derive(Clone, Copy)]
+enum Part<'a> {
+    Numeric(&'a [f64]),
+    Level(&'a [u32], u32),
 }
 
 /// The most columns a fixed-effects design may have.

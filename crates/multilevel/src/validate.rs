@@ -27,10 +27,9 @@ pub(crate) fn validate_frame(frame: &ModelFrame) -> Result<(), MixedModelError> 
     if let Some(i) = frame.y.iter().position(|v| !v.is_finite()) {
         return Err(MixedModelError::NonFinite { what: frame.response_name.clone(), row: i + 1 });
     }
-    for (j, name) in frame.x_names.iter().enumerate() {
-        if let Some(i) = frame.x.column(j).iter().position(|v| !v.is_finite()) {
-            return Err(MixedModelError::NonFinite { what: name.clone(), row: i + 1 });
-        }
+    // One pass in memory order (the first row with a non-finite value, and its first such column).
+    if let Some(((i, j), _)) = frame.x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        return Err(MixedModelError::NonFinite { what: frame.x_names[j].clone(), row: i + 1 });
     }
     for rt in &frame.random {
         if rt.levels.len() < 2 {
@@ -46,10 +45,8 @@ pub(crate) fn validate_frame(frame: &ModelFrame) -> Result<(), MixedModelError> 
                 found: rt.codes[i] as usize,
             });
         }
-        for (c, name) in rt.names.iter().enumerate() {
-            if let Some(i) = rt.z.column(c).iter().position(|v| !v.is_finite()) {
-                return Err(MixedModelError::NonFinite { what: format!("{name} | {}", rt.group), row: i + 1 });
-            }
+        if let Some(((i, c), _)) = rt.z.indexed_iter().find(|(_, v)| !v.is_finite()) {
+            return Err(MixedModelError::NonFinite { what: format!("{} | {}", rt.names[c], rt.group), row: i + 1 });
         }
     }
     Ok(())
