@@ -330,6 +330,11 @@ mod tests {
             highlight_label: "Lead".into(),
         };
         assert!(svg(&trend, "trend").unwrap().contains("Programme starts"));
+        assert_eq!(
+            (tick_label(-0.0001, 2), tick_label(-0.05, 2), tick_label(0.1, 1)),
+            ("0.00".into(), "−0.05".into(), "0.1".into())
+        );
+        assert_eq!((tick_digits(0.3), tick_digits(2.0), tick_digits(40.0)), (2, 1, 0));
         assert!(svg(&cat, "cat").unwrap().len() > 1000);
         assert!(png(&trend, "trend").unwrap().len() > 1000 && png(&cat, "cat").unwrap().len() > 1000);
         assert_eq!(year_label(2015), "2014/15");
@@ -397,9 +402,11 @@ impl Figure for IntervalPlot {
             .build_cartesian_2d(xlo..xhi, (ylo - pad)..top)
             .map_err(err)?;
         let n_years = (xhi - xlo).round() as usize;
+        let y_digits = tick_digits(top - (ylo - pad));
         chart
             .configure_mesh()
             .light_line_style(RGBColor(242, 242, 242))
+            .y_label_formatter(&|y| tick_label(*y, y_digits))
             .x_labels(n_years + 1)
             .x_label_formatter(&|x| {
                 if (x - x.round()).abs() < 1e-6 { year_label(x.round() as i64) } else { String::new() }
@@ -453,6 +460,21 @@ impl Figure for IntervalPlot {
                 .map_err(err)?;
         }
         legend(&mut chart, if marker_left { SeriesLabelPosition::UpperRight } else { SeriesLabelPosition::UpperLeft })
+    }
+}
+
+/// Decimals for the ticks of an axis spanning `range` (about ten ticks).
+fn tick_digits(range: f64) -> usize {
+    if range.is_finite() && range > 0.0 { (-(range / 10.0).log10()).ceil().clamp(0.0, 6.0) as usize } else { 2 }
+}
+
+/// A tick label with `digits` decimals and a true minus sign, never `-0`.
+fn tick_label(y: f64, digits: usize) -> String {
+    let s = format!("{y:.digits$}");
+    if s.trim_start_matches('-').chars().all(|c| c == '0' || c == '.') {
+        s.trim_start_matches('-').to_string()
+    } else {
+        s.replace('-', "−")
     }
 }
 

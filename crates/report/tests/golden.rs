@@ -64,3 +64,23 @@ fn first_difference(got: &str, want: &str) -> String {
     }
     format!("lengths differ: {} vs {} lines", got.lines().count(), want.lines().count())
 }
+
+#[test]
+fn differential_missing_data_is_shown_and_named() {
+    // The golden evaluation with a quarter of the treatment schools' 2015/16 KS2 maths pupils unanalysed:
+    // the missing-data table shows 75.0% against the contrast schools' share, and the report names the year.
+    let json = std::fs::read_to_string(golden("results.json")).unwrap();
+    let mut ev: Evaluation = serde_json::from_str(&json).unwrap();
+    let o = ev.outcomes.iter_mut().find(|o| o.name == "KS2 maths" && o.subgroup.is_none()).unwrap();
+    let c = o.counts.by_year.iter_mut().find(|c| c.year == 2016 && c.treated).unwrap();
+    c.with_outcome = c.pupils - c.pupils / 4;
+    c.analysed = c.with_outcome;
+    let expected = format!("{:.1}%", 100.0 * c.analysed as f64 / c.pupils as f64);
+    let files = render_evaluation(&ev).unwrap();
+    let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| KS2 maths | 2015/16 |")).expect("a missing-data row for 2015/16");
+    assert!(row.contains(&expected), "{row}");
+    assert!(md.contains("differ by more than 5 percentage points") && md.contains("KS2 maths in 2015/16"), "{md}");
+    let csv = String::from_utf8(files.iter().find(|f| f.path == "tables/missing.csv").unwrap().bytes.clone()).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("KS2 maths,all pupils,2016,treatment,")), "{csv}");
+}
