@@ -16,6 +16,7 @@ use polars::prelude::{
     Schema, SerReader, SerWriter,
 };
 use psmeval_frame::{Column, Table};
+use rayon::prelude::*;
 
 use crate::error::InputError;
 
@@ -266,67 +267,18 @@ pub fn dataframe_to_table(df: &DataFrame, source: &Path, header: Option<&Vec<Str
     let is_repeat = |name: &str| {
         repeated.iter().any(|(n, at)| name == n || (1..at.len()).any(|k| name == format!("{n}_duplicated_{}", k - 1)))
     };
+    // Columns convert independently, in parallel; they are added to the table in file order.
+    let kept: Vec<&polars::prelude::Column> = df.columns().iter().filter(|c| !is_repeat(c.name())).collect();
+    let converted: Vec<Result<(String, Converted)>> = kept
+        .par_iter()
+        .map(|col| {
+            let name = col.name().to_string();
+            convert_column(col, &name, source, header.is_some()).map(|c| (name, c))
+        })
+        .collect();
     let mut reread = Vec::new();
-    for col in df.columns() {
-        let name = col.name().to_string();
-        if is_repeat(&name) {
-            continue;
-        }
-        if let Some((dtype, original)) = name.strip_prefix(UNREADABLE).and_then(|r| r.split_once(UNREADABLE)) {
-            table.push_unusable(
-                original,
-                format!(
-                    "its Parquet type ({dtype}) is not one psmeval reads; store it as numbers or text \
-                     (dates as text or as a year number)"
-                ),
-            );
-            continue;
-        }
-        let series = col.as_materialized_series();
-        let unusable = |reason: String| Converted::Unusable(reason);
-        let converted = match series.dtype() {
-            DataType::String => {
-                let ca = series.str().map_err(|e| column_error(source, &name, e))?;
-                text_column(ca.iter(), &name, source)
-            }
-            DataType::Boolean => {
-                let ca = series.bool().map_err(|e| column_error(source, &name, e))?;
-                Converted::Column(Column::Numeric(ca.iter().map(|v| v.map_or(f64::NAN, f64::from)).collect()))
-            }
-            DataType::Null => Converted::Column(Column::Numeric(vec![f64::NAN; series.len()])),
-            dt if dt.is_integer() => {
-                let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
-                let v = float_values(f.f64().map_err(|e| column_error(source, &name, e))?);
-                if v.iter().any(|v| v.abs() >= EXACT_INTEGER_LIMIT) {
-                    let t = series.cast(&DataType::String).map_err(|e| column_error(source, &name, e))?;
-                    let t = t.str().map_err(|e| column_error(source, &name, e))?;
-                    Converted::Column(Column::Text(t.iter().map(|v| v.map(str::to_string)).collect()))
-                } else {
-                    Converted::Column(Column::Numeric(v))
-                }
-            }
-            dt if dt.is_float() || dt.is_decimal() => {
-                let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
-                let v = float_values(f.f64().map_err(|e| column_error(source, &name, e))?);
-                if header.is_some() && v.iter().any(|v| v.fract() == 0.0 && v.abs() >= EXACT_INTEGER_LIMIT) {
-                    // A CSV column of integers too long for i64 that polars read as floats: read its text again.
-                    reread.push(name.clone());
-                    Converted::Reread
-                } else {
-                    Converted::Column(Column::Numeric(v))
-                }
-            }
-            DataType::Categorical(..)
-            | DataType::Enum(..)
-            | DataType::Date
-            | DataType::Datetime(..)
-            | DataType::Time => {
-                let t = series.cast(&DataType::String).map_err(|e| column_error(source, &name, e))?;
-                let t = t.str().map_err(|e| column_error(source, &name, e))?;
-                Converted::Column(Column::Text(t.iter().map(|v| v.map(str::to_string)).collect()))
-            }
-            other => unusable(format!("it has type {other}; psmeval uses numbers and text")),
-        };
+    for c in converted {
+        let (name, converted) = c?;
         match converted {
             Converted::Column(c) => {
                 table.push(name, c).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?
@@ -336,7 +288,17 @@ pub fn dataframe_to_table(df: &DataFrame, source: &Path, header: Option<&Vec<Str
                 table.push(name, c).map_err(|e| InputError::new(format!("{}: {e}", source.display())))?
             }
             Converted::Unusable(reason) => table.push_unusable(name, reason),
-            Converted::Reread => table.push_unusable(name, "being read again"),
+            Converted::Reread => {
+                table.push_unusable(name.clone(), "being read again");
+                reread.push(name);
+            }
+            Converted::Placeholder(original, dtype) => table.push_unusable(
+                original,
+                format!(
+                    "its Parquet type ({dtype}) is not one psmeval reads; store it as numbers or text \
+                     (dates as text or as a year number)"
+                ),
+            ),
         }
     }
     if !reread.is_empty() {
@@ -366,6 +328,55 @@ pub fn dataframe_to_table(df: &DataFrame, source: &Path, header: Option<&Vec<Str
     Ok((table, warnings))
 }
 
+/// Converts one polars column (named `name`, from `source`; `csv` for a CSV file) to psmeval's column.
+fn convert_column(col: &polars::prelude::Column, name: &str, source: &Path, csv: bool) -> Result<Converted> {
+    let name = name.to_string();
+    if let Some((dtype, original)) = name.strip_prefix(UNREADABLE).and_then(|r| r.split_once(UNREADABLE)) {
+        return Ok(Converted::Placeholder(original.to_string(), dtype.to_string()));
+    }
+    let series = col.as_materialized_series();
+    let unusable = |reason: String| Converted::Unusable(reason);
+    let converted = match series.dtype() {
+        DataType::String => {
+            let ca = series.str().map_err(|e| column_error(source, &name, e))?;
+            text_column(ca.iter(), &name, source)
+        }
+        DataType::Boolean => {
+            let ca = series.bool().map_err(|e| column_error(source, &name, e))?;
+            Converted::Column(Column::Numeric(ca.iter().map(|v| v.map_or(f64::NAN, f64::from)).collect()))
+        }
+        DataType::Null => Converted::Column(Column::Numeric(vec![f64::NAN; series.len()])),
+        dt if dt.is_integer() => {
+            let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
+            let v = float_values(f.f64().map_err(|e| column_error(source, &name, e))?);
+            if v.iter().any(|v| v.abs() >= EXACT_INTEGER_LIMIT) {
+                let t = series.cast(&DataType::String).map_err(|e| column_error(source, &name, e))?;
+                let t = t.str().map_err(|e| column_error(source, &name, e))?;
+                Converted::Column(Column::Text(t.iter().map(|v| v.map(str::to_string)).collect()))
+            } else {
+                Converted::Column(Column::Numeric(v))
+            }
+        }
+        dt if dt.is_float() || dt.is_decimal() => {
+            let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
+            let v = float_values(f.f64().map_err(|e| column_error(source, &name, e))?);
+            if csv && v.iter().any(|v| v.fract() == 0.0 && v.abs() >= EXACT_INTEGER_LIMIT) {
+                // A CSV column of integers too long for i64 that polars read as floats: read its text again.
+                Converted::Reread
+            } else {
+                Converted::Column(Column::Numeric(v))
+            }
+        }
+        DataType::Categorical(..) | DataType::Enum(..) | DataType::Date | DataType::Datetime(..) | DataType::Time => {
+            let t = series.cast(&DataType::String).map_err(|e| column_error(source, &name, e))?;
+            let t = t.str().map_err(|e| column_error(source, &name, e))?;
+            Converted::Column(Column::Text(t.iter().map(|v| v.map(str::to_string)).collect()))
+        }
+        other => unusable(format!("it has type {other}; psmeval uses numbers and text")),
+    };
+    Ok(converted)
+}
+
 /// Puts the columns of `exact` in place of the same-named unusable entries of `table` (after its other
 /// columns).
 fn replace_columns(table: Table, exact: Table) -> Table {
@@ -388,7 +399,10 @@ enum Converted {
     Column(Column),
     Warn(Column, String),
     Unusable(String),
+    /// A CSV column to read again as text.
     Reread,
+    /// A Parquet column psmeval cannot read: its original name and type.
+    Placeholder(String, String),
 }
 
 fn column_error(source: &Path, name: &str, e: impl std::fmt::Display) -> InputError {
