@@ -133,6 +133,17 @@ fn interval_clause(inference: Option<&InferenceSummary>) -> String {
     }
 }
 
+/// `(year, estimate, low, high)` of the per-year rows of `effects` (the pooled row left out), for a figure.
+fn year_points(effects: &[psmeval_evaluation::effects::Effect]) -> Vec<(f64, f64, f64, f64)> {
+    effects
+        .iter()
+        .filter_map(|e| match e.year {
+            Period::Year(y) => Some((y as f64, e.estimate, e.ci_low, e.ci_high)),
+            Period::Pooled(_) => None,
+        })
+        .collect()
+}
+
 fn period_label(p: &Period) -> String {
     match p {
         Period::Year(y) => y.to_string(),
@@ -529,14 +540,7 @@ fn gap_closing(ev: &Evaluation, d: &mut Document, files: &mut Vec<Artifact>) -> 
             },
             series: vec![IntervalSeries {
                 label: "Difference (95% CI)".into(),
-                points: g
-                    .effects
-                    .iter()
-                    .filter_map(|e| match e.year {
-                        Period::Year(y) => Some((y as f64, e.estimate, e.ci_low, e.ci_high)),
-                        Period::Pooled(_) => None,
-                    })
-                    .collect(),
+                points: year_points(&g.effects),
                 colour: TREATED,
             }],
             marker: Some((start as f64 - 0.5, "Programme starts".to_string())),
@@ -1074,14 +1078,7 @@ fn outcome_section(
         },
         series: vec![IntervalSeries {
             label: "Estimated effect (95% CI)".into(),
-            points: o
-                .effects
-                .iter()
-                .filter_map(|e| match e.year {
-                    Period::Year(y) => Some((y as f64, e.estimate, e.ci_low, e.ci_high)),
-                    Period::Pooled(_) => None,
-                })
-                .collect(),
+            points: year_points(&o.effects),
             colour: TREATED,
         }],
         marker,
@@ -1102,14 +1099,7 @@ fn outcome_section(
     if let Some(reference) = o.event_reference
         && !o.event_study.is_empty()
     {
-        let mut points: Vec<(f64, f64, f64, f64)> = o
-            .event_study
-            .iter()
-            .filter_map(|e| match e.year {
-                Period::Year(y) => Some((y as f64, e.estimate, e.ci_low, e.ci_high)),
-                Period::Pooled(_) => None,
-            })
-            .collect();
+        let mut points: Vec<(f64, f64, f64, f64)> = year_points(&o.event_study);
         points.push((reference as f64, 0.0, 0.0, 0.0));
         points.sort_by(|a, b| a.0.total_cmp(&b.0));
         let study = IntervalPlot {
