@@ -174,25 +174,12 @@ fn tables(ev: &Evaluation) -> Vec<Artifact> {
     let mut coefs = csv_line(
         &["outcome", "subgroup", "term", "estimate", "std_error", "df", "statistic", "p_value"].map(String::from),
     );
-    let mut effects = csv_line(
-        &[
-            "outcome",
-            "subgroup",
-            "year",
-            "estimate",
-            "std_error",
-            "df",
-            "ci_low",
-            "ci_high",
-            "p_value",
-            "effect_size",
-            "inference",
-            "model_std_error",
-            "model_df",
-            "model_p_value",
-        ]
-        .map(String::from),
-    );
+    let effects_header: Vec<&str> = ["outcome", "subgroup"]
+        .into_iter()
+        .chain(EFFECT_COLUMNS)
+        .chain(["model_std_error", "model_df", "model_p_value"])
+        .collect();
+    let mut effects = csv_line(&effects_header.iter().map(|c| c.to_string()).collect::<Vec<_>>());
     for o in &ev.outcomes {
         let sub = o.subgroup.clone().unwrap_or_else(|| "all pupils".into());
         if let Some(model) = &o.model {
@@ -210,22 +197,14 @@ fn tables(ev: &Evaluation) -> Vec<Artifact> {
             }
         }
         for e in &o.effects {
-            effects += &csv_line(&[
-                o.name.clone(),
-                sub.clone(),
-                period_label(&e.year),
-                full(e.estimate),
-                full(e.std_error),
-                full(e.df),
-                full(e.ci_low),
-                full(e.ci_high),
-                full(e.p_value),
-                full(e.effect_size),
-                e.inference.clone(),
+            let mut row = vec![o.name.clone(), sub.clone()];
+            row.extend(effect_cells(e));
+            row.extend([
                 full_opt(e.model_based.as_ref().map(|m| m.std_error)),
                 full_opt(e.model_based.as_ref().map(|m| m.df)),
                 full_opt(e.model_based.as_ref().map(|m| m.p_value)),
             ]);
+            effects += &csv_line(&row);
         }
     }
     files.push(Artifact::text("tables/coefficients.csv", coefs));
@@ -247,44 +226,38 @@ fn tables(ev: &Evaluation) -> Vec<Artifact> {
     }
     files.push(Artifact::text("tables/missing.csv", missing));
     if !ev.gap_closing.is_empty() {
-        let mut gaps = csv_line(
-            &[
-                "outcome",
-                "subgroup",
-                "variable",
-                "year",
-                "estimate",
-                "std_error",
-                "df",
-                "ci_low",
-                "ci_high",
-                "p_value",
-                "effect_size",
-                "inference",
-            ]
-            .map(String::from),
-        );
+        let header: Vec<String> =
+            ["outcome", "subgroup", "variable"].into_iter().chain(EFFECT_COLUMNS).map(String::from).collect();
+        let mut gaps = csv_line(&header);
         for g in &ev.gap_closing {
             for e in &g.effects {
-                gaps += &csv_line(&[
-                    g.outcome.clone(),
-                    g.subgroup.clone(),
-                    g.variable.clone(),
-                    period_label(&e.year),
-                    full(e.estimate),
-                    full(e.std_error),
-                    full(e.df),
-                    full(e.ci_low),
-                    full(e.ci_high),
-                    full(e.p_value),
-                    full(e.effect_size),
-                    e.inference.clone(),
-                ]);
+                let mut row = vec![g.outcome.clone(), g.subgroup.clone(), g.variable.clone()];
+                row.extend(effect_cells(e));
+                gaps += &csv_line(&row);
             }
         }
         files.push(Artifact::text("tables/gap_closing.csv", gaps));
     }
     files
+}
+
+/// The CSV columns of one effect row, after the columns naming the analysis.
+const EFFECT_COLUMNS: [&str; 9] =
+    ["year", "estimate", "std_error", "df", "ci_low", "ci_high", "p_value", "effect_size", "inference"];
+
+/// The cells of [`EFFECT_COLUMNS`] for one effect, at full precision.
+fn effect_cells(e: &psmeval_evaluation::effects::Effect) -> [String; 9] {
+    [
+        period_label(&e.year),
+        full(e.estimate),
+        full(e.std_error),
+        full(e.df),
+        full(e.ci_low),
+        full(e.ci_high),
+        full(e.p_value),
+        full(e.effect_size),
+        e.inference.clone(),
+    ]
 }
 
 /// Percentage with one decimal.
