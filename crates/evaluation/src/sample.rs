@@ -153,9 +153,11 @@ pub fn build_sample(
         .collect::<Result<_, _>>()
         .map_err(|e| e.to_string())?;
     let complete_row = |i: usize| y_all[i].is_finite() && covs.iter().all(|c| !c.is_missing(i));
+    // One pass: the complete rows, and the flow by year and group.
     let mut flow: BTreeMap<(i64, bool), YearCounts> = BTreeMap::new();
-    for (i, m) in &in_matched {
-        let year = years[*i] as i64;
+    let mut complete: Vec<(usize, MatchedSchool)> = Vec::with_capacity(in_matched.len());
+    for (i, m) in in_matched {
+        let year = years[i] as i64;
         let c = flow.entry((year, m.treated)).or_insert(YearCounts {
             year,
             treated: m.treated,
@@ -163,11 +165,14 @@ pub fn build_sample(
             with_outcome: 0,
             analysed: 0,
         });
+        let ok = complete_row(i);
         c.pupils += 1;
-        c.with_outcome += usize::from(y_all[*i].is_finite());
-        c.analysed += usize::from(complete_row(*i));
+        c.with_outcome += usize::from(y_all[i].is_finite());
+        c.analysed += usize::from(ok);
+        if ok {
+            complete.push((i, m));
+        }
     }
-    let complete: Vec<(usize, MatchedSchool)> = in_matched.into_iter().filter(|(i, _)| complete_row(*i)).collect();
     let dropped_missing = matched_school_rows - complete.len();
     let idx: Vec<usize> = complete.iter().map(|(i, _)| *i).collect();
     let outcome_values: Vec<f64> = idx

@@ -176,9 +176,13 @@ pub(crate) fn sensitivity(
                         }
                         None => {
                             p.study.inference.method = crate::study::InferenceMethod::Cr2;
+                            let by = match study.inference.cluster {
+                                crate::study::ClusterBy::School => "school",
+                                crate::study::ClusterBy::MatchedSet => "matched set",
+                            };
                             refit(
-                                "CR2 by school",
-                                "cluster-robust CR2 standard errors by school instead of the model's own".into(),
+                                "CR2 SEs",
+                                format!("cluster-robust CR2 standard errors by {by} instead of the model's own"),
                                 &p,
                                 matched,
                             )
