@@ -271,7 +271,8 @@ fn evaluate_reports_study_file_problems_by_field_before_computing() {
         (text.replace("column = \"maths\"", "column = \"english\""), "outcomes"),
         (text.replace("[years]", "[years]\nbogus = 1"), "bogus"),
         (text.replace("data/pupils.csv", "data/missing.csv"), "missing.csv"),
-        (format!("{text}\n[inference]\nmethod = \"permutation\"\n"), "permutation"),
+        (format!("{text}\n[inference]\nmethod = \"jackknife\"\n"), "jackknife"),
+        (format!("{text}\n[inference]\nmethod = \"permutation\"\npermutations = 5\n"), "inference.permutations"),
         (
             text.replace("ratio = 5", "ratio = 5\nreplace = true") + "\n[inference]\ncluster = \"matched_set\"\n",
             "inference.cluster",

@@ -18,14 +18,16 @@
 use std::collections::HashMap;
 
 use psmeval_frame::{Column, Formula, Table, parse_formula};
-use psmeval_multilevel::{ConditionalModes, Cr2, MixedModel, VarianceComponent};
+use psmeval_multilevel::{
+    ConditionalModes, Cr2, MixedModel, Permutation, Randomization, RandomizationDesign, VarianceComponent,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::effects::{Contrast, Effect, JointTest, did_contrasts, event_study_contrasts};
 use crate::model::{Fitted, ModelOptions, fit_formula};
 use crate::record::{ModelRecord, RobustRecord};
 use crate::sample::Sample;
-use crate::study::{ClusterBy, EffectSizeDefinition, Family, InferenceMethod, Study};
+use crate::study::{ClusterBy, EffectSizeDefinition, Family, InferenceMethod, PermuteAmong, Study};
 
 /// A school's random intercept (conditional mode) with its conditional SD.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -43,7 +45,7 @@ pub struct SchoolEffect {
 /// What the intervals of an analysis account for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InferenceSummary {
-    /// `CR2`, `wild bootstrap`, `model` or `Wald z`.
+    /// `CR2`, `wild bootstrap`, `permutation`, `model` or `Wald z`.
     pub method: String,
     /// What the clusters are (`school` or `matched set`), for CR2.
     pub cluster: Option<String>,
@@ -237,7 +239,7 @@ pub fn fit_impact(
     let model_name = if family == Family::Binomial { "Wald z" } else { "model" };
     // CR2 for linear models unless the study asks for the model's own variance.
     let cr2 = match (family, study.inference.method) {
-        (Family::Gaussian, InferenceMethod::Cr2 | InferenceMethod::Wild) => {
+        (Family::Gaussian, InferenceMethod::Cr2 | InferenceMethod::Wild | InferenceMethod::Permutation) => {
             let w: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
             let w = (!w.iter().all(|&v| v == 1.0)).then_some(w);
             let clusters: Vec<u32> = frame.rows.iter().map(|&i| sample.clusters[i]).collect();
@@ -249,19 +251,25 @@ pub fn fit_impact(
                 }
             }
         }
-        (Family::Binomial, InferenceMethod::Cr2 | InferenceMethod::Wild) => {
+        (Family::Binomial, InferenceMethod::Cr2 | InferenceMethod::Wild | InferenceMethod::Permutation) => {
             let Fitted::Logistic(g) = &fit else {
                 return Err("a binomial outcome must be fitted by the logistic model".into());
             };
             let w: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
             let w = (!w.iter().all(|&v| v == 1.0)).then_some(w);
             let clusters: Vec<u32> = frame.rows.iter().map(|&i| sample.clusters[i]).collect();
-            if study.inference.method == InferenceMethod::Wild {
-                notes.push(
+            match study.inference.method {
+                InferenceMethod::Wild => notes.push(
                     "the wild cluster bootstrap is implemented for linear models: this binary outcome's intervals \
                      are CR2 t intervals"
                         .into(),
-                );
+                ),
+                InferenceMethod::Permutation => notes.push(
+                    "randomization inference is implemented for linear models: this binary outcome's intervals are \
+                     CR2 t intervals"
+                        .into(),
+                ),
+                _ => {}
             }
             match Cr2::logistic(&frame, g, w.as_deref(), &clusters) {
                 Ok(c) => Some(c),
@@ -279,28 +287,64 @@ pub fn fit_impact(
     };
     let inf = &study.inference;
     let wild = inf.method == InferenceMethod::Wild && family == Family::Gaussian;
-    let robust_name = if wild { "wild bootstrap" } else { "CR2" };
-    let row = |c: &Contrast, bootstrap: bool| -> Result<Effect, String> {
+    let randomization = match (&fit, inf.method == InferenceMethod::Permutation, &cr2) {
+        (Fitted::Linear(f), true, Some(_)) if term == "group" => {
+            match randomize(study, sample, formula, &frame, f, &contrasts) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    notes.push(format!(
+                        "randomization inference could not be run ({e}); the intervals are CR2 t intervals"
+                    ));
+                    None
+                }
+            }
+        }
+        (Fitted::Linear(_), true, Some(_)) => {
+            notes.push(
+                "randomization inference is run for the programme effect; these differences between subgroups have \
+                 CR2 t intervals"
+                    .into(),
+            );
+            None
+        }
+        _ => None,
+    };
+    let robust_name = if wild {
+        "wild bootstrap"
+    } else if randomization.is_some() {
+        "permutation"
+    } else {
+        "CR2"
+    };
+    let row = |c: &Contrast, resampled: bool| -> Result<Effect, String> {
         let m = model_effect(c)?;
         Ok(match &cr2 {
             Some(r) => {
                 let t = r.contrast(&c.l).map_err(|e| e.to_string())?;
                 let mut e = Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::NAN), es_sd);
-                if bootstrap {
-                    let b = r
-                        .wild_bootstrap(&c.l, inf.bootstrap_draws, inf.bootstrap_weights, inf.seed)
-                        .map_err(|e| e.to_string())?;
-                    e.ci_low = b.ci_low;
-                    e.ci_high = b.ci_high;
-                    e.p_value = b.p_value;
-                }
-                e.with_inference(if bootstrap { robust_name } else { "CR2" }, Some(&m))
+                let (low, high, p) = match (resampled, &randomization) {
+                    (false, _) => (e.ci_low, e.ci_high, e.p_value),
+                    (true, Some(ri)) => {
+                        let t = ri.test(c)?;
+                        (t.ci_low, t.ci_high, t.p_value)
+                    }
+                    (true, None) if wild => {
+                        let b = r
+                            .wild_bootstrap(&c.l, inf.bootstrap_draws, inf.bootstrap_weights, inf.seed)
+                            .map_err(|e| e.to_string())?;
+                        (b.ci_low, b.ci_high, b.p_value)
+                    }
+                    (true, None) => (e.ci_low, e.ci_high, e.p_value),
+                };
+                (e.ci_low, e.ci_high, e.p_value) = (low, high, p);
+                e.with_inference(if resampled { robust_name } else { "CR2" }, Some(&m))
             }
             None => m.with_inference(model_name, None),
         })
     };
-    // The bootstrap is run for the programme effects; the event study keeps CR2 t intervals.
-    let effects = contrasts.iter().map(|c| row(c, wild)).collect::<Result<Vec<_>, String>>()?;
+    // The bootstrap and the randomization are run for the programme effects; the event study keeps CR2 t
+    // intervals.
+    let effects = contrasts.iter().map(|c| row(c, true)).collect::<Result<Vec<_>, String>>()?;
     let event_study = event.iter().map(|c| row(c, false)).collect::<Result<Vec<_>, String>>()?;
     let pre: Vec<Vec<f64>> = event
         .iter()
@@ -391,6 +435,109 @@ pub fn fit_impact(
         },
         notes,
     })
+}
+
+/// Randomization inference for the programme effects of a linear impact model: the GLS estimates under
+/// re-drawn assignments of the treatment to schools, with the effect patterns of every contrast.
+struct ProgrammeRandomization {
+    randomization: Randomization,
+    /// Post-programme years, in the order of their effect patterns (responses 2..).
+    post: Vec<i64>,
+    /// The observed per-year effects (plugged into each year's sharp null for the other years).
+    per_year: Vec<f64>,
+    /// The test statistic.
+    statistic: psmeval_multilevel::Statistic,
+}
+
+impl ProgrammeRandomization {
+    /// The test of one contrast. Pooled: the sharp null that the programme changed every programme-year
+    /// result of treatment schools by τ. One year: by τ in that year and by its estimated effect in the
+    /// other programme years.
+    fn test(&self, c: &Contrast) -> Result<psmeval_multilevel::RandomizationTest, String> {
+        let (own, fixed): (usize, Vec<(usize, f64)>) = match c.period {
+            crate::effects::Period::Pooled(_) => (1, Vec::new()),
+            crate::effects::Period::Year(y) => {
+                let k = self.post.iter().position(|&p| p == y).ok_or_else(|| format!("{y} is not a programme year"))?;
+                (2 + k, (0..self.post.len()).filter(|&j| j != k).map(|j| (2 + j, self.per_year[j])).collect())
+            }
+        };
+        self.randomization.test(&c.l, 0, own, &fixed, self.statistic).map_err(|e| e.to_string())
+    }
+}
+
+/// Builds the randomization of a linear impact model: the model frames with every school untreated and
+/// treated, the outcome and the effect patterns (treatment-school pupils in all programme years, and in each),
+/// re-assigned within matched sets or among all schools as the study asks.
+fn randomize(
+    study: &Study,
+    sample: &Sample,
+    formula: &Formula,
+    frame: &psmeval_frame::ModelFrame,
+    fit: &psmeval_multilevel::LmmFit,
+    contrasts: &[Contrast],
+) -> Result<ProgrammeRandomization, String> {
+    let inf = &study.inference;
+    let n = sample.table.n_rows();
+    let with_group = |g: f64| -> Result<psmeval_frame::ModelFrame, String> {
+        let mut t = sample.table.clone();
+        t.replace("group", Column::Numeric(vec![g; n])).map_err(|e| e.to_string())?;
+        let f = psmeval_frame::design::build_model_frame(formula, &t).map_err(|e| e.to_string())?;
+        if f.rows != frame.rows {
+            return Err("the design with the treatment re-assigned uses other rows".into());
+        }
+        Ok(f)
+    };
+    let (untreated, treated) = (with_group(0.0)?, with_group(1.0)?);
+    let group = sample.table.numeric("group").map_err(|e| e.to_string())?;
+    let years = sample.table.numeric(&study.data.year).map_err(|e| e.to_string())?;
+    let start = study.years.programme_start;
+    let mut post: Vec<i64> = frame.rows.iter().map(|&i| years[i] as i64).filter(|&y| y >= start).collect();
+    post.sort_unstable();
+    post.dedup();
+    let pattern = |keep: &dyn Fn(i64) -> bool| -> Vec<f64> {
+        frame.rows.iter().map(|&i| if group[i] == 1.0 && keep(years[i] as i64) { 1.0 } else { 0.0 }).collect()
+    };
+    let mut responses = vec![frame.y.clone(), pattern(&|y| y >= start)];
+    responses.extend(post.iter().map(|&p| pattern(&|y| y == p)));
+    let weights: Vec<f64> = frame.rows.iter().map(|&i| sample.weights[i]).collect();
+    let weights = (!weights.iter().all(|&v| v == 1.0)).then_some(weights);
+    let unit: Vec<u32> = frame.rows.iter().map(|&i| sample.units[i]).collect();
+    let assigned: Vec<bool> = frame.rows.iter().map(|&i| group[i] == 1.0).collect();
+    let (permutation, strata) = match inf.permute {
+        PermuteAmong::MatchedSet => {
+            let sets = sample.sets.as_ref().ok_or(
+                "a school of the sample is in no single matched set; permute among `all` matched schools instead",
+            )?;
+            (Permutation::WithinStrata, Some(frame.rows.iter().map(|&i| sets[i]).collect::<Vec<u32>>()))
+        }
+        PermuteAmong::All => (Permutation::All, None),
+    };
+    let terms: Vec<String> = fit.fixed_effects().iter().map(|f| f.term.clone()).collect();
+    let design = RandomizationDesign {
+        untreated: &untreated,
+        treated: &treated,
+        terms: &terms,
+        theta: fit.theta(),
+        weights: weights.as_deref(),
+        responses: &responses,
+        unit: &unit,
+        assigned: &assigned,
+        strata: strata.as_deref(),
+    };
+    let randomization =
+        Randomization::new(&design, permutation, inf.permutations, inf.seed).map_err(|e| e.to_string())?;
+    let beta = fit.beta();
+    let per_year = post
+        .iter()
+        .map(|&y| {
+            contrasts
+                .iter()
+                .find(|c| c.period == crate::effects::Period::Year(y))
+                .map(|c| c.l.iter().zip(beta).map(|(a, b)| a * b).sum())
+                .ok_or_else(|| format!("no contrast for the programme year {y}"))
+        })
+        .collect::<Result<Vec<f64>, String>>()?;
+    Ok(ProgrammeRandomization { randomization, post, per_year, statistic: inf.statistic })
 }
 
 /// The total SD of the latent outcome of a logistic impact model (McKelvey–Zavoina): √(Var(covariate part

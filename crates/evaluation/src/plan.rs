@@ -9,7 +9,7 @@ use std::fmt;
 use psmeval_frame::{Column, Formula, FormulaError, Table, TableError, parse_formula};
 use thiserror::Error;
 
-use crate::study::{ClusterBy, Family, FilterValue, Study, file_stem, filter_rows};
+use crate::study::{ClusterBy, Family, FilterValue, InferenceMethod, PermuteAmong, Study, file_stem, filter_rows};
 
 /// The most contrast schools per lead school a study may ask for.
 pub const MAX_RATIO: usize = 10_000;
@@ -178,6 +178,23 @@ impl Plan {
                  school can be in several matched sets); cluster by `school` instead"
                     .into(),
             );
+        }
+        if study.inference.method == InferenceMethod::Permutation {
+            let n = study.inference.permutations;
+            if !(99..=MAX_DRAWS).contains(&n) {
+                problems.push(
+                    "inference.permutations",
+                    format!("inference.permutations: {n} re-drawn assignments; give between 99 and {MAX_DRAWS}"),
+                );
+            }
+            if study.inference.permute == PermuteAmong::MatchedSet && m.replace {
+                problems.push(
+                    "inference.permute",
+                    "inference.permute: `matched_set` needs matching without replacement (with replacement a \
+                     contrast school can be in several matched sets); permute among `all` matched schools instead"
+                        .into(),
+                );
+            }
         }
         if study.inference.bootstrap_draws > MAX_DRAWS {
             problems.push(

@@ -690,6 +690,18 @@ pub fn inference_label(spec: &InferenceSpec) -> String {
             "wild cluster bootstrap-t ({} draws, {:?} weights, CR2 standard errors), clustered by {cluster}",
             spec.bootstrap_draws, spec.bootstrap_weights
         ),
+        InferenceMethod::Permutation => format!(
+            "randomization inference ({} statistic, {} re-drawn assignments {}; CR2 standard errors by {cluster})",
+            match spec.statistic {
+                psmeval_multilevel::Statistic::Studentized => "studentized",
+                psmeval_multilevel::Statistic::Estimate => "estimate",
+            },
+            spec.permutations,
+            match spec.permute {
+                crate::study::PermuteAmong::MatchedSet => "within matched sets",
+                crate::study::PermuteAmong::All => "among all matched schools",
+            }
+        ),
         InferenceMethod::Model => "the mixed model's own standard errors with Satterthwaite df".to_string(),
     };
     format!("{linear} for linear models; Wald z tests for logistic models")

@@ -72,6 +72,10 @@ pub struct Sample {
     pub standardization: BTreeMap<i64, (f64, f64)>,
     /// Cluster of each row for robust inference (school or matched set, as the study asks), coded 0..
     pub clusters: Vec<u32>,
+    /// School of each row, coded 0.. (the unit of randomization inference).
+    pub units: Vec<u32>,
+    /// Matched set of each row, when every school of the sample lies in one set (matching without replacement).
+    pub sets: Option<Vec<u32>>,
 }
 
 /// The national reference of within-year standardization: mean and SD of `y` per year over `rows` (every
@@ -206,8 +210,10 @@ pub fn build_sample(
             previous = Some(id);
         }
     }
+    let units = psmeval_frame::design::factor_codes(school_col, &all).0;
+    let sets: Option<Vec<u32>> = complete.iter().map(|(_, m)| m.set).collect();
     let clusters: Vec<u32> = match study.inference.cluster {
-        ClusterBy::School => psmeval_frame::design::factor_codes(school_col, &(0..idx.len()).collect::<Vec<_>>()).0,
+        ClusterBy::School => units.clone(),
         ClusterBy::MatchedSet => complete
             .iter()
             .map(|(i, m)| {
@@ -229,5 +235,5 @@ pub fn build_sample(
         n_treated_schools: schools.values().filter(|t| **t).count(),
         by_year: flow.into_values().collect(),
     };
-    Ok(Sample { table, weights, counts, standardization, clusters })
+    Ok(Sample { table, weights, counts, standardization, clusters, units, sets })
 }

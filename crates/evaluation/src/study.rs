@@ -107,6 +107,8 @@ pub struct SimulationSpec {
 pub struct InferenceSpec {
     /// `cr2` (default): cluster-robust CR2 variance with Bell–McCaffrey small-sample df (linear models);
     /// `wild`: wild cluster bootstrap-t p values and test-inversion intervals (CR2 SEs in every draw);
+    /// `permutation`: randomization inference (treatment re-assigned among the schools of each matched set, or
+    /// of all matched schools; p values and test-inversion intervals, CR2 SEs shown);
     /// `model`: the mixed model's own SEs with lmerTest's Satterthwaite df. Logistic models use Wald z tests.
     #[serde(default)]
     pub method: InferenceMethod,
@@ -120,7 +122,19 @@ pub struct InferenceSpec {
     /// Weights of the wild cluster bootstrap: `webb` (default) or `rademacher`.
     #[serde(default = "default_weights")]
     pub bootstrap_weights: psmeval_multilevel::BootstrapWeights,
-    /// Seed of the bootstrap.
+    /// Re-drawn treatment assignments of the randomization inference (`method = "permutation"`), at least 99.
+    #[serde(default = "default_draws")]
+    pub permutations: usize,
+    /// Among which schools the randomization re-assigns the treatment: `matched_set` (default: each matched
+    /// set keeps one treatment school; needs matching without replacement) or `all` matched schools.
+    #[serde(default)]
+    pub permute: PermuteAmong,
+    /// The randomization test's statistic: `estimate` (default; intervals for the lead schools' realized mean
+    /// effect) or `studentized` (the estimate over its cluster-robust SE by school, recomputed under every
+    /// assignment; for a population-mean effect that varies across schools, at O(schools × p²) per assignment).
+    #[serde(default)]
+    pub statistic: psmeval_multilevel::Statistic,
+    /// Seed of the bootstrap and of the randomization.
     #[serde(default = "default_seed")]
     pub seed: u64,
 }
@@ -142,6 +156,9 @@ impl Default for InferenceSpec {
             cluster: ClusterBy::default(),
             bootstrap_draws: default_draws(),
             bootstrap_weights: default_weights(),
+            permutations: default_draws(),
+            permute: PermuteAmong::default(),
+            statistic: psmeval_multilevel::Statistic::default(),
             seed: default_seed(),
         }
     }
@@ -156,8 +173,22 @@ pub enum InferenceMethod {
     Cr2,
     /// Wild cluster bootstrap-t (restricted, CR2 standard errors) with test-inversion intervals.
     Wild,
+    /// Randomization inference: the treatment re-assigned among schools, p values and test-inversion
+    /// intervals of the GLS estimate (variance parameters at their estimates).
+    Permutation,
     /// The model's own variance.
     Model,
+}
+
+/// Among which schools the randomization inference re-assigns the treatment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PermuteAmong {
+    /// Within each matched set (each set keeps its number of treatment schools).
+    #[default]
+    MatchedSet,
+    /// Among all matched schools.
+    All,
 }
 
 /// Clusters of the robust variance.

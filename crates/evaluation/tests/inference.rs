@@ -1,5 +1,5 @@
 //! The study's `[inference]` choices on one small simulated population: CR2 by school (the default), CR2 by
-//! matched set, the wild cluster bootstrap and the model's own variance each label their effects, keep the
+//! matched set, the wild cluster bootstrap, randomization inference and the model's own variance each label their effects, keep the
 //! model-based test beside the robust one, and give df on the scale of clusters rather than pupils.
 
 use psmeval_evaluation::{Evaluation, Plan, Study, evaluate, population_tables};
@@ -63,6 +63,34 @@ fn every_inference_method_labels_its_effects() {
     assert!((ww / wc - 1.0).abs() < 0.3, "wild CI width {ww} vs CR2 {wc}");
     assert_eq!(run("method = \"wild\"\nbootstrap_draws = 199\nseed = 5").outcomes[0].effects, o.effects);
 
+    // Randomization inference within the 10 matched sets (1 + 3 schools each) and among all 40 schools.
+    let perm = run("method = \"permutation\"\npermutations = 199\nseed = 5");
+    let o = &perm.outcomes[0];
+    let r = o.effects.iter().find(|e| e.year.is_pooled()).unwrap();
+    assert_eq!(r.inference, "permutation");
+    assert_eq!(o.inference.as_ref().unwrap().method, "permutation");
+    assert_eq!((r.estimate, r.std_error), (pooled.estimate, pooled.std_error), "estimate and CR2 SE kept");
+    assert!(r.ci_low < r.estimate && r.estimate < r.ci_high);
+    assert!((1.0 / 200.0..=1.0).contains(&r.p_value));
+    let (rw, wc) = (r.ci_high - r.ci_low, pooled.ci_high - pooled.ci_low);
+    assert!((rw / wc - 1.0).abs() < 0.5, "randomization CI width {rw} vs CR2 {wc}");
+    // Every per-year row has its own interval around its estimate; the event study keeps CR2.
+    for e in &o.effects {
+        assert!(e.ci_low < e.estimate && e.estimate < e.ci_high, "{e:?}");
+    }
+    assert!(o.event_study.iter().all(|e| e.inference == "CR2"));
+    assert_eq!(run("method = \"permutation\"\npermutations = 199\nseed = 5").outcomes[0].effects, o.effects);
+    let all = run("method = \"permutation\"\npermute = \"all\"\npermutations = 199\nseed = 5");
+    let a = all.outcomes[0].effects.iter().find(|e| e.year.is_pooled()).unwrap();
+    assert_eq!(a.estimate, r.estimate);
+    assert_ne!((a.ci_low, a.ci_high), (r.ci_low, r.ci_high), "another scheme, other draws");
+    // The studentized statistic: the same draws, another interval around the same estimate.
+    let est = run("method = \"permutation\"\nstatistic = \"studentized\"\npermutations = 199\nseed = 5");
+    let e = est.outcomes[0].effects.iter().find(|e| e.year.is_pooled()).unwrap();
+    assert_eq!(e.estimate, r.estimate);
+    assert!(e.ci_low < e.estimate && e.estimate < e.ci_high);
+    assert_ne!((e.ci_low, e.ci_high), (r.ci_low, r.ci_high));
+
     let own = run("method = \"model\"");
     let m = own.outcomes[0].effects.iter().find(|e| e.year.is_pooled()).unwrap();
     assert_eq!(m.inference, "model");
@@ -84,6 +112,19 @@ fn too_few_bootstrap_draws_are_refused_by_the_plan() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("inference.bootstrap_draws"), "{e}");
+    let plan = |extra: &str| {
+        Plan::new(Study::from_toml(&format!("{STUDY}\n[inference]\nmethod = \"permutation\"\n{extra}")).unwrap())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let e = plan("permutations = 20\n").unwrap_err();
+    assert!(e.contains("inference.permutations"), "{e}");
+    let replace = STUDY.replace("ratio = 3", "ratio = 3\nreplace = true");
+    let e = Plan::new(Study::from_toml(&format!("{replace}\n[inference]\nmethod = \"permutation\"\n")).unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("inference.permute") && e.contains("without replacement"), "{e}");
+    assert!(plan("permute = \"all\"\n").is_ok());
 }
 
 /// Two outcomes (KS2 maths primary, KS1 maths secondary) and the FSM subgroup, with a quarter of the

@@ -240,6 +240,24 @@ impl Table {
         &self.unusable
     }
 
+    /// Replaces the named column by one of the same length (a missing name or another length is an error).
+    pub fn replace(&mut self, name: &str, column: Column) -> Result<(), TableError> {
+        let i = self
+            .names
+            .iter()
+            .position(|n| n == name)
+            .ok_or_else(|| TableError::MissingColumn { name: name.to_string(), available: self.names.join(", ") })?;
+        if column.len() != self.columns[i].len() {
+            return Err(TableError::LengthMismatch {
+                name: name.to_string(),
+                len: column.len(),
+                expected: self.columns[i].len(),
+            });
+        }
+        self.columns[i] = column;
+        Ok(())
+    }
+
     /// Builder form of [`Table::push`].
     pub fn with(mut self, name: impl Into<String>, column: Column) -> Result<Self, TableError> {
         self.push(name, column)?;

@@ -105,6 +105,29 @@ pub(crate) fn lme4_term_order(random: &[RandomTerm]) -> Vec<usize> {
     idx
 }
 
+/// Each term's lower-triangular relative covariance factor Λ (q × q, row-major), in the written term order,
+/// from θ laid out in lme4's term order (column by column within a term). A θ of the wrong length is an error.
+pub(crate) fn lambda_blocks(random: &[RandomTerm], theta: &[f64]) -> Result<Vec<Vec<f64>>, MixedModelError> {
+    let n_theta: usize = random.iter().map(|t| t.names.len() * (t.names.len() + 1) / 2).sum();
+    if theta.len() != n_theta {
+        return Err(MixedModelError::DimensionMismatch { what: "theta".into(), expected: n_theta, found: theta.len() });
+    }
+    let mut lambdas = vec![Vec::new(); random.len()];
+    let mut offset = 0;
+    for k in lme4_term_order(random) {
+        let q = random[k].names.len();
+        let mut lam = vec![0.0; q * q];
+        for c in 0..q {
+            for r in c..q {
+                lam[r * q + c] = theta[offset];
+                offset += 1;
+            }
+        }
+        lambdas[k] = lam;
+    }
+    Ok(lambdas)
+}
+
 /// Fits `y = Xβ + Zb + ε` by REML or ML as lme4's `lmer`, with prior weights when `options.weights` is
 /// set. Fixed-effects columns that are linear combinations of earlier columns are dropped first, as lme4
 /// does, and named in [`MixedModel::dropped_columns`].

@@ -16,6 +16,10 @@
 //! sparse Cholesky with a fill-reducing ordering (no fill at all for nested terms, so the cost grows linearly
 //! with the number of cohorts).
 //!
+//! Design-based inference for the fixed effects of a linear fit: [`Cr2`] (clubSandwich's CR2 variance, HTZ
+//! Wald tests and the wild cluster bootstrap-t) and [`Randomization`] (the treatment re-assigned among units,
+//! the GLS estimate recomputed without refitting, p values and test-inversion intervals).
+//!
 //! ```
 //! use ndarray::Array2;
 //! use psmeval_frame::{ModelFrame, RandomTerm};
@@ -65,6 +69,7 @@ pub mod glmm;
 mod model;
 mod optim;
 mod pls;
+pub mod randomization;
 mod result;
 pub mod robust;
 mod satterthwaite;
@@ -76,5 +81,6 @@ pub use fit::{LmmFit, LmmOptions, fit_lmm, likelihood_ratio_test};
 pub use glmm::{GlmmDiagnostics, GlmmFit, GlmmOptions, Link, fit_glmm};
 pub use model::{Family, MixedModel, wald_chi_square};
 pub use optim::{OptMethod, OptParameters, OptRun, OptSummary};
+pub use randomization::{Permutation, Randomization, RandomizationDesign, RandomizationTest, Statistic};
 pub use result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, VarianceComponent};
 pub use robust::{BootstrapWeights, Cr2, WaldTest, WildBootstrap};

@@ -378,29 +378,8 @@ impl Cr2 {
             return Err(MixedModelError::DimensionMismatch { what: "beta".into(), expected: p, found: beta.len() });
         }
         let beta = beta.to_vec();
-        // Λ per term, in lme4's order as θ is laid out.
-        let order = crate::fit::lme4_term_order(&frame.random);
-        let n_theta: usize = frame.random.iter().map(|t| t.names.len() * (t.names.len() + 1) / 2).sum();
-        if theta.len() != n_theta {
-            return Err(MixedModelError::DimensionMismatch {
-                what: "theta".into(),
-                expected: n_theta,
-                found: theta.len(),
-            });
-        }
-        let mut lambdas = vec![Vec::new(); frame.random.len()];
-        let mut offset = 0;
-        for &k in &order {
-            let q = frame.random[k].names.len();
-            let mut lam = vec![0.0; q * q];
-            for c in 0..q {
-                for r in c..q {
-                    lam[r * q + c] = theta[offset];
-                    offset += 1;
-                }
-            }
-            lambdas[k] = lam;
-        }
+        // Λ per term, from θ in lme4's order.
+        let lambdas = crate::fit::lambda_blocks(&frame.random, theta)?;
         // Rows of each cluster, grouped by weight.
         let mut rows_of: Vec<Vec<usize>> = vec![Vec::new(); n_clusters];
         for (i, &c) in cl.iter().enumerate() {
@@ -726,36 +705,10 @@ impl Cr2 {
         };
         let t_statistic = estimate / se;
         let p_value = p_of(0.0, t_statistic);
-        // Test inversion: the interval of null values c with p(c) > 0.05, searched outwards from β̂ and then
-        // bisected (the same draws for every c).
+        // Test inversion: the interval of null values c with p(c) > 0.05 (the same draws for every c).
         let t_at = |c: f64| (estimate - c) / se;
-        let bound = |sign: f64| -> f64 {
-            let mut inside = estimate;
-            let mut step = se.max(f64::MIN_POSITIVE);
-            let mut outside = estimate + sign * step;
-            let mut tries = 0;
-            while p_of(outside, t_at(outside)) > 0.05 && tries < 60 {
-                inside = outside;
-                step *= 2.0;
-                outside = estimate + sign * step;
-                tries += 1;
-            }
-            // With very few clusters no null value may be rejected (e.g. Rademacher weights with J ≤ 5): the
-            // interval is then unbounded.
-            if tries == 60 {
-                return sign * f64::INFINITY;
-            }
-            for _ in 0..40 {
-                let mid = 0.5 * (inside + outside);
-                if p_of(mid, t_at(mid)) > 0.05 {
-                    inside = mid;
-                } else {
-                    outside = mid;
-                }
-            }
-            0.5 * (inside + outside)
-        };
-        Ok(WildBootstrap { draws, weights, t_statistic, p_value, ci_low: bound(-1.0), ci_high: bound(1.0) })
+        let (ci_low, ci_high) = test_inversion(estimate, se, |c| p_of(c, t_at(c)) > 0.05);
+        Ok(WildBootstrap { draws, weights, t_statistic, p_value, ci_low, ci_high })
     }
 
     /// The bootstrap t statistic of one draw with cluster weights `w` (in cluster-code order) under the null
@@ -892,6 +845,37 @@ impl Cr2 {
         };
         Ok(WaldTest { df_num: q, df_den, f_statistic, q_statistic: q_stat, p_value })
     }
+}
+
+/// The interval of null values c that a test does not reject (`accepted(c)`), around `centre` (accepted):
+/// each limit is searched outwards in doubling steps from `step`, then bisected 50 times. A side on which no
+/// value is rejected within 2⁶⁰ steps is unbounded (e.g. a bootstrap with very few clusters).
+pub(crate) fn test_inversion(centre: f64, step: f64, accepted: impl Fn(f64) -> bool) -> (f64, f64) {
+    let bound = |sign: f64| -> f64 {
+        let mut inside = centre;
+        let mut step = step.max(f64::MIN_POSITIVE);
+        let mut outside = centre + sign * step;
+        let mut tries = 0;
+        while accepted(outside) && tries < 60 {
+            inside = outside;
+            step *= 2.0;
+            outside = centre + sign * step;
+            tries += 1;
+        }
+        if tries == 60 {
+            return sign * f64::INFINITY;
+        }
+        for _ in 0..50 {
+            let mid = 0.5 * (inside + outside);
+            if accepted(mid) {
+                inside = mid;
+            } else {
+                outside = mid;
+            }
+        }
+        0.5 * (inside + outside)
+    };
+    (bound(-1.0), bound(1.0))
 }
 
 fn symmetrize(mut a: Vec<f64>, n: usize) -> Vec<f64> {

@@ -6,11 +6,11 @@ use std::fmt::Write as _;
 
 use psmeval_evaluation::effects::Period;
 use psmeval_evaluation::impact::InferenceSummary;
-use psmeval_evaluation::study::{EffectSizeDefinition, Family, InferenceSpec};
+use psmeval_evaluation::study::{EffectSizeDefinition, Family, InferenceSpec, PermuteAmong};
 use psmeval_evaluation::{Evaluation, OutcomeResult};
 use psmeval_matching::Method;
 use psmeval_matching::balance::BalanceRow;
-use psmeval_multilevel::{BootstrapWeights, VarianceComponent};
+use psmeval_multilevel::{BootstrapWeights, Statistic, VarianceComponent};
 
 use crate::document::{Block, Document};
 use crate::format::{self, count, csv_line, full, full_opt, num, opt, pval};
@@ -102,6 +102,31 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
             i.clusters.map_or("–".into(), count),
             count(o.counts.n_treated_schools),
         ),
+        "permutation" => format!(
+            "P values and confidence intervals of the programme effects come from randomization inference: the \
+             treatment was re-assigned {} times {} ({} treatment schools of {}) and {} each time with the variance \
+             components held at their estimates; each interval holds the effects a test at 5% does not reject, \
+             under the null that the programme shifted the results of treatment-school pupils by that amount (in a \
+             single year's row, by that amount in that year and by the estimated effects in the others). They rely \
+             on the design (which schools could have been treated), not on the model's assumptions about schools \
+             and cohorts. The standard errors and df shown, and the event study's intervals, are CR2's, clustered \
+             by {}.",
+            count(spec.permutations),
+            match spec.permute {
+                PermuteAmong::MatchedSet => "among the schools of each matched set",
+                PermuteAmong::All => "among all matched schools",
+            },
+            count(o.counts.n_treated_schools),
+            count(o.counts.n_schools),
+            match spec.statistic {
+                Statistic::Studentized => {
+                    "the effect's t statistic (the estimate over its cluster-robust standard error by school) \
+                     recomputed"
+                }
+                Statistic::Estimate => "the effect re-estimated",
+            },
+            i.cluster.as_deref().unwrap_or("school"),
+        ),
         "Wald z" => "Standard errors, confidence intervals and p values are the logistic model's Wald z tests: they \
                      allow for pupils being clustered in schools through the school random effects only."
             .into(),
@@ -124,12 +149,26 @@ fn interval_clause(inference: Option<&InferenceSummary>) -> String {
              for cohort and school-level variation the random effects miss",
             i.cluster.as_deref().unwrap_or("school")
         ),
+        Some(("permutation", _)) => "from randomization inference, the treatment re-assigned among schools: they \
+                                     rest on the design, not on the model's assumptions about schools and cohorts"
+            .into(),
         Some(("Wald z", _)) => {
             "the logistic model's Wald intervals: they allow for clustering through the random effects only".into()
         }
         _ => {
             "the mixed model's own (Satterthwaite df): they allow for clustering through the random effects only".into()
         }
+    }
+}
+
+/// [`interval_clause`] for the event study, which keeps CR2 t intervals when the programme effects are
+/// resampled (wild bootstrap, randomization).
+fn event_clause(inference: Option<&InferenceSummary>) -> String {
+    match inference {
+        Some(i) if matches!(i.method.as_str(), "wild bootstrap" | "permutation") => {
+            interval_clause(Some(&InferenceSummary { method: "CR2".into(), ..i.clone() }))
+        }
+        other => interval_clause(other),
     }
 }
 
@@ -1096,7 +1135,7 @@ fn outcome_section(
                  the programme the estimates should be near 0 if the two groups were on parallel paths.",
                 o.name,
                 year_label(reference),
-                interval_clause(o.inference.as_ref())
+                event_clause(o.inference.as_ref())
             ),
         )?);
         if let Some(t) = &o.pretrend {

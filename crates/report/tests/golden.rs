@@ -84,3 +84,36 @@ fn differential_missing_data_is_shown_and_named() {
     let csv = String::from_utf8(files.iter().find(|f| f.path == "tables/missing.csv").unwrap().bytes.clone()).unwrap();
     assert!(csv.lines().any(|l| l.starts_with("KS2 maths,all pupils,2016,treatment,")), "{csv}");
 }
+
+#[test]
+fn randomization_inference_is_named_with_its_scheme() {
+    // The golden evaluation relabelled as if analysed with randomization inference: the report says how
+    // the treatment was re-assigned, how often, and that the SEs shown are CR2's.
+    let json = std::fs::read_to_string(golden("results.json")).unwrap();
+    let mut ev: Evaluation = serde_json::from_str(&json).unwrap();
+    ev.study.inference.method = psmeval_evaluation::study::InferenceMethod::Permutation;
+    ev.study.inference.permutations = 1999;
+    for o in &mut ev.outcomes {
+        if let Some(i) = o.inference.as_mut().filter(|i| i.method == "CR2") {
+            i.method = "permutation".into();
+            o.effects.iter_mut().for_each(|e| e.inference = "permutation".into());
+        }
+    }
+    let files = render_evaluation(&ev).unwrap();
+    let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
+    assert!(md.contains("re-assigned 1,999 times among the schools of each matched set"), "{md}");
+    assert!(md.contains("and the effect re-estimated each time"), "{md}");
+    assert!(md.contains("The standard errors and df shown, and the event study's intervals, are CR2's"), "{md}");
+    assert!(md.contains("from randomization inference, the treatment re-assigned among schools"), "{md}");
+    // The event study keeps CR2 t intervals, and its caption says so.
+    let event = md.lines().find(|l| l.starts_with("*Event study of KS2 maths")).unwrap();
+    assert!(event.contains("cluster-robust (CR2") && !event.contains("randomization"), "{event}");
+    ev.study.inference.permute = psmeval_evaluation::study::PermuteAmong::All;
+    let files = render_evaluation(&ev).unwrap();
+    let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
+    assert!(md.contains("re-assigned 1,999 times among all matched schools"), "{md}");
+    ev.study.inference.statistic = psmeval_multilevel::Statistic::Studentized;
+    let files = render_evaluation(&ev).unwrap();
+    let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
+    assert!(md.contains("and the effect's t statistic (the estimate over its cluster-robust standard error"), "{md}");
+}
