@@ -307,45 +307,78 @@ pub fn fit_impact(
             );
             None
         }
+        (Fitted::Linear(_), true, None) => {
+            notes.push(
+                "randomization inference was not run, since the CR2 variance shown beside it could not be computed"
+                    .into(),
+            );
+            None
+        }
         _ => None,
     };
+    // Each programme effect's randomization test; one that cannot be computed keeps its CR2 interval.
+    let tests: Vec<Option<psmeval_multilevel::RandomizationTest>> = contrasts
+        .iter()
+        .map(|c| {
+            let ri = randomization.as_ref()?;
+            ri.test(c)
+                .map_err(|e| {
+                    let period = match c.period {
+                        crate::effects::Period::Year(y) => y.to_string(),
+                        crate::effects::Period::Pooled(_) => "pooled".into(),
+                    };
+                    notes.push(format!(
+                        "the randomization test of the {period} effect could not be computed ({e}); it has a CR2 t \
+                         interval"
+                    ));
+                })
+                .ok()
+        })
+        .collect();
+    if let Some(ri) = &randomization
+        && ri.randomization.failed > 0
+    {
+        notes.push(format!(
+            "{} of {} re-drawn assignments gave a singular design and were left out of the randomization tests",
+            ri.randomization.failed, ri.randomization.draws
+        ));
+    }
     let robust_name = if wild {
         "wild bootstrap"
-    } else if randomization.is_some() {
+    } else if tests.iter().any(Option::is_some) {
         "permutation"
     } else {
         "CR2"
     };
-    let row = |c: &Contrast, resampled: bool| -> Result<Effect, String> {
-        let m = model_effect(c)?;
-        Ok(match &cr2 {
-            Some(r) => {
-                let t = r.contrast(&c.l).map_err(|e| e.to_string())?;
-                let mut e = Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::NAN), es_sd);
-                let (low, high, p) = match (resampled, &randomization) {
-                    (false, _) => (e.ci_low, e.ci_high, e.p_value),
-                    (true, Some(ri)) => {
-                        let t = ri.test(c)?;
-                        (t.ci_low, t.ci_high, t.p_value)
-                    }
-                    (true, None) if wild => {
-                        let b = r
-                            .wild_bootstrap(&c.l, inf.bootstrap_draws, inf.bootstrap_weights, inf.seed)
-                            .map_err(|e| e.to_string())?;
-                        (b.ci_low, b.ci_high, b.p_value)
-                    }
-                    (true, None) => (e.ci_low, e.ci_high, e.p_value),
-                };
-                (e.ci_low, e.ci_high, e.p_value) = (low, high, p);
-                e.with_inference(if resampled { robust_name } else { "CR2" }, Some(&m))
-            }
-            None => m.with_inference(model_name, None),
-        })
-    };
+    let row =
+        |c: &Contrast, resampled: Option<Option<&psmeval_multilevel::RandomizationTest>>| -> Result<Effect, String> {
+            let m = model_effect(c)?;
+            Ok(match &cr2 {
+                Some(r) => {
+                    let t = r.contrast(&c.l).map_err(|e| e.to_string())?;
+                    let mut e = Effect::new(c.period, t.estimate, t.std_error, t.df.unwrap_or(f64::NAN), es_sd);
+                    let (low, high, p, name) = match resampled {
+                        None => (e.ci_low, e.ci_high, e.p_value, "CR2"),
+                        Some(Some(t)) => (t.ci_low, t.ci_high, t.p_value, "permutation"),
+                        Some(None) if wild => {
+                            let b = r
+                                .wild_bootstrap(&c.l, inf.bootstrap_draws, inf.bootstrap_weights, inf.seed)
+                                .map_err(|e| e.to_string())?;
+                            (b.ci_low, b.ci_high, b.p_value, "wild bootstrap")
+                        }
+                        Some(None) => (e.ci_low, e.ci_high, e.p_value, "CR2"),
+                    };
+                    (e.ci_low, e.ci_high, e.p_value) = (low, high, p);
+                    e.with_inference(name, Some(&m))
+                }
+                None => m.with_inference(model_name, None),
+            })
+        };
     // The bootstrap and the randomization are run for the programme effects; the event study keeps CR2 t
     // intervals.
-    let effects = contrasts.iter().map(|c| row(c, true)).collect::<Result<Vec<_>, String>>()?;
-    let event_study = event.iter().map(|c| row(c, false)).collect::<Result<Vec<_>, String>>()?;
+    let effects =
+        contrasts.iter().zip(&tests).map(|(c, t)| row(c, Some(t.as_ref()))).collect::<Result<Vec<_>, String>>()?;
+    let event_study = event.iter().map(|c| row(c, None)).collect::<Result<Vec<_>, String>>()?;
     let pre: Vec<Vec<f64>> = event
         .iter()
         .filter(|c| matches!(c.period, crate::effects::Period::Year(y) if y < start))
@@ -527,6 +560,12 @@ fn randomize(
     let randomization =
         Randomization::new(&design, permutation, inf.permutations, inf.seed).map_err(|e| e.to_string())?;
     let beta = fit.beta();
+    // The re-assignable design must reproduce the fit: the GLS estimate under the observed assignment is β̂.
+    let observed = randomization.observed_beta(0);
+    let scale = beta.iter().fold(1.0f64, |a, b| a.max(b.abs()));
+    if observed.len() != beta.len() || observed.iter().zip(beta).any(|(a, b)| (a - b).abs() > 1e-7 * scale) {
+        return Err("the design with the treatment re-assigned does not reproduce the fitted model".into());
+    }
     let per_year = post
         .iter()
         .map(|&y| {

@@ -107,10 +107,10 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
              treatment was re-assigned {} times {} ({} treatment schools of {}) and {} each time with the variance \
              components held at their estimates; each interval holds the effects a test at 5% does not reject, \
              under the null that the programme shifted the results of treatment-school pupils by that amount (in a \
-             single year's row, by that amount in that year and by the estimated effects in the others). They rely \
-             on the design (which schools could have been treated), not on the model's assumptions about schools \
-             and cohorts. The standard errors and df shown, and the event study's intervals, are CR2's, clustered \
-             by {}.",
+             single year's row, by that amount in that year and by the estimated effects in the others, which makes \
+             those rows approximate). They rest on the treatment being as good as random {} and on that shift, \
+             not on the model's assumptions about schools and cohorts. The standard errors and df shown, and the \
+             event study's intervals, are CR2's, clustered by {}.",
             count(spec.permutations),
             match spec.permute {
                 PermuteAmong::MatchedSet => "among the schools of each matched set",
@@ -124,6 +124,10 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
                      recomputed"
                 }
                 Statistic::Estimate => "the effect re-estimated",
+            },
+            match spec.permute {
+                PermuteAmong::MatchedSet => "within matched sets",
+                PermuteAmong::All => "among the matched schools (a stronger assumption than within matched sets)",
             },
             i.cluster.as_deref().unwrap_or("school"),
         ),
@@ -150,7 +154,8 @@ fn interval_clause(inference: Option<&InferenceSummary>) -> String {
             i.cluster.as_deref().unwrap_or("school")
         ),
         Some(("permutation", _)) => "from randomization inference, the treatment re-assigned among schools: they \
-                                     rest on the design, not on the model's assumptions about schools and cohorts"
+                                     rest on the treatment being as good as random among them, not on the model's \
+                                     assumptions about schools and cohorts"
             .into(),
         Some(("Wald z", _)) => {
             "the logistic model's Wald intervals: they allow for clustering through the random effects only".into()
