@@ -1,6 +1,7 @@
 //! The study's `[inference]` choices on one small simulated population: CR2 by school (the default), CR2 by
-//! matched set, the wild cluster bootstrap, randomization inference and the model's own variance each label their effects, keep the
-//! model-based test beside the robust one, and give df on the scale of clusters rather than pupils.
+//! matched set, the wild cluster bootstrap, randomization inference and the model's own variance each label
+//! their effects, keep the model-based test beside the robust one, and give df on the scale of clusters rather
+//! than pupils.
 
 use psmeval_evaluation::{Evaluation, Plan, Study, evaluate, population_tables};
 use psmeval_synth::{SimConfig, simulate};
