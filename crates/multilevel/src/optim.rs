@@ -26,7 +26,8 @@ pub enum OptMethod {
         /// Final trust-region radius.
         rho_end: f64,
     },
-    /// Newton steps on the exact gradient of the Laplace objective (GLMM with a scalar term).
+    /// Newton steps on the exact gradient of the Laplace objective (the second stage of a GLMM with a scalar
+    /// term; BOBYQA follows if they fail).
     Newton,
 }
 
@@ -39,13 +40,14 @@ pub struct OptRun {
     pub method: OptMethod,
     /// Objective evaluations.
     pub evaluations: usize,
-    /// Best objective value of the run (+∞ when nothing finite was found, or for a Newton polish whose first
-    /// step was not usable; JSON writes it as `null`).
+    /// Best objective value of the run (+∞ when nothing finite was found, or for Newton steps that did not
+    /// converge; JSON writes it as `null`).
     #[serde(deserialize_with = "crate::result::inf_if_null")]
     pub objective: f64,
     /// Whether the run's point was kept (a run that makes the objective worse is undone).
     pub accepted: bool,
-    /// Whether the run stopped on its convergence criterion (a Newton polish: whether its steps were kept).
+    /// Whether the run stopped on its convergence criterion (BOBYQA's trust region, or the Newton
+    /// decrement).
     pub converged: bool,
     /// The run's final status, as text.
     pub status: String,
@@ -54,7 +56,7 @@ pub struct OptRun {
 /// What the optimizer did, for either family (MixedModels.jl's `OptSummary`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct OptSummary {
-    /// The optimizer.
+    /// The optimizer: `BOBYQA`, or `BOBYQA, then Newton` for a GLMM whose second stage took Newton steps.
     pub optimizer: String,
     /// θ at the start (lme4's: 1 on the diagonal of Λ, 0 below).
     pub theta_initial: Vec<f64>,
@@ -68,9 +70,9 @@ pub struct OptSummary {
     pub objective: f64,
     /// Objective evaluations over all runs.
     pub evaluations: usize,
-    /// Whether the last kept BOBYQA run stopped on its convergence criterion with a finite objective.
+    /// Whether the last kept run stopped on its convergence criterion with a finite objective.
     pub converged: bool,
-    /// The status of the last kept BOBYQA run, as text.
+    /// The status of the last kept run, as text.
     pub status: String,
     /// Every run, in order.
     pub runs: Vec<OptRun>,
@@ -85,9 +87,10 @@ impl OptSummary {
         objective: f64,
         runs: Vec<OptRun>,
     ) -> OptSummary {
-        let last = runs.iter().rev().find(|r| r.accepted && matches!(r.method, OptMethod::Bobyqa { .. }));
+        let last = runs.iter().rev().find(|r| r.accepted);
+        let newton = runs.iter().any(|r| r.accepted && r.method == OptMethod::Newton);
         OptSummary {
-            optimizer: "BOBYQA".to_string(),
+            optimizer: if newton { "BOBYQA, then Newton" } else { "BOBYQA" }.to_string(),
             theta_initial,
             lower_bounds,
             theta_final,

@@ -9,7 +9,9 @@
 use std::collections::HashMap;
 
 use psmeval_frame::{binomial_counts, build_model_frame, parse_formula};
-use psmeval_multilevel::{Cr2, Family, GlmmFit, GlmmOptions, MixedModel, MixedModelError, fit_glmm};
+use psmeval_multilevel::{
+    Cr2, Family, GlmmFit, GlmmOptions, MixedModel, MixedModelError, OptMethod, OptParameters, fit_glmm,
+};
 use serde_json::Value;
 
 mod common;
@@ -132,7 +134,12 @@ fn glmm_contract() {
     assert_eq!(opt.theta_final, f.theta());
     assert_eq!(opt.objective, f.criterion);
     assert_eq!(opt.evaluations, opt.runs.iter().map(|r| r.evaluations).sum::<usize>());
-    assert!(opt.runs.len() >= 3, "{opt:?}");
+    // Stage 1 by BOBYQA in θ, stage 2 by Newton steps in (θ, β), converged.
+    assert_eq!(opt.optimizer, "BOBYQA, then Newton");
+    assert_eq!(opt.runs.len(), 2, "{opt:?}");
+    assert!(matches!(opt.runs[0].method, OptMethod::Bobyqa { .. }) && opt.runs[0].parameters == OptParameters::Theta);
+    assert_eq!((opt.runs[1].method, opt.runs[1].parameters), (OptMethod::Newton, OptParameters::ThetaBeta));
+    assert!(opt.runs[1].converged && opt.runs[1].objective == f.criterion, "{opt:?}");
     assert!(matches!(f.contrast(&[1.0]), Err(MixedModelError::DimensionMismatch { .. })));
 }
 
@@ -222,4 +229,52 @@ fn separation_by_a_covariate_is_diagnosed() {
     frame.y = frame.x.column(1).to_vec();
     let fit = fit_glmm(&frame, &GlmmOptions { use_hessian: false, ..GlmmOptions::default() }).unwrap();
     assert!(fit.diagnostics.fitted_probabilities_0_or_1 > 0, "{:?}", fit.diagnostics);
+}
+
+/// A response with less variation between schools than chance gives (every third pupil of each school is 1):
+/// the optimum is on the boundary θ = 0, where the model is a plain logistic regression. The Newton second
+/// stage reaches it (the objective is even in θ) and the fit equals the logistic regression computed here by
+/// Fisher scoring.
+#[test]
+fn a_zero_school_variance_gives_the_logistic_regression() {
+    let table = read_table("glmm_schools");
+    let formula = "fsm ~ female + prior + (1 | school)";
+    let mut frame = build_model_frame(&parse_formula(formula).unwrap(), &table).unwrap();
+    frame.y.iter_mut().enumerate().for_each(|(i, y)| *y = if i % 3 == 0 { 1.0 } else { 0.0 });
+    let f = fit_glmm(&frame, &GlmmOptions::default()).unwrap();
+    let (n, p) = frame.x.dim();
+    let mut beta = vec![0.0; p];
+    for _ in 0..50 {
+        let mut info = vec![0.0; p * p];
+        let mut score = vec![0.0; p];
+        for i in 0..n {
+            let eta: f64 = (0..p).map(|k| frame.x[[i, k]] * beta[k]).sum();
+            let mu = 1.0 / (1.0 + (-eta).exp());
+            for a in 0..p {
+                score[a] += frame.x[[i, a]] * (frame.y[i] - mu);
+                for b in 0..p {
+                    info[a * p + b] += mu * (1.0 - mu) * frame.x[[i, a]] * frame.x[[i, b]];
+                }
+            }
+        }
+        // Gaussian elimination on the p × p information matrix.
+        for c in 0..p {
+            for r in c + 1..p {
+                let m = info[r * p + c] / info[c * p + c];
+                for k in c..p {
+                    info[r * p + k] -= m * info[c * p + k];
+                }
+                score[r] -= m * score[c];
+            }
+        }
+        for c in (0..p).rev() {
+            let s: f64 = (c + 1..p).map(|k| info[c * p + k] * score[k]).sum();
+            score[c] = (score[c] - s) / info[c * p + c];
+        }
+        beta.iter_mut().zip(&score).for_each(|(b, d)| *b += d);
+    }
+    assert!(f.singular() && f.converged(), "{:?}", f.optimizer());
+    for (fe, b) in f.fixed_effects().iter().zip(&beta) {
+        close(&format!("beta {}", fe.term), fe.estimate, *b, 1e-6);
+    }
 }

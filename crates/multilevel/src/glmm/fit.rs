@@ -1,5 +1,5 @@
 //! The two-stage fit of a binomial GLMM as glmer's: stage 1 optimizes θ with β from joint PIRLS, stage 2
-//! (θ, β) jointly (then a Newton polish for a scalar Laplace fit), then standard errors, variance
+//! (θ, β) jointly (by Newton steps for a scalar Laplace fit, else BOBYQA), then standard errors, variance
 //! components, conditional modes and diagnostics are assembled into a [`GlmmFit`].
 
 use std::collections::BTreeMap;
@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 use psmeval_frame::ModelFrame;
 
 use super::hessian::{fd_hessian, fd_jacobian};
+use super::newton::newton_stage;
 use super::pirls::joint_pirls;
-use super::polish::newton_polish;
 use super::problem::{lambda, mu_dev, problem, validate};
 use super::quadrature::GhRule;
 use super::schur::schur_system;
@@ -86,45 +86,44 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
         }
     };
     let laplace_scalar = q == 1 && rule.z.len() <= 1;
-    // Laplace with a scalar term: polish with Newton steps on the analytic gradient instead of a second
-    // BOBYQA run; the gradient-based Hessian they use is the one the standard errors need.
-    let stage2: &[(f64, f64)] = if laplace_scalar { &[(0.1, 1e-8)] } else { &[(0.1, 1e-8), (1e-3, 1e-10)] };
-    let schedule = Schedule { runs: stage2, max_fun_per_parameter: MAX_FUN_PER_PARAMETER };
-    runs.extend(minimize(|x: &[f64]| eval(x, &mut u_warm), &mut par, &lower, schedule, OptParameters::ThetaBeta));
-    let mut h_polish = None;
+    // Laplace with a scalar term: Newton steps on the exact gradient from the first stage's solution, which
+    // end at the optimum BOBYQA approaches (to its tolerance) with the Hessian the standard errors need;
+    // BOBYQA if they fail. Otherwise (vector terms, quadrature) glmer's BOBYQA.
+    let mut h_newton = None;
     if laplace_scalar {
-        let u_start = u_warm.clone();
-        let grad_at = |x: &[f64]| {
-            let modes = pr.modes(&x[..1], &x[1..], &u_start);
-            pr.laplace_gradient(x[0], &x[1..], &modes)
-        };
-        let h = fd_jacobian(&grad_at, &par, 1e-4);
-        let polish = newton_polish(&pr, &h, &mut par, &mut u_warm, &mut |x: &[f64], u: &mut Vec<Vec<f64>>| eval(x, u));
-        let (evaluations, objective) = match polish {
-            Ok((evaluations, objective)) => (evaluations, objective),
-            Err(evaluations) => (evaluations, f64::INFINITY),
-        };
-        runs.push(OptRun {
-            parameters: OptParameters::ThetaBeta,
-            method: OptMethod::Newton,
-            evaluations,
-            objective,
-            accepted: polish.is_ok(),
-            converged: polish.is_ok(),
-            status: if polish.is_ok() { "Newton steps accepted" } else { "first Newton step not usable" }.to_string(),
-        });
-        if polish.is_ok() {
-            h_polish = Some(h);
-        } else {
-            let schedule = Schedule { runs: &[(1e-3, 1e-10)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER };
-            runs.extend(minimize(
-                |x: &[f64]| eval(x, &mut u_warm),
-                &mut par,
-                &lower,
-                schedule,
-                OptParameters::ThetaBeta,
-            ));
+        match newton_stage(&pr, &mut par, &mut u_warm) {
+            Ok(stage) => {
+                runs.push(OptRun {
+                    parameters: OptParameters::ThetaBeta,
+                    method: OptMethod::Newton,
+                    evaluations: stage.evaluations,
+                    objective: stage.objective,
+                    accepted: true,
+                    converged: true,
+                    status: format!(
+                        "Newton decrement below tolerance after {} step{} ({} Hessian{})",
+                        stage.steps,
+                        if stage.steps == 1 { "" } else { "s" },
+                        stage.hessians,
+                        if stage.hessians == 1 { "" } else { "s" }
+                    ),
+                });
+                h_newton = Some(stage.hessian);
+            }
+            Err(evaluations) => runs.push(OptRun {
+                parameters: OptParameters::ThetaBeta,
+                method: OptMethod::Newton,
+                evaluations,
+                objective: f64::INFINITY,
+                accepted: false,
+                converged: false,
+                status: "Newton steps did not converge; BOBYQA used instead".to_string(),
+            }),
         }
+    }
+    if h_newton.is_none() {
+        let schedule = Schedule { runs: &[(0.1, 1e-8), (1e-3, 1e-10)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER };
+        runs.extend(minimize(|x: &[f64]| eval(x, &mut u_warm), &mut par, &lower, schedule, OptParameters::ThetaBeta));
     }
     let (theta, beta) = (par[..nth].to_vec(), par[nth..].to_vec());
     let modes = pr.modes(&theta, &beta, &u_warm);
@@ -142,8 +141,8 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
     let v_rx = if rx_ok { chol_inverse(&rx, p) } else { vec![f64::NAN; p * p] };
     let mut hess_bad = false;
     let v = if opts.use_hessian {
-        let h = if let Some(h) = h_polish {
-            // Already computed for the Newton polish (at its start, a step of order 1e-8 away).
+        let h = if let Some(h) = h_newton {
+            // Computed by the Newton stage at the optimum.
             h
         } else if laplace_scalar {
             // Central differences of the analytic gradient: 2k evaluations instead of deriv12's 2k²; the

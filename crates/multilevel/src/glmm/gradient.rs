@@ -1,5 +1,5 @@
 //! The exact gradient in (θ, β) of the Laplace objective for a scalar random term, by implicit
-//! differentiation of the mode equation; used by the Newton polish and for the Hessian behind the standard
+//! differentiation of the mode equation; used by the Newton second stage and for the Hessian behind the standard
 //! errors.
 
 use rayon::prelude::*;

@@ -2,7 +2,9 @@
 //! them: the Laplace approximation (`nAGQ = 1`) or adaptive Gauss–Hermite quadrature (`nAGQ > 1`, one scalar
 //! term) to the marginal likelihood, evaluated by penalized iteratively reweighted least squares (PIRLS) on
 //! the spherical random effects `u` (`b = Λ u`, `u ~ N(0, I)`), and glmer's two-stage optimization: first θ
-//! alone with β updated inside PIRLS (glmer's `nAGQ = 0` stage), then (θ, β) jointly with BOBYQA.
+//! alone with β updated inside PIRLS (glmer's `nAGQ = 0` stage), then (θ, β) jointly, with BOBYQA as glmer, or
+//! for a Laplace fit with a scalar term by Newton steps on the exact gradient, which end at the optimum
+//! BOBYQA approaches (to its tolerance) in a small fraction of the evaluations.
 //!
 //! One grouping factor with a scalar or vector term is supported: the penalized system is block diagonal
 //! (one q × q block per level), so a PIRLS evaluation costs O(n·q² + groups·q³). Several grouping factors
@@ -18,7 +20,7 @@
 //!
 //! The parts, one per file: the data laid out by level (`problem`), PIRLS for the conditional modes
 //! (`pirls`), the Laplace / quadrature objective (`quadrature`), the Schur system in β (`schur`), the exact
-//! Laplace gradient (`gradient`), finite-difference Hessians (`hessian`), the Newton polish (`polish`) and
+//! Laplace gradient (`gradient`), finite-difference Hessians (`hessian`), the Newton second stage (`newton`) and
 //! the two-stage fit that assembles a [`GlmmFit`] (`fit`).
 
 use std::collections::BTreeMap;
@@ -34,8 +36,8 @@ use crate::result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, Va
 mod fit;
 mod gradient;
 mod hessian;
+mod newton;
 mod pirls;
-mod polish;
 mod problem;
 mod quadrature;
 mod schur;

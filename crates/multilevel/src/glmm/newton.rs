@@ -1,0 +1,150 @@
+//! glmer's second stage for a Laplace fit with a scalar term by Newton's method: (θ, β) jointly from the
+//! first stage's solution, on the exact gradient of the objective with a Hessian from central differences of
+//! that gradient. It reaches the optimum that BOBYQA approaches to its tolerance in a few steps (each a pass
+//! of PIRLS over the data) where BOBYQA needs hundreds of objective evaluations, and ends with the Hessian at
+//! the optimum, the one the standard errors need.
+
+use super::hessian::fd_jacobian;
+use super::pirls::GroupMode;
+use super::problem::Problem;
+use super::quadrature::GhRule;
+use crate::dense::{chol_solve, cholesky};
+
+/// Most Newton steps before the stage is given up (to BOBYQA).
+const MAX_STEPS: usize = 50;
+/// Converged when the Newton decrement `g'H⁻¹g` (about twice the distance to the optimum in objective) is
+/// below this with a Hessian computed at the current point. The gradient is exact, so the decrement can be
+/// driven below what the objective itself resolves (a sum of 10⁵ terms or more, good to about 10⁻⁹).
+const DECREMENT_TOL: f64 = 1e-10;
+/// A step that no longer lowers the objective (the objective cannot resolve the improvement) ends the stage
+/// as converged if the decrement, with a Hessian computed at the current point, is below this.
+const STALL_TOL: f64 = 1e-5;
+/// Step of the central differences of the gradient.
+const FD_STEP: f64 = 1e-4;
+
+/// The outcome of [`newton_stage`].
+#[derive(Debug)]
+pub(super) struct NewtonStage {
+    /// Objective evaluations (trial points of the line searches, and the start).
+    pub(super) evaluations: usize,
+    /// Hessians computed (each 2k gradient evaluations for k parameters).
+    pub(super) hessians: usize,
+    /// Steps taken.
+    pub(super) steps: usize,
+    /// The objective at the optimum.
+    pub(super) objective: f64,
+    /// The Hessian of the objective at the optimum (k × k, row-major).
+    pub(super) hessian: Vec<f64>,
+}
+
+/// Minimizes the Laplace objective in `par` = (θ, β) by Newton steps with step halving, from `par` (updated
+/// in place, with the conditional modes in `u_warm`). The Hessian is refreshed when a step had to be halved
+/// or failed, or the decrement fell by less than a factor of 10, and always at the end, so convergence is
+/// judged with the Hessian of the final point. A zero variance (θ = 0) is reached as any other stationary
+/// point: the objective is even in θ. Returns `Err` with the number of objective evaluations (and `par`,
+/// `u_warm` untouched) when the objective is not finite at the start, a Hessian is not positive definite, or
+/// the steps do not converge.
+pub(super) fn newton_stage(pr: &Problem, par: &mut [f64], u_warm: &mut Vec<Vec<f64>>) -> Result<NewtonStage, usize> {
+    let k = par.len();
+    let rule = GhRule::new(1);
+    let starts = |modes: &[GroupMode]| -> Vec<Vec<f64>> { modes.iter().map(|m| m.u.clone()).collect() };
+    let point = |x: &[f64], start: &[Vec<f64>]| {
+        let modes = pr.modes(&x[..1], &x[1..], start);
+        (pr.objective(&x[..1], &x[1..], &modes, &rule), modes)
+    };
+    let hessian_at = |x: &[f64], start: &[Vec<f64>]| -> Option<(Vec<f64>, Vec<f64>)> {
+        let grad = |y: &[f64]| {
+            let modes = pr.modes(&y[..1], &y[1..], start);
+            pr.laplace_gradient(y[0], &y[1..], &modes)
+        };
+        let h = fd_jacobian(&grad, x, FD_STEP);
+        let mut l = h.clone();
+        (h.iter().all(|v| v.is_finite()) && cholesky(&mut l, k)).then_some((h, l))
+    };
+    let mut x = par.to_vec();
+    let (mut f, mut modes) = point(&x, u_warm);
+    let mut evaluations = 1;
+    if !f.is_finite() {
+        return Err(evaluations);
+    }
+    let Some((mut h, mut l)) = hessian_at(&x, u_warm) else { return Err(evaluations) };
+    let (mut hessians, mut steps) = (1, 0);
+    // Whether `h` was computed at `x`.
+    let mut fresh = true;
+    let mut previous = f64::INFINITY;
+    let mut converged = false;
+    while steps < MAX_STEPS {
+        let grad = pr.laplace_gradient(x[0], &x[1..], &modes);
+        if grad.iter().any(|v| !v.is_finite()) {
+            break;
+        }
+        let mut step = grad.clone();
+        chol_solve(&l, k, &mut step);
+        let decrement: f64 = step.iter().zip(&grad).map(|(s, g)| s * g).sum();
+        let refresh = |x: &[f64], modes: &[GroupMode]| hessian_at(x, &starts(modes));
+        if decrement < DECREMENT_TOL || (!fresh && decrement > 0.1 * previous) {
+            if fresh {
+                converged = decrement < DECREMENT_TOL;
+                break;
+            }
+            let Some(hl) = refresh(&x, &modes) else { break };
+            (h, l) = hl;
+            hessians += 1;
+            fresh = true;
+            previous = f64::INFINITY;
+            continue;
+        }
+        previous = decrement;
+        let start = starts(&modes);
+        let flipped: Vec<Vec<f64>> = start.iter().map(|u| vec![-u[0]]).collect();
+        let mut t = 1.0;
+        let mut accepted = None;
+        for _ in 0..20 {
+            let mut trial: Vec<f64> = x.iter().zip(&step).map(|(a, s)| a - t * s).collect();
+            // The objective depends on θ only through θ² (b = θu with u standard normal), so a step past 0 is
+            // reflected, with the modes' signs.
+            let reflected = trial[0] < 0.0;
+            trial[0] = trial[0].abs();
+            if trial.iter().all(|v| v.is_finite()) {
+                let (f_trial, m_trial) = point(&trial, if reflected { &flipped } else { &start });
+                evaluations += 1;
+                if f_trial.is_finite() && f_trial <= f + 1e-12 * (1.0 + f.abs()) {
+                    accepted = Some((trial, f_trial, m_trial));
+                    break;
+                }
+            }
+            t *= 0.5;
+        }
+        let Some((trial, f_trial, m_trial)) = accepted else {
+            if fresh {
+                converged = decrement < STALL_TOL;
+                break;
+            }
+            // The Hessian is from an earlier point: try again with the one here.
+            let Some(hl) = refresh(&x, &modes) else { break };
+            (h, l) = hl;
+            hessians += 1;
+            fresh = true;
+            previous = f64::INFINITY;
+            continue;
+        };
+        x = trial;
+        f = f_trial;
+        modes = m_trial;
+        steps += 1;
+        fresh = false;
+        if t < 1.0 {
+            let Some(hl) = refresh(&x, &modes) else { break };
+            (h, l) = hl;
+            hessians += 1;
+            fresh = true;
+            previous = f64::INFINITY;
+        }
+    }
+    if !converged {
+        return Err(evaluations);
+    }
+    par.copy_from_slice(&x);
+    *u_warm = starts(&modes);
+    Ok(NewtonStage { evaluations, hessians, steps, objective: f, hessian: h })
+}
