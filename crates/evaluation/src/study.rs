@@ -105,13 +105,19 @@ pub struct SimulationSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct InferenceSpec {
-    /// `cr2` (default): cluster-robust CR2 variance with Bell–McCaffrey small-sample df (linear models);
-    /// `wild`: wild cluster bootstrap-t p values and test-inversion intervals (CR2 SEs in every draw);
-    /// `permutation`: randomization inference (treatment re-assigned among the schools of each matched set, or
-    /// of all matched schools; p values and test-inversion intervals, CR2 SEs shown);
+    /// `cr2` (the default for matching without replacement): cluster-robust CR2 variance with Bell–McCaffrey
+    /// small-sample df (linear models); `wild`: wild cluster bootstrap-t p values and test-inversion
+    /// intervals (CR2 SEs in every draw); `permutation` (the default for matching with replacement, among
+    /// `all` matched schools): randomization inference (treatment re-assigned among the schools of each
+    /// matched set, or of all matched schools; p values and test-inversion intervals, CR2 SEs shown);
     /// `model`: the mixed model's own SEs with lmerTest's Satterthwaite df. Logistic models use Wald z tests.
     #[serde(default)]
     pub method: InferenceMethod,
+    /// Whether `method` (and `permute`) are the default psmeval chose for a design matched with replacement,
+    /// because the study file names no method: set by [`Study::from_toml`] (a value written in the study
+    /// file is replaced), kept in results.json so the report can say why.
+    #[serde(default)]
+    pub replacement_default: bool,
     /// The clusters of the robust variance: `school` (default) or `matched_set` (each treatment school with
     /// its matched contrast schools; needs matching without replacement).
     #[serde(default)]
@@ -125,8 +131,9 @@ pub struct InferenceSpec {
     /// Re-drawn treatment assignments of the randomization inference (`method = "permutation"`), at least 99.
     #[serde(default = "default_draws")]
     pub permutations: usize,
-    /// Among which schools the randomization re-assigns the treatment: `matched_set` (default: each matched
-    /// set keeps one treatment school; needs matching without replacement) or `all` matched schools.
+    /// Among which schools the randomization re-assigns the treatment: `matched_set` (the default without
+    /// replacement: each matched set keeps one treatment school) or `all` matched schools (the default with
+    /// replacement).
     #[serde(default)]
     pub permute: PermuteAmong,
     /// The randomization test's statistic: `estimate` (default; intervals for the lead schools' realized mean
@@ -153,6 +160,7 @@ impl Default for InferenceSpec {
     fn default() -> Self {
         InferenceSpec {
             method: InferenceMethod::default(),
+            replacement_default: false,
             cluster: ClusterBy::default(),
             bootstrap_draws: default_draws(),
             bootstrap_weights: default_weights(),
@@ -361,8 +369,24 @@ pub enum EffectSizeDefinition {
 impl Study {
     /// Parses a study file's text (TOML). Table paths are kept as written; the caller resolves relative paths
     /// against the study file's folder when it reads the tables.
+    ///
+    /// A study matched with replacement that names no `[inference] method` gets randomization inference,
+    /// and one that names no `permute` re-assigns among `all` matched schools (with replacement the matched
+    /// sets overlap): in simulations of the Maths Teacher Exchange design with replacement, CR2 intervals
+    /// covered 93.0% and randomization intervals 95.0% (benches/README.md). Without replacement the defaults
+    /// stay CR2 and `matched_set`.
     pub fn from_toml(text: &str) -> Result<Study, PlanError> {
-        toml::from_str(text).map_err(|e| PlanError::syntax(e.to_string().trim()))
+        let mut study: Study = toml::from_str(text).map_err(|e| PlanError::syntax(e.to_string().trim()))?;
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| PlanError::syntax(e.to_string().trim()))?;
+        let named = |key: &str| table.get("inference").and_then(|t| t.get(key)).is_some();
+        study.inference.replacement_default = study.matching.replace && !named("method");
+        if study.inference.replacement_default {
+            study.inference.method = InferenceMethod::Permutation;
+        }
+        if study.matching.replace && !named("permute") {
+            study.inference.permute = PermuteAmong::All;
+        }
+        Ok(study)
     }
 }
 

@@ -121,11 +121,48 @@ fn too_few_bootstrap_draws_are_refused_by_the_plan() {
     let e = plan("permutations = 20\n").unwrap_err();
     assert!(e.contains("inference.permutations"), "{e}");
     let replace = STUDY.replace("ratio = 3", "ratio = 3\nreplace = true");
-    let e = Plan::new(Study::from_toml(&format!("{replace}\n[inference]\nmethod = \"permutation\"\n")).unwrap())
-        .unwrap_err()
-        .to_string();
+    let e = Plan::new(
+        Study::from_toml(&format!("{replace}\n[inference]\nmethod = \"permutation\"\npermute = \"matched_set\"\n"))
+            .unwrap(),
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("inference.permute") && e.contains("without replacement"), "{e}");
     assert!(plan("permute = \"all\"\n").is_ok());
+}
+
+/// The defaults follow the design: CR2 (and `matched_set`) without replacement; with replacement, where CR2
+/// intervals undercover (benches/README.md), randomization among all matched schools, flagged as the
+/// design's default; a method the study names is kept.
+#[test]
+fn matching_with_replacement_defaults_to_randomization_among_all_schools() {
+    use psmeval_evaluation::study::{InferenceMethod, PermuteAmong};
+    let without = Study::from_toml(STUDY).unwrap().inference;
+    assert_eq!(
+        (without.method, without.permute, without.replacement_default),
+        (InferenceMethod::Cr2, PermuteAmong::MatchedSet, false)
+    );
+    let replace = STUDY.replace("ratio = 3", "ratio = 3\nreplace = true");
+    let with = Study::from_toml(&replace).unwrap().inference;
+    assert_eq!(
+        (with.method, with.permute, with.replacement_default),
+        (InferenceMethod::Permutation, PermuteAmong::All, true)
+    );
+    let named = Study::from_toml(&format!("{replace}\n[inference]\nmethod = \"cr2\"\n")).unwrap().inference;
+    assert_eq!((named.method, named.replacement_default), (InferenceMethod::Cr2, false));
+    // A flag written in the study file is not taken at its word.
+    let forged = Study::from_toml(&format!("{STUDY}\n[inference]\nreplacement_default = true\n")).unwrap().inference;
+    assert!(!forged.replacement_default);
+    // End to end: the default study with replacement reports randomization intervals.
+    let pop =
+        simulate(&SimConfig { schools: 160, leads: 10, effect: 0.3, mean_cohort: 20.0, seed: 3, ..SimConfig::small() })
+            .unwrap();
+    let (schools, pupils) = population_tables(&pop).unwrap();
+    let plan = Plan::new(Study::from_toml(&format!("{replace}\n[inference]\npermutations = 199\n")).unwrap()).unwrap();
+    let ev = evaluate(&plan, &schools, &pupils, Vec::new(), String::new(), &|_| {}).unwrap();
+    let pooled = ev.outcomes[0].effects.iter().find(|e| e.year.is_pooled()).unwrap();
+    assert_eq!(pooled.inference, "permutation");
+    assert!(pooled.ci_low < pooled.estimate && pooled.estimate < pooled.ci_high);
 }
 
 /// Two outcomes (KS2 maths primary, KS1 maths secondary) and the FSM subgroup, with a quarter of the

@@ -110,7 +110,7 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
              single year's row, by that amount in that year and by the estimated effects in the others, which makes \
              those rows approximate). They rest on the treatment being as good as random {} and on that shift, \
              not on the model's assumptions about schools and cohorts. The standard errors and df shown, and the \
-             event study's intervals, are CR2's, clustered by {}.",
+             event study's intervals, are CR2's, clustered by {}.{}",
             count(spec.permutations),
             match spec.permute {
                 PermuteAmong::MatchedSet => "among the schools of each matched set",
@@ -130,6 +130,13 @@ fn inference_sentence(i: &InferenceSummary, o: &OutcomeResult, spec: &InferenceS
                 PermuteAmong::All => "among the matched schools (a stronger assumption than within matched sets)",
             },
             i.cluster.as_deref().unwrap_or("school"),
+            if spec.replacement_default {
+                " Randomization inference is psmeval's default for a design matched with replacement (the study \
+                 names no method): in simulations of a Maths Teacher Exchange design matched with replacement, CR2 \
+                 intervals covered the true effect in 93.0% of populations and randomization intervals in 95.0%."
+            } else {
+                ""
+            },
         ),
         "Wald z" => "Standard errors, confidence intervals and p values are the logistic model's Wald z tests: they \
                      allow for pupils being clustered in schools through the school random effects only."

@@ -112,6 +112,12 @@ fn randomization_inference_is_named_with_its_scheme() {
     let files = render_evaluation(&ev).unwrap();
     let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
     assert!(md.contains("re-assigned 1,999 times among all matched schools"), "{md}");
+    assert!(!md.contains("psmeval's default for a design matched with replacement"), "{md}");
+    // Chosen by psmeval for a design matched with replacement: the report says so, and why.
+    ev.study.inference.replacement_default = true;
+    let files = render_evaluation(&ev).unwrap();
+    let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
+    assert!(md.contains("psmeval's default for a design matched with replacement (the study names no method)"), "{md}");
     ev.study.inference.statistic = psmeval_multilevel::Statistic::Studentized;
     let files = render_evaluation(&ev).unwrap();
     let md = String::from_utf8(files.iter().find(|f| f.path == "report.md").unwrap().bytes.clone()).unwrap();
