@@ -731,6 +731,35 @@ mod tests {
         assert_ne!(other.test(&l, 0, 1, &[], Statistic::Estimate).unwrap().null_sd, t.null_sd);
     }
 
+    /// Prior weights (as matching with replacement gives: constant within a school, from 1 to 3 here): the
+    /// observed estimate is the weighted fit's β̂, and a re-assigned design's is the weighted GLS at θ̂.
+    #[test]
+    fn weighted_draws_match_a_direct_weighted_gls() {
+        let fx = Fixture::new();
+        let w: Vec<f64> = (0..384).map(|i| 1.0 + ((i / 16) % 3) as f64).collect();
+        let fit = fit_lmm(&fx.f_obs, &LmmOptions { weights: Some(w.clone()), ..LmmOptions::default() }).unwrap();
+        let design = RandomizationDesign { theta: fit.theta(), weights: Some(&w), ..fx.design() };
+        let r = Randomization::new(&design, Permutation::All, 99, 7).unwrap();
+        for (a, b) in r.observed_beta(0).iter().zip(fit.beta()) {
+            assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let unweighted = Randomization::new(&fx.design(), Permutation::All, 99, 7).unwrap();
+        assert!((unweighted.observed_beta(0)[3] - r.observed_beta(0)[3]).abs() > 1e-6, "the weights matter here");
+        let flip = |s: usize| 1.0 - treated(s);
+        let f_flip = frame(&flip, &fx.y);
+        let gls =
+            crate::Cr2::at(&f_flip, &fx.terms, &[0.0; 4], fit.theta(), Some(&w), &fx.unit).unwrap().gls_estimate();
+        let assigned_flip: Vec<bool> = (0..384).map(|i| flip(i / 16) == 1.0).collect();
+        let r_flip =
+            Randomization::new(&RandomizationDesign { assigned: &assigned_flip, ..design }, Permutation::All, 99, 7)
+                .unwrap();
+        for (a, b) in r_flip.observed_beta(0).iter().zip(&gls) {
+            assert!((a - b).abs() < 1e-9 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+        let t = r.test(&[0.0, 0.0, 0.0, 1.0], 0, 1, &[], Statistic::Estimate).unwrap();
+        assert!(t.ci_low < t.estimate && t.estimate < t.ci_high, "{t:?}");
+    }
+
     #[test]
     fn within_strata_keeps_each_set_and_all_shuffles_freely() {
         let fx = Fixture::new();
