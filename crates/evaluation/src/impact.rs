@@ -264,6 +264,11 @@ pub fn fit_impact(
                      are CR2 t intervals"
                         .into(),
                 ),
+                InferenceMethod::Permutation if study.inference.replacement_default => notes.push(
+                    "randomization inference, the default with matching with replacement, is implemented for linear \
+                     models: this binary outcome's intervals are CR2 t intervals"
+                        .into(),
+                ),
                 InferenceMethod::Permutation => notes.push(
                     "randomization inference is implemented for linear models: this binary outcome's intervals are \
                      CR2 t intervals"

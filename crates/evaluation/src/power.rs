@@ -704,7 +704,11 @@ pub fn inference_label(spec: &InferenceSpec) -> String {
         ),
         InferenceMethod::Model => "the mixed model's own standard errors with Satterthwaite df".to_string(),
     };
-    format!("{linear} for linear models; Wald z tests for logistic models")
+    let logistic = match spec.method {
+        InferenceMethod::Model => "Wald z tests",
+        _ => "CR2 of the working linear model",
+    };
+    format!("{linear} for linear models; {logistic} for logistic models")
 }
 
 /// Summarizes a whole run (a shard of all replicates, or merged shards).

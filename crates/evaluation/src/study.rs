@@ -113,9 +113,10 @@ pub struct InferenceSpec {
     /// `model`: the mixed model's own SEs with lmerTest's Satterthwaite df. Logistic models use Wald z tests.
     #[serde(default)]
     pub method: InferenceMethod,
-    /// Whether `method` (and `permute`) are the default psmeval chose for a design matched with replacement,
-    /// because the study file names no method: set by [`Study::from_toml`] (a value written in the study
-    /// file is replaced), kept in results.json so the report can say why.
+    /// Whether `method` is the default psmeval chose for a design matched with replacement, because the
+    /// study file names no method: set by [`Study::from_toml`] (a study file may not set it), kept in
+    /// results.json so the report can say why. The design-dependent defaults are applied by
+    /// [`Study::from_toml`] only: a `Study` built in code gets exactly the fields it is given.
     #[serde(default)]
     pub replacement_default: bool,
     /// The clusters of the robust variance: `school` (default) or `matched_set` (each treatment school with
@@ -379,6 +380,11 @@ impl Study {
         let mut study: Study = toml::from_str(text).map_err(|e| PlanError::syntax(e.to_string().trim()))?;
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| PlanError::syntax(e.to_string().trim()))?;
         let named = |key: &str| table.get("inference").and_then(|t| t.get(key)).is_some();
+        if named("replacement_default") {
+            return Err(PlanError::syntax(
+                "inference.replacement_default is set by psmeval, not by a study file: name the `method` instead",
+            ));
+        }
         study.inference.replacement_default = study.matching.replace && !named("method");
         if study.inference.replacement_default {
             study.inference.method = InferenceMethod::Permutation;

@@ -150,9 +150,9 @@ fn matching_with_replacement_defaults_to_randomization_among_all_schools() {
     );
     let named = Study::from_toml(&format!("{replace}\n[inference]\nmethod = \"cr2\"\n")).unwrap().inference;
     assert_eq!((named.method, named.replacement_default), (InferenceMethod::Cr2, false));
-    // A flag written in the study file is not taken at its word.
-    let forged = Study::from_toml(&format!("{STUDY}\n[inference]\nreplacement_default = true\n")).unwrap().inference;
-    assert!(!forged.replacement_default);
+    // The flag is psmeval's to set, not the study file's.
+    let e = Study::from_toml(&format!("{STUDY}\n[inference]\nreplacement_default = true\n")).unwrap_err();
+    assert!(e.to_string().contains("inference.replacement_default"), "{e}");
     // End to end: the default study with replacement reports randomization intervals.
     let pop =
         simulate(&SimConfig { schools: 160, leads: 10, effect: 0.3, mean_cohort: 20.0, seed: 3, ..SimConfig::small() })

@@ -38,7 +38,9 @@ pub struct OptRun {
     pub parameters: OptParameters,
     /// How.
     pub method: OptMethod,
-    /// Objective evaluations.
+    /// Objective evaluations (for Newton steps: the trial points; the gradient passes of its
+    /// finite-difference Hessians, 2k each for k parameters, are not counted here, their number is in
+    /// `status`).
     pub evaluations: usize,
     /// Best objective value of the run (+∞ when nothing finite was found, or for Newton steps that did not
     /// converge; JSON writes it as `null`).

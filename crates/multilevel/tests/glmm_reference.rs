@@ -110,7 +110,7 @@ fn schools_laplace_matches_glmer() {
 }
 
 /// The shared contract on a logistic fit: Wald z rows and contrasts, the latent-scale ICC, the optimizer's
-/// record of both stages and the Newton polish.
+/// record of both stages (BOBYQA in θ, then Newton steps in (θ, β)).
 #[test]
 fn glmm_contract() {
     let f = fit("glmm_schools", "y ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school)", 1, true);

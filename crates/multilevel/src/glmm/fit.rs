@@ -101,7 +101,9 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
                     accepted: true,
                     converged: true,
                     status: format!(
-                        "Newton decrement below tolerance after {} step{} ({} Hessian{})",
+                        "Newton decrement {:.1e} {} after {} step{} ({} Hessian{})",
+                        stage.decrement,
+                        if stage.stalled { "when no step lowered the objective any more" } else { "below tolerance" },
                         stage.steps,
                         if stage.steps == 1 { "" } else { "s" },
                         stage.hessians,
@@ -110,14 +112,14 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
                 });
                 h_newton = Some(stage.hessian);
             }
-            Err(evaluations) => runs.push(OptRun {
+            Err((why, evaluations)) => runs.push(OptRun {
                 parameters: OptParameters::ThetaBeta,
                 method: OptMethod::Newton,
                 evaluations,
                 objective: f64::INFINITY,
                 accepted: false,
                 converged: false,
-                status: "Newton steps did not converge; BOBYQA used instead".to_string(),
+                status: format!("Newton steps given up ({}); BOBYQA used instead", why.describe()),
             }),
         }
     }

@@ -35,16 +35,53 @@ pub(super) struct NewtonStage {
     pub(super) objective: f64,
     /// The Hessian of the objective at the optimum (k × k, row-major).
     pub(super) hessian: Vec<f64>,
+    /// The Newton decrement `g'H⁻¹g` at the optimum.
+    pub(super) decrement: f64,
+    /// Whether the stage ended because no step lowered the objective any more (with the decrement below
+    /// [`STALL_TOL`]) rather than with the decrement below [`DECREMENT_TOL`].
+    pub(super) stalled: bool,
+}
+
+/// Why the Newton stage gave up (BOBYQA then takes over).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum NewtonFailure {
+    /// The objective was not finite at the first stage's solution.
+    NonFiniteStart,
+    /// A Hessian was not positive definite (or not finite).
+    HessianNotPositiveDefinite,
+    /// The gradient was not finite.
+    NonFiniteGradient,
+    /// No step lowered the objective while the decrement was still above [`STALL_TOL`].
+    NoDescent,
+    /// [`MAX_STEPS`] steps without convergence.
+    TooManySteps,
+}
+
+impl NewtonFailure {
+    /// The reason, as text for the optimizer's record.
+    pub(super) fn describe(self) -> &'static str {
+        match self {
+            NewtonFailure::NonFiniteStart => "the objective was not finite at the first stage's solution",
+            NewtonFailure::HessianNotPositiveDefinite => "a Hessian was not positive definite",
+            NewtonFailure::NonFiniteGradient => "the gradient was not finite",
+            NewtonFailure::NoDescent => "no step lowered the objective",
+            NewtonFailure::TooManySteps => "too many steps",
+        }
+    }
 }
 
 /// Minimizes the Laplace objective in `par` = (θ, β) by Newton steps with step halving, from `par` (updated
 /// in place, with the conditional modes in `u_warm`). The Hessian is refreshed when a step had to be halved
 /// or failed, or the decrement fell by less than a factor of 10, and always at the end, so convergence is
 /// judged with the Hessian of the final point. A zero variance (θ = 0) is reached as any other stationary
-/// point: the objective is even in θ. Returns `Err` with the number of objective evaluations (and `par`,
-/// `u_warm` untouched) when the objective is not finite at the start, a Hessian is not positive definite, or
-/// the steps do not converge.
-pub(super) fn newton_stage(pr: &Problem, par: &mut [f64], u_warm: &mut Vec<Vec<f64>>) -> Result<NewtonStage, usize> {
+/// point: the objective is even in θ. Returns `Err` with the reason and the number of objective evaluations
+/// (and `par`, `u_warm` untouched) when the objective is not finite at the start, a Hessian is not positive
+/// definite, or the steps do not converge.
+pub(super) fn newton_stage(
+    pr: &Problem,
+    par: &mut [f64],
+    u_warm: &mut Vec<Vec<f64>>,
+) -> Result<NewtonStage, (NewtonFailure, usize)> {
     let k = par.len();
     let rule = GhRule::new(1);
     let starts = |modes: &[GroupMode]| -> Vec<Vec<f64>> { modes.iter().map(|m| m.u.clone()).collect() };
@@ -65,29 +102,37 @@ pub(super) fn newton_stage(pr: &Problem, par: &mut [f64], u_warm: &mut Vec<Vec<f
     let (mut f, mut modes) = point(&x, u_warm);
     let mut evaluations = 1;
     if !f.is_finite() {
-        return Err(evaluations);
+        return Err((NewtonFailure::NonFiniteStart, evaluations));
     }
-    let Some((mut h, mut l)) = hessian_at(&x, u_warm) else { return Err(evaluations) };
+    let Some((mut h, mut l)) = hessian_at(&x, u_warm) else {
+        return Err((NewtonFailure::HessianNotPositiveDefinite, evaluations));
+    };
     let (mut hessians, mut steps) = (1, 0);
     // Whether `h` was computed at `x`.
     let mut fresh = true;
     let mut previous = f64::INFINITY;
-    let mut converged = false;
+    // Set when the loop ends: `Ok(stalled)` converged, `Err` why not.
+    let mut outcome = Err(NewtonFailure::TooManySteps);
+    let mut decrement = f64::INFINITY;
     while steps < MAX_STEPS {
         let grad = pr.laplace_gradient(x[0], &x[1..], &modes);
         if grad.iter().any(|v| !v.is_finite()) {
+            outcome = Err(NewtonFailure::NonFiniteGradient);
             break;
         }
         let mut step = grad.clone();
         chol_solve(&l, k, &mut step);
-        let decrement: f64 = step.iter().zip(&grad).map(|(s, g)| s * g).sum();
+        decrement = step.iter().zip(&grad).map(|(s, g)| s * g).sum();
         let refresh = |x: &[f64], modes: &[GroupMode]| hessian_at(x, &starts(modes));
         if decrement < DECREMENT_TOL || (!fresh && decrement > 0.1 * previous) {
-            if fresh {
-                converged = decrement < DECREMENT_TOL;
+            if fresh && decrement < DECREMENT_TOL {
+                outcome = Ok(false);
                 break;
             }
-            let Some(hl) = refresh(&x, &modes) else { break };
+            let Some(hl) = refresh(&x, &modes) else {
+                outcome = Err(NewtonFailure::HessianNotPositiveDefinite);
+                break;
+            };
             (h, l) = hl;
             hessians += 1;
             fresh = true;
@@ -117,11 +162,14 @@ pub(super) fn newton_stage(pr: &Problem, par: &mut [f64], u_warm: &mut Vec<Vec<f
         }
         let Some((trial, f_trial, m_trial)) = accepted else {
             if fresh {
-                converged = decrement < STALL_TOL;
+                outcome = if decrement < STALL_TOL { Ok(true) } else { Err(NewtonFailure::NoDescent) };
                 break;
             }
             // The Hessian is from an earlier point: try again with the one here.
-            let Some(hl) = refresh(&x, &modes) else { break };
+            let Some(hl) = refresh(&x, &modes) else {
+                outcome = Err(NewtonFailure::HessianNotPositiveDefinite);
+                break;
+            };
             (h, l) = hl;
             hessians += 1;
             fresh = true;
@@ -134,17 +182,18 @@ pub(super) fn newton_stage(pr: &Problem, par: &mut [f64], u_warm: &mut Vec<Vec<f
         steps += 1;
         fresh = false;
         if t < 1.0 {
-            let Some(hl) = refresh(&x, &modes) else { break };
+            let Some(hl) = refresh(&x, &modes) else {
+                outcome = Err(NewtonFailure::HessianNotPositiveDefinite);
+                break;
+            };
             (h, l) = hl;
             hessians += 1;
             fresh = true;
             previous = f64::INFINITY;
         }
     }
-    if !converged {
-        return Err(evaluations);
-    }
+    let stalled = outcome.map_err(|why| (why, evaluations))?;
     par.copy_from_slice(&x);
     *u_warm = starts(&modes);
-    Ok(NewtonStage { evaluations, hessians, steps, objective: f, hessian: h })
+    Ok(NewtonStage { evaluations, hessians, steps, objective: f, hessian: h, decrement, stalled })
 }
