@@ -104,13 +104,11 @@ pub(super) fn newton_stage(
     if !f.is_finite() {
         return Err((NewtonFailure::NonFiniteStart, evaluations));
     }
-    let Some((mut h, mut l)) = hessian_at(&x, u_warm) else {
+    let Some((h, l)) = hessian_at(&x, u_warm) else {
         return Err((NewtonFailure::HessianNotPositiveDefinite, evaluations));
     };
-    let (mut hessians, mut steps) = (1, 0);
-    // Whether `h` was computed at `x`.
-    let mut fresh = true;
-    let mut previous = f64::INFINITY;
+    let mut cur = Curvature { h, l, computed: 1, fresh: true, previous: f64::INFINITY };
+    let mut steps = 0;
     // Set when the loop ends: `Ok(stalled)` converged, `Err` why not.
     let mut outcome = Err(NewtonFailure::TooManySteps);
     let mut decrement = f64::INFINITY;
@@ -121,25 +119,21 @@ pub(super) fn newton_stage(
             break;
         }
         let mut step = grad.clone();
-        chol_solve(&l, k, &mut step);
+        chol_solve(&cur.l, k, &mut step);
         decrement = step.iter().zip(&grad).map(|(s, g)| s * g).sum();
         let refresh = |x: &[f64], modes: &[GroupMode]| hessian_at(x, &starts(modes));
-        if decrement < DECREMENT_TOL || (!fresh && decrement > 0.1 * previous) {
-            if fresh && decrement < DECREMENT_TOL {
+        if decrement < DECREMENT_TOL || (!cur.fresh && decrement > 0.1 * cur.previous) {
+            if cur.fresh && decrement < DECREMENT_TOL {
                 outcome = Ok(false);
                 break;
             }
-            let Some(hl) = refresh(&x, &modes) else {
-                outcome = Err(NewtonFailure::HessianNotPositiveDefinite);
+            if let Err(why) = cur.renew(refresh(&x, &modes)) {
+                outcome = Err(why);
                 break;
-            };
-            (h, l) = hl;
-            hessians += 1;
-            fresh = true;
-            previous = f64::INFINITY;
+            }
             continue;
         }
-        previous = decrement;
+        cur.previous = decrement;
         let start = starts(&modes);
         let flipped: Vec<Vec<f64>> = start.iter().map(|u| vec![-u[0]]).collect();
         let mut t = 1.0;
@@ -161,39 +155,50 @@ pub(super) fn newton_stage(
             t *= 0.5;
         }
         let Some((trial, f_trial, m_trial)) = accepted else {
-            if fresh {
+            if cur.fresh {
                 outcome = if decrement < STALL_TOL { Ok(true) } else { Err(NewtonFailure::NoDescent) };
                 break;
             }
             // The Hessian is from an earlier point: try again with the one here.
-            let Some(hl) = refresh(&x, &modes) else {
-                outcome = Err(NewtonFailure::HessianNotPositiveDefinite);
+            if let Err(why) = cur.renew(refresh(&x, &modes)) {
+                outcome = Err(why);
                 break;
-            };
-            (h, l) = hl;
-            hessians += 1;
-            fresh = true;
-            previous = f64::INFINITY;
+            }
             continue;
         };
         x = trial;
         f = f_trial;
         modes = m_trial;
         steps += 1;
-        fresh = false;
-        if t < 1.0 {
-            let Some(hl) = refresh(&x, &modes) else {
-                outcome = Err(NewtonFailure::HessianNotPositiveDefinite);
-                break;
-            };
-            (h, l) = hl;
-            hessians += 1;
-            fresh = true;
-            previous = f64::INFINITY;
+        cur.fresh = false;
+        if t < 1.0
+            && let Err(why) = cur.renew(refresh(&x, &modes))
+        {
+            outcome = Err(why);
+            break;
         }
     }
     let stalled = outcome.map_err(|why| (why, evaluations))?;
     par.copy_from_slice(&x);
     *u_warm = starts(&modes);
-    Ok(NewtonStage { evaluations, hessians, steps, objective: f, hessian: h, decrement, stalled })
+    Ok(NewtonStage { evaluations, hessians: cur.computed, steps, objective: f, hessian: cur.h, decrement, stalled })
+}
+
+/// The Hessian in use with its Cholesky factor, how many were computed, whether this one was computed at
+/// the current point, and the decrement of the last step taken with it.
+struct Curvature {
+    h: Vec<f64>,
+    l: Vec<f64>,
+    computed: usize,
+    fresh: bool,
+    previous: f64,
+}
+
+impl Curvature {
+    /// Takes a Hessian just computed at the current point (`None`: not positive definite).
+    fn renew(&mut self, hl: Option<(Vec<f64>, Vec<f64>)>) -> Result<(), NewtonFailure> {
+        let (h, l) = hl.ok_or(NewtonFailure::HessianNotPositiveDefinite)?;
+        *self = Curvature { h, l, computed: self.computed + 1, fresh: true, previous: f64::INFINITY };
+        Ok(())
+    }
 }
