@@ -40,6 +40,7 @@ column = "maths"
 filter = { key_stage = 2 }
 standardize_within_year = true
 [simulation]
+from = "defaults"
 schools = 120
 leads = 8
 cohort_size = 15
@@ -122,6 +123,50 @@ fn bad_settings_are_refused_by_name() {
     std::fs::write(&study, text).unwrap();
     fails(&psmeval(&["power", s, "--out", o], None), "school");
     assert!(!out.exists(), "nothing written");
+}
+
+/// Without `from = "defaults"` the design comes from the study's own tables: their schools, lead schools and
+/// cohort size, and the SDs of the study's impact model fitted to them (calibrated); missing tables are an
+/// error that names the file and the way out.
+#[test]
+fn the_design_comes_from_the_study_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    ok(&psmeval(
+        &["simulate", "--schools", "150", "--leads", "8", "--school-sd", "0.5", "--seed", "3", "--out", d],
+        None,
+    ));
+    let text = std::fs::read_to_string(study(dir.path())).unwrap();
+    let text = text.split("[simulation]").next().unwrap().to_string();
+    let text = text
+        .replacen("not-read.csv", "data/schools.csv", 1)
+        .replacen("not-read.csv", "data/pupils.csv", 1)
+        .replace("ratio = 3", "ratio = 2");
+    let study_path = dir.path().join("from-data.toml");
+    std::fs::write(&study_path, &text).unwrap();
+    let out = dir.path().join("out");
+    let args = ["power", study_path.to_str().unwrap(), "--replicates", "2", "--effects", "0", "--out"];
+    let mut run = args.to_vec();
+    run.extend([out.to_str().unwrap(), "--quiet"]);
+    ok(&psmeval(&run, None));
+    let res: serde_json::Value = serde_json::from_slice(&read(&out.join("results.json"))).unwrap();
+    let design = &res["settings"]["design"];
+    assert_eq!(design["basis"]["from"], "data");
+    assert_eq!((design["schools"].as_u64(), design["leads"].as_u64()), (Some(150), Some(8)));
+    assert_eq!(design["basis"]["sources"]["school_sd"], "data");
+    let school_sd = design["school_sd"].as_f64().unwrap();
+    assert!((0.3..0.75).contains(&school_sd), "school SD {school_sd} from data simulated with 0.5");
+    let report = String::from_utf8(read(&out.join("report.md"))).unwrap();
+    assert!(report.contains("estimated from the study's own data"), "{report}");
+
+    std::fs::remove_file(data.join("pupils.csv")).unwrap();
+    let missing = dir.path().join("missing");
+    let mut run = args.to_vec();
+    run.push(missing.to_str().unwrap());
+    let err = fails(&psmeval(&run, None), "pupils.csv: no such file");
+    assert!(err.contains("from = \"defaults\""), "{err}");
+    assert!(!missing.exists(), "nothing written");
 }
 
 #[test]

@@ -332,6 +332,15 @@ pub struct SimulateArgs {
     /// SD of the programme effect across lead schools (latent SD).
     #[arg(long, value_name = "SD", default_value_t = 0.0, allow_negative_numbers = true)]
     pub effect_sd: f64,
+    /// SD of the school random intercepts (latent SD).
+    #[arg(long, value_name = "SD", default_value_t = 0.30, allow_negative_numbers = true)]
+    pub school_sd: f64,
+    /// SD of the school random slopes per year (latent SD).
+    #[arg(long, value_name = "SD", default_value_t = 0.04, allow_negative_numbers = true)]
+    pub slope_sd: f64,
+    /// SD of the pupil-level residual (latent SD).
+    #[arg(long, value_name = "SD", default_value_t = 0.72, allow_negative_numbers = true)]
+    pub pupil_sd: f64,
     /// Random seed; the same arguments and seed give byte-identical files.
     #[arg(long, value_name = "S", default_value_t = 20_130_901)]
     pub seed: u64,

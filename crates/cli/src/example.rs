@@ -88,7 +88,7 @@ pub fn power_study_text(schools: usize) -> String {
     format!(
         "# psmeval example power study: the example evaluation's design and analysis, simulated by `psmeval power`.\n\
          # Data paths are not read: every replicate simulates its own population.\n\
-         {body}\n[simulation]\nschools = {schools}\nleads = 47\n"
+         {body}\n[simulation]\nfrom = \"defaults\"\nschools = {schools}\nleads = 47\n"
     )
 }
 

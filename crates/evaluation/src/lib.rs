@@ -44,6 +44,7 @@
 
 #![deny(missing_docs)]
 
+pub mod design;
 pub mod effects;
 mod evaluation;
 mod float;

@@ -26,14 +26,14 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use psmeval_frame::Table;
-use psmeval_synth::{Population, SimConfig, simulate, validate};
+use psmeval_synth::{Population, simulate, validate};
+
+pub use crate::design::Design;
 
 use crate::effects::ModelBased;
 use crate::float::nan_if_null;
 use crate::sample::standardization;
-use crate::study::{
-    ClusterBy, Family, InferenceMethod, InferenceSpec, OutcomeSpec, SimulationSpec, SubgroupSpec, filter_rows,
-};
+use crate::study::{ClusterBy, Family, InferenceMethod, InferenceSpec, OutcomeSpec, SubgroupSpec, filter_rows};
 use crate::{EvaluationError, Plan, Study, evaluate, population_tables};
 
 /// The most units (replicates × effects) one run may have.
@@ -41,81 +41,6 @@ pub const MAX_UNITS: u64 = 10_000_000;
 
 /// The power at which the MDES is read off the simulated curve.
 pub const TARGET_POWER: f64 = 0.8;
-
-/// The simulated design: the population each replicate draws (years from the study's `[years]`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Design {
-    /// Schools per population.
-    pub schools: usize,
-    /// Lead (treated) schools.
-    pub leads: usize,
-    /// First year simulated.
-    pub first_year: i64,
-    /// Last year simulated.
-    pub last_year: i64,
-    /// First programme year.
-    pub programme_start: i64,
-    /// Mean pupils per school, year and key stage.
-    pub cohort_size: f64,
-    /// SD of cohort (school × year × key stage) shocks, latent SD units.
-    pub cohort_sd: f64,
-    /// SD of the programme effect across lead schools.
-    pub effect_sd: f64,
-    /// Pre-trend of lead schools per pre-programme year.
-    pub pretrend: f64,
-}
-
-impl Design {
-    /// The design of a study: its `[simulation]` table where given, the simulator's defaults otherwise
-    /// (3,000 schools, 47 of them lead schools, England's mean cohort, cohort SD 0.10).
-    pub fn from_study(plan: &Plan) -> Design {
-        let s = plan.study.simulation.clone().unwrap_or_default();
-        let d = SimConfig::default();
-        let y = &plan.study.years;
-        Design {
-            schools: s.schools.unwrap_or(3_000),
-            leads: s.leads.unwrap_or(d.leads),
-            first_year: y.first,
-            last_year: y.last,
-            programme_start: y.programme_start,
-            cohort_size: s.cohort_size.unwrap_or(d.mean_cohort),
-            cohort_sd: s.cohort_sd.unwrap_or(d.cohort_sd),
-            effect_sd: s.effect_sd.unwrap_or(d.effect_sd),
-            pretrend: s.pretrend.unwrap_or(d.pretrend),
-        }
-    }
-
-    /// The simulator's configuration of one unit.
-    pub fn sim_config(&self, effect: f64, seed: u64) -> SimConfig {
-        SimConfig {
-            schools: self.schools,
-            leads: self.leads,
-            first_year: self.first_year as i32,
-            last_year: self.last_year as i32,
-            programme_start: self.programme_start as i32,
-            effect,
-            mean_cohort: self.cohort_size,
-            cohort_sd: self.cohort_sd,
-            pretrend: self.pretrend,
-            effect_sd: self.effect_sd,
-            seed,
-        }
-    }
-}
-
-impl From<&Design> for SimulationSpec {
-    fn from(d: &Design) -> SimulationSpec {
-        SimulationSpec {
-            schools: Some(d.schools),
-            leads: Some(d.leads),
-            cohort_size: Some(d.cohort_size),
-            cohort_sd: Some(d.cohort_sd),
-            effect_sd: Some(d.effect_sd),
-            pretrend: Some(d.pretrend),
-        }
-    }
-}
 
 /// What a power run simulates: identical settings give identical results.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,7 +153,7 @@ pub struct PowerShard {
 }
 
 /// The `format` of a shard file.
-pub const SHARD_FORMAT: &str = "psmeval power shard v1";
+pub const SHARD_FORMAT: &str = "psmeval power shard v2";
 
 /// One point of a power curve: an analysis at one effect.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -907,9 +832,17 @@ mod tests {
             last_year: 2017,
             programme_start: 2015,
             cohort_size: 20.0,
+            school_sd: 0.3,
+            slope_sd: 0.04,
             cohort_sd: 0.1,
+            pupil_sd: 0.72,
             effect_sd: 0.0,
             pretrend: 0.0,
+            basis: crate::design::DesignBasis {
+                from: crate::study::DesignFrom::Defaults,
+                sources: Default::default(),
+                data_fit: None,
+            },
         };
         let s = |replicates, effects: Vec<f64>| PowerSettings { replicates, effects, seed: 1, design: design.clone() };
         assert!(check_settings(&s(100, vec![0.0, 0.1])).is_ok());

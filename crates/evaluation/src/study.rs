@@ -77,28 +77,53 @@ pub struct Study {
 }
 
 /// `[simulation]`: the design `psmeval power` simulates. Years come from `[years]`; the analysis is the
-/// study's own (matching, model, inference). Every field is optional.
+/// study's own (matching, model, inference). Every field is optional: by default (`from = "data"`) the
+/// fields not given are estimated from the study's own data and fitted impact model (see
+/// [`crate::design`]); with `from = "defaults"` they are the simulator's defaults and no data are read.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimulationSpec {
-    /// Schools in each simulated population (default 3,000).
+    /// Where the fields not given come from: `data` (default) or `defaults`.
+    #[serde(default)]
+    pub from: DesignFrom,
+    /// Schools in each simulated population (data: the school table's; default 3,000).
     #[serde(default)]
     pub schools: Option<usize>,
-    /// Lead (treated) schools among them (default 47).
+    /// Lead (treated) schools among them (data: the school table's; default 47).
     #[serde(default)]
     pub leads: Option<usize>,
     /// Mean pupils per school, year and key stage (default about 35.7, England's 600,000 / 16,800).
     #[serde(default)]
     pub cohort_size: Option<f64>,
+    /// SD of the school random intercepts, latent pupil SD units (default 0.30).
+    #[serde(default)]
+    pub school_sd: Option<f64>,
+    /// SD of the school random slopes per year (default 0.04).
+    #[serde(default)]
+    pub slope_sd: Option<f64>,
     /// SD of school-by-year cohort shocks, latent pupil SD units (default 0.10).
     #[serde(default)]
     pub cohort_sd: Option<f64>,
-    /// SD of the programme effect across lead schools (default 0).
+    /// SD of the pupil-level residual, latent pupil SD units (default 0.72).
+    #[serde(default)]
+    pub pupil_sd: Option<f64>,
+    /// SD of the programme effect across lead schools (default 0; never estimated).
     #[serde(default)]
     pub effect_sd: Option<f64>,
-    /// Pre-trend of lead schools per pre-programme year (default 0).
+    /// Pre-trend of lead schools per pre-programme year (default 0; never estimated).
     #[serde(default)]
     pub pretrend: Option<f64>,
+}
+
+/// Where the design of `psmeval power` comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DesignFrom {
+    /// The study's own data and fitted impact model.
+    #[default]
+    Data,
+    /// The simulator's defaults (no data read).
+    Defaults,
 }
 
 /// `[inference]`.

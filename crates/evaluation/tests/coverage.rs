@@ -27,6 +27,7 @@ column = "maths"
 filter = { key_stage = 2 }
 standardize_within_year = true
 [simulation]
+from = "defaults"
 schools = 160
 leads = 10
 cohort_size = 20

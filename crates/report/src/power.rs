@@ -2,6 +2,7 @@
 //! SEs), one power-curve figure per outcome (SVG and PNG), and `report.md` / `report.html` with the MDES, the
 //! rejection rate and coverage at no effect, and what the intervals account for. Computes nothing.
 
+use psmeval_evaluation::design::{ComponentSds, Design, Source};
 use psmeval_evaluation::power::{AnalysisPower, PowerPoint, PowerResults, TARGET_POWER};
 use psmeval_evaluation::study::Family;
 
@@ -18,6 +19,66 @@ pub fn render_power(res: &PowerResults) -> Result<Vec<Artifact>, ReportError> {
     files.push(Artifact::text("report.md", doc.markdown()));
     files.push(Artifact::text("report.html", doc.html()));
     Ok(files)
+}
+
+/// Where the simulated design came from: the study's data (with the calibration), its `[simulation]` table
+/// or the simulator's defaults.
+fn design_basis(d: &Design) -> String {
+    let named = |source: Source| -> Vec<String> {
+        d.basis.sources.iter().filter(|(_, s)| **s == source).map(|(f, _)| format!("`{f}`")).collect()
+    };
+    let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
+    let mut text = match &d.basis.data_fit {
+        None => format!(
+            "The design is not estimated from data (`from = \"defaults\"`): set in the study's [simulation] \
+             table: {}; the simulator's defaults: {}.",
+            list(named(Source::Study)),
+            list(named(Source::Default))
+        ),
+        Some(fit) => {
+            let mut t = format!(
+                "The design was estimated from the study's own data: its school table has {} schools, {} of them \
+                 lead schools, and {} pupils per school and year{}.",
+                count(fit.schools),
+                count(fit.leads),
+                num(fit.cohort_size, 1),
+                fit.outcome.as_deref().map(|o| format!(" in {o}")).unwrap_or_default(),
+            );
+            if let (Some(o), Some(f), Some(target)) = (&fit.outcome, &fit.formula, &fit.fitted) {
+                t += &format!(
+                    " The study's impact model of {o} fitted to the data (`{f}`) has SDs {} (pupil SD units). The \
+                     simulator's latent SDs were calibrated so that the same model fitted to a simulated pilot \
+                     population of the design gives the same SDs{}.",
+                    sds(target),
+                    fit.pilot.as_ref().map(|p| format!(" (the last pilot: {})", sds(p))).unwrap_or_default(),
+                );
+            }
+            for n in &fit.notes {
+                t += &format!(" Note: {n}.");
+            }
+            t + &format!(
+                " From the data: {}; set in the [simulation] table: {}; the simulator's defaults: {} (a programme \
+                 effect's heterogeneity and a pre-trend are assumptions, never estimated).",
+                list(named(Source::Data)),
+                list(named(Source::Study)),
+                list(named(Source::Default))
+            )
+        }
+    };
+    text.truncate(text.trim_end().len());
+    text
+}
+
+fn sds(c: &ComponentSds) -> String {
+    let mut parts = vec![format!("school {}", num(c.school, 3))];
+    if let Some(s) = c.slope {
+        parts.push(format!("slope {}", num(s, 3)));
+    }
+    if let Some(s) = c.cohort {
+        parts.push(format!("cohort {}", num(s, 3)));
+    }
+    parts.push(format!("pupil {}", num(c.pupil, 3)));
+    parts.join(", ")
 }
 
 fn label(a: &AnalysisPower) -> String {
@@ -102,9 +163,9 @@ fn document(res: &PowerResults, files: &mut Vec<Artifact>) -> Result<Document, R
         "The study's matching and analysis were run on {} simulated populations at each of {} programme effects \
          ({}; latent pupil SD units), {} runs in all, seed {}. Each population has {} schools, {} of them lead \
          schools, {} to {} with the programme from {}, {} pupils per school, year and key stage on average, \
-         cohort (school × year × key stage) shocks with SD {}, programme-effect SD across lead schools {} and \
-         lead-school pre-trend {} per year. Replicate r uses the same population at every effect, so the power \
-         curve is smooth. Inference: {}.",
+         latent SDs of school intercepts {}, school slopes per year {}, cohort (school × year × key stage) shocks \
+         {} and pupils {}, programme-effect SD across lead schools {} and lead-school pre-trend {} per year. \
+         Replicate r uses the same population at every effect, so the power curve is smooth. Inference: {}.",
         count(res.replicates as usize),
         s.effects.len(),
         s.effects.iter().map(|e| num(*e, 3)).collect::<Vec<_>>().join(", "),
@@ -116,11 +177,15 @@ fn document(res: &PowerResults, files: &mut Vec<Artifact>) -> Result<Document, R
         year_label(d.last_year),
         year_label(d.programme_start),
         num(d.cohort_size, 1),
-        num(d.cohort_sd, 2),
+        num(d.school_sd, 3),
+        num(d.slope_sd, 3),
+        num(d.cohort_sd, 3),
+        num(d.pupil_sd, 3),
         num(d.effect_sd, 2),
         num(d.pretrend, 2),
         res.inference,
     ));
+    doc.p(design_basis(d));
     doc.p("Power is the share of replicates whose pooled effect has p < 0.05; at no effect it is the rejection rate, \
          which should be near 5%. Coverage is the share of 95% intervals containing the population's true effect \
          on the analysed scale (lead-school pupils' outcomes with minus without the programme, in standardized \

@@ -81,6 +81,14 @@ pub struct SimConfig {
     pub pretrend: f64,
     /// SD of the programme effect across lead schools (each lead school's effect is `effect + effect_sd · z`).
     pub effect_sd: f64,
+    /// SD of the school random intercepts on the latent score (0.30 by default; the school-level prior
+    /// attainment adds between-school variation on top, see [`Truth::school_prior_coefficient`]).
+    pub school_sd: f64,
+    /// SD of the school random slopes per year (0.04 by default).
+    pub slope_sd: f64,
+    /// SD of the pupil-level residual of the latent score (0.72 by default; the pupil covariates add to the
+    /// pupil-level variation).
+    pub pupil_sd: f64,
     /// Seed of the generator.
     pub seed: u64,
 }
@@ -98,6 +106,9 @@ impl Default for SimConfig {
             cohort_sd: 0.10,
             pretrend: 0.0,
             effect_sd: 0.0,
+            school_sd: 0.30,
+            slope_sd: 0.04,
+            pupil_sd: 0.72,
             seed: 20_130_901,
         }
     }
@@ -284,10 +295,7 @@ pub struct Population {
 }
 
 // Generating parameters (latent scale, total SD ≈ 1).
-const U0_SD: f64 = 0.30;
-const U1_SD: f64 = 0.04;
 const U01_COR: f64 = -0.2;
-const RESID_SD: f64 = 0.72;
 const COEF: PupilCoefficients = PupilCoefficients { female: -0.05, fsm: -0.25, eal: -0.05, sen: -0.55, prior: 0.45 };
 const SCHOOL_PRIOR: f64 = 0.20;
 const TREND: f64 = 0.02;
@@ -361,10 +369,18 @@ pub fn validate(cfg: &SimConfig) -> Result<(), SimError> {
     if !cfg.effect.is_finite() || cfg.effect.abs() > 5.0 {
         return bad("effect", format!("{:?}", cfg.effect), "must be finite and within ±5 SD");
     }
-    for (name, v) in [("cohort_sd", cfg.cohort_sd), ("effect_sd", cfg.effect_sd)] {
+    for (name, v) in [
+        ("cohort_sd", cfg.cohort_sd),
+        ("effect_sd", cfg.effect_sd),
+        ("school_sd", cfg.school_sd),
+        ("slope_sd", cfg.slope_sd),
+    ] {
         if !(v.is_finite() && (0.0..=2.0).contains(&v)) {
             return bad(name, format!("{v:?}"), "must be between 0 and 2 latent SD");
         }
+    }
+    if !(cfg.pupil_sd.is_finite() && (0.01..=5.0).contains(&cfg.pupil_sd)) {
+        return bad("pupil_sd", format!("{:?}", cfg.pupil_sd), "must be between 0.01 and 5 latent SD");
     }
     if !(cfg.pretrend.is_finite() && cfg.pretrend.abs() <= 1.0) {
         return bad("pretrend", format!("{:?}", cfg.pretrend), "must be finite and within ±1 SD per year");
@@ -382,10 +398,10 @@ pub fn simulate(cfg: &SimConfig) -> Result<Population, SimError> {
     let (pupils, latent_sd) = simulate_pupils(cfg, &schools, &latent);
     let truth = Truth {
         config: cfg.clone(),
-        school_intercept_sd: U0_SD,
-        school_slope_sd: U1_SD,
+        school_intercept_sd: cfg.school_sd,
+        school_slope_sd: cfg.slope_sd,
         intercept_slope_correlation: U01_COR,
-        residual_sd: RESID_SD,
+        residual_sd: cfg.pupil_sd,
         pupil_coefficients: COEF,
         school_prior_coefficient: SCHOOL_PRIOR,
         intercept: LATENT_INTERCEPT,
@@ -501,7 +517,11 @@ fn simulate_schools(cfg: &SimConfig) -> (Schools, Vec<SchoolLatent>) {
         };
         let z0 = normal(&mut rng);
         let z1 = normal(&mut rng);
-        latent.push(SchoolLatent { u0: U0_SD * z0, u1: U1_SD * (U01_COR * z0 + u_cor_rest * z1), prior_z });
+        latent.push(SchoolLatent {
+            u0: cfg.school_sd * z0,
+            u1: cfg.slope_sd * (U01_COR * z0 + u_cor_rest * z1),
+            prior_z,
+        });
         s.school_id.push(100_000 + (i as i64) * 7 + 3);
         s.la.push(la as i64);
         s.region.push(region as i64 + 1);
@@ -601,7 +621,7 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
                             + COEF.prior * prior
                             + cohort
                             + pre
-                            + RESID_SD * normal(&mut rng);
+                            + cfg.pupil_sd * normal(&mut rng);
                         out.sum += base;
                         out.sum_sq += base * base;
                         let effect = if lead && year >= cfg.programme_start { school_effect } else { 0.0 };

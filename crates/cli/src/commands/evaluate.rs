@@ -67,9 +67,7 @@ pub fn run_study(study_path: &Path, progress: &Progress) -> Result<Evaluation> {
     let mut study = Study::from_toml(&text).map_err(at_study)?;
     // Tables are read relative to the study file; results.json shows their paths as the study gives them,
     // so the same study gives the same bytes wherever it is run from.
-    let base = study_path.parent().unwrap_or(Path::new(""));
-    let resolve = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
-    let (schools_path, pupils_path) = (resolve(&study.data.schools), resolve(&study.data.pupils));
+    let (schools_path, pupils_path) = table_paths(study_path, &study);
     study.data.schools = PathBuf::from(display_relative(&schools_path, study_path));
     study.data.pupils = PathBuf::from(display_relative(&pupils_path, study_path));
     let plan = Plan::new(study).map_err(at_study)?;
@@ -91,17 +89,29 @@ pub fn run_study(study_path: &Path, progress: &Progress) -> Result<Evaluation> {
         },
     ];
     let observer = progress.observer();
-    evaluate(&plan, &schools, &pupils, inputs, text, &|p| observer.observe(p)).map_err(|e| {
-        let input = e.is_input_error();
-        let message = match &e {
-            EvaluationError::Plan(p) => format!("{}:\n  {p}", study_path.display()),
-            EvaluationError::Schools(_) | EvaluationError::Matching(_) => {
-                format!("{}: {}", schools_path.display(), strip_table_prefix(&e))
-            }
-            _ => e.to_string(),
-        };
-        if input { InputError::new(message).into() } else { anyhow::anyhow!(message) }
-    })
+    evaluate(&plan, &schools, &pupils, inputs, text, &|p| observer.observe(p))
+        .map_err(|e| evaluation_error(&e, study_path, &schools_path))
+}
+
+/// The study's table paths, resolved against the study file's folder.
+pub fn table_paths(study_path: &Path, study: &Study) -> (PathBuf, PathBuf) {
+    let base = study_path.parent().unwrap_or(Path::new(""));
+    let resolve = |p: &Path| if p.is_relative() { base.join(p) } else { p.to_path_buf() };
+    (resolve(&study.data.schools), resolve(&study.data.pupils))
+}
+
+/// An evaluation error as the CLI reports it: plan problems under the study file, school-table problems
+/// under the school file, an input error (exit 2) unless psmeval itself failed.
+pub fn evaluation_error(e: &EvaluationError, study_path: &Path, schools_path: &Path) -> anyhow::Error {
+    let input = e.is_input_error();
+    let message = match e {
+        EvaluationError::Plan(p) => format!("{}:\n  {p}", study_path.display()),
+        EvaluationError::Schools(_) | EvaluationError::Matching(_) => {
+            format!("{}: {}", schools_path.display(), strip_table_prefix(e))
+        }
+        _ => e.to_string(),
+    };
+    if input { InputError::new(message).into() } else { anyhow::anyhow!(message) }
 }
 
 /// The message of a school-table error without the library's generic "the school table: " prefix (the path

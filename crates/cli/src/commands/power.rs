@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::args::PowerArgs;
 use crate::error::InputError;
 use crate::progress::Progress;
-use crate::table::{Outputs, write_text};
+use crate::table::{Outputs, load_table, write_text};
 
 /// Runs `psmeval power` from its arguments.
 pub fn run(a: &PowerArgs) -> Result<()> {
@@ -35,12 +35,12 @@ pub fn run(a: &PowerArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| default_out(a));
     crate::table::check_output_dir(&out)?;
     let plan = plan(&study_path, &text)?;
-    let settings = PowerSettings {
-        replicates: a.replicates,
-        effects: a.effects.clone(),
-        seed: a.seed,
-        design: power::Design::from_study(&plan),
+    let design = if a.example || !power::Design::needs_data(&plan) {
+        power::Design::from_study(&plan)
+    } else {
+        design_from_data(&study_path, &plan, &progress)?
     };
+    let settings = PowerSettings { replicates: a.replicates, effects: a.effects.clone(), seed: a.seed, design };
     power::check_settings(&settings).map_err(|e| InputError::new(format!("{}: {e}", study_path.display())))?;
     let sha = sha256(text.as_bytes());
     if a.slurm {
@@ -59,6 +59,31 @@ pub fn run(a: &PowerArgs) -> Result<()> {
         return Ok(());
     }
     write_results(&out, &run, &progress)
+}
+
+/// The design estimated from the study's own tables (read relative to the study file) and calibrated by
+/// pilot simulations ([`power::Design::from_data`]).
+fn design_from_data(study_path: &Path, plan: &Plan, progress: &Progress) -> Result<power::Design> {
+    let (schools_path, pupils_path) = super::evaluate::table_paths(study_path, &plan.study);
+    let step = progress.step("loading the study's tables for its design");
+    for p in [&schools_path, &pupils_path] {
+        if !p.exists() {
+            return Err(InputError::new(format!(
+                "{}: no such file (`psmeval power` takes its design from the study's data; give the data, or set \
+                 `from = \"defaults\"` in [simulation] to simulate the built-in design)",
+                p.display()
+            ))
+            .into());
+        }
+    }
+    let schools = load_table(&schools_path)?;
+    let pupils = load_table(&pupils_path)?;
+    step.finish();
+    let step = progress.step("estimating the design: the study's impact model, then calibration pilots");
+    let design = power::Design::from_data(plan, &schools, &pupils)
+        .map_err(|e| super::evaluate::evaluation_error(&e, study_path, &schools_path))?;
+    step.finish();
+    Ok(design)
 }
 
 fn default_out(a: &PowerArgs) -> PathBuf {

@@ -23,6 +23,9 @@ pub fn config(a: &SimulateArgs) -> SimConfig {
         cohort_sd: a.cohort_sd,
         pretrend: a.pretrend,
         effect_sd: a.effect_sd,
+        school_sd: a.school_sd,
+        slope_sd: a.slope_sd,
+        pupil_sd: a.pupil_sd,
         seed: a.seed,
         ..base
     }
