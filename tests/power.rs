@@ -156,7 +156,12 @@ fn the_design_comes_from_the_study_data() {
     assert_eq!((design["schools"].as_u64(), design["leads"].as_u64()), (Some(150), Some(8)));
     assert_eq!(design["basis"]["sources"]["school_sd"], "data");
     let school_sd = design["school_sd"].as_f64().unwrap();
-    assert!((0.3..0.75).contains(&school_sd), "school SD {school_sd} from data simulated with 0.5");
+    assert!((0.38..0.7).contains(&school_sd), "school SD {school_sd} from data simulated with 0.5");
+    let cohort = design["cohort_size"].as_f64().unwrap();
+    assert!((30.0..42.0).contains(&cohort), "cohort size {cohort} from data simulated with 35.7");
+    let fit = &design["basis"]["data_fit"];
+    let (pilot, fitted) = (fit["pilot"]["school"].as_f64().unwrap(), fit["fitted"]["school"].as_f64().unwrap());
+    assert!((pilot / fitted - 1.0).abs() < 0.05, "the calibrated pilot ({pilot}) reproduces the data ({fitted})");
     let report = String::from_utf8(read(&out.join("report.md"))).unwrap();
     assert!(report.contains("estimated from the study's own data"), "{report}");
 

@@ -7,17 +7,19 @@
 //! the study's years and the outcome's filter, per school and year give the cohort size; and the study's own
 //! impact model of that outcome, fitted to the data exactly as `evaluate` fits it, gives the variance
 //! components: the school intercept SD, the school slope SD (with random slopes on year), the cohort SD (with
-//! the cohort term) and the pupil residual SD, in pupil SD units (the analysed scale of an outcome
+//! the cohort term) and the pupil residual SD, on the analysed scale (pupil SD units for an outcome
 //! standardized within year; otherwise divided by the model's effect-size SD).
 //!
 //! The simulator's SDs are those of a latent score, and a model fitted to simulated data does not return them
 //! as they went in: the schools' prior attainment adds between-school variance, the pupil covariates absorb
 //! part of it, and banded or clamped scores shrink everything. So the SDs are *calibrated*: a pilot population
 //! of the design (fixed seed [`PILOT_SEED`], no programme effect) is simulated, the same model fitted to it,
-//! and each SD scaled by the ratio of the data's fitted SD to the pilot's, [`CALIBRATION_ROUNDS`] times on the
-//! same pilot seed. The last pilot's fitted SDs are kept ([`DataFit::pilot`]), so the report can show how
-//! closely the simulated design reproduces the data. A study with no score outcome keeps the simulator's
-//! default SDs (a logistic model's variances are on another scale) and says so.
+//! and each SD scaled by the ratio of the data's fitted SD to the pilot's, on the same pilot seed, until every
+//! pilot SD is within [`CALIBRATION_TOL`] of the data's (at most [`CALIBRATION_ROUNDS`] rounds; a note says
+//! when it is not). The last pilot's fitted SDs are kept ([`DataFit::pilot`]), so the report can show how
+//! closely the simulated design reproduces the data, with the pilot's latent total SD (the unit of the
+//! simulated effects). A study with no score outcome keeps the simulator's default SDs (a logistic model's
+//! variances are on another scale) and says so; so does a model without one of the terms.
 
 use std::collections::BTreeMap;
 
@@ -32,8 +34,11 @@ use crate::{EvaluationError, Plan, evaluate, population_tables};
 /// its data only, whatever the run's seed).
 pub const PILOT_SEED: u64 = 20_161_201;
 
-/// Rounds of calibration of the simulator's SDs against the data's fitted SDs.
-pub const CALIBRATION_ROUNDS: usize = 2;
+/// The most calibration rounds (pilot refits after the first pilot).
+pub const CALIBRATION_ROUNDS: usize = 6;
+
+/// Calibration stops when every calibrated SD of the pilot is within this relative distance of the data's.
+pub const CALIBRATION_TOL: f64 = 0.005;
 
 /// The simulated design: the population each replicate draws (years from the study's `[years]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -106,20 +111,26 @@ pub struct DataFit {
     pub outcome: Option<String>,
     /// Its impact model's formula.
     pub formula: Option<String>,
-    /// The fitted SDs of that model, pupil SD units.
+    /// The fitted SDs of that model on the analysed scale.
     pub fitted: Option<ComponentSds>,
     /// The same model's fitted SDs on the last calibration pilot (what the simulated design reproduces).
     pub pilot: Option<ComponentSds>,
+    /// Calibration rounds run after the first pilot.
+    pub calibration_rounds: usize,
+    /// The total SD of the last pilot's latent score (the unit of the simulated effects; about 1 with the
+    /// simulator's default SDs).
+    pub latent_total_sd: Option<f64>,
     /// What a reader should know about the estimate.
     pub notes: Vec<String>,
 }
 
-/// The SDs of an impact model's variance components, pupil SD units (`None`: not in the model).
+/// The SDs of an impact model's variance components on the analysed scale (an outcome standardized within
+/// year: pupil SD units; otherwise divided by the model's effect-size SD), `None` where the model lacks the term.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ComponentSds {
     /// School random intercepts.
-    pub school: f64,
+    pub school: Option<f64>,
     /// School random slopes on year.
     pub slope: Option<f64>,
     /// Cohort (school × year) intercepts.
@@ -197,7 +208,8 @@ impl Design {
         let n_schools = schools.n_rows();
         let n_leads = treat.iter().filter(|&&t| t).count();
         let outcome = design_outcome(study);
-        let cohort_size = cohort_size(plan, pupils, n_schools, outcome.or(study.outcomes.first()));
+        let counted = outcome.or(study.outcomes.iter().find(|o| o.primary)).or(study.outcomes.first());
+        let cohort_size = cohort_size(plan, pupils, n_schools, counted);
         let mut fit = DataFit {
             schools: n_schools,
             leads: n_leads,
@@ -206,21 +218,38 @@ impl Design {
             formula: None,
             fitted: None,
             pilot: None,
+            calibration_rounds: 0,
+            latent_total_sd: None,
             notes: Vec::new(),
         };
-        let set = |design: &mut Design, field: &str, apply: &dyn Fn(&mut Design)| {
-            if !given(study, field) {
-                apply(design);
-                design.basis.sources.insert(field.to_string(), Source::Data);
-            }
+        let open = |f: &str| !given(study, f);
+        let from_data = |design: &mut Design, field: &str| {
+            design.basis.sources.insert(field.to_string(), Source::Data);
         };
-        set(&mut design, "schools", &|d| d.schools = n_schools);
-        set(&mut design, "leads", &|d| d.leads = n_leads);
-        set(&mut design, "cohort_size", &|d| d.cohort_size = cohort_size);
+        if open("schools") {
+            design.schools = n_schools;
+            from_data(&mut design, "schools");
+        }
+        if open("leads") {
+            design.leads = n_leads;
+            from_data(&mut design, "leads");
+        }
+        if open("cohort_size") {
+            design.cohort_size = cohort_size;
+            from_data(&mut design, "cohort_size");
+            if let (None, Some(o)) = (outcome, counted) {
+                fit.notes.push(format!("the cohort size counts the pupil rows of `{}`", o.name));
+            }
+        }
+        let sd_fields = ["school_sd", "slope_sd", "cohort_sd", "pupil_sd"];
+        if !sd_fields.iter().any(|f| open(f)) {
+            design.basis.data_fit = Some(fit);
+            return Ok(design);
+        }
         let Some(outcome) = outcome else {
             fit.notes.push(
-                "the study has no score outcome, so the simulator's default school, slope, cohort and pupil SDs \
-                 are used (a logistic model's variances are on its latent scale, not the scores')"
+                "the study has no score outcome, so the SDs not set in [simulation] are the simulator's defaults \
+                 (a logistic model's variances are on its latent scale, not the scores')"
                     .into(),
             );
             design.basis.data_fit = Some(fit);
@@ -230,80 +259,87 @@ impl Design {
         let (formula, target) = fitted_sds(&design_plan, schools, pupils)?;
         fit.formula = Some(formula);
         fit.fitted = Some(target);
-        // The fields the data set, with what the model lacks left at its source.
-        let open = |f: &str| !given(study, f);
-        let calibrated = |t: Option<f64>, f: &str| open(f) && t.is_some();
-        let (c_school, c_slope, c_cohort, c_pupil) = (
-            open("school_sd"),
-            calibrated(target.slope, "slope_sd"),
-            calibrated(target.cohort, "cohort_sd"),
-            open("pupil_sd"),
-        );
-        if open("slope_sd") && target.slope.is_none() {
-            fit.notes.push(format!(
-                "the model has no random slope on year, so the simulated schools keep the default slope SD {}",
-                design.slope_sd
-            ));
-        }
-        if open("cohort_sd") && target.cohort.is_none() {
-            fit.notes.push(format!(
-                "the model has no cohort term, so the simulated cohorts keep the default cohort SD {}",
-                design.cohort_sd
-            ));
-        }
-        if c_school {
-            design.school_sd = target.school;
-        }
-        if c_slope {
-            design.slope_sd = target.slope.unwrap_or(design.slope_sd);
-        }
-        if c_cohort {
-            design.cohort_sd = target.cohort.unwrap_or(design.cohort_sd);
-        }
-        if c_pupil {
-            design.pupil_sd = target.pupil;
-        }
-        let rescale = |s: f64, t: f64, p: f64, max: f64| {
-            if t == 0.0 {
-                0.0
-            } else if p > 0.0 && p.is_finite() {
-                (s * t / p).clamp(0.0, max)
-            } else {
-                s
+        // An SD is estimated when the study leaves it open and the model has its term.
+        let terms = [
+            ("school_sd", target.school, "no school random intercept"),
+            ("slope_sd", target.slope, "no random slope on year"),
+            ("cohort_sd", target.cohort, "no cohort term"),
+            ("pupil_sd", Some(target.pupil), ""),
+        ];
+        let mut estimated = [false; 4];
+        for (k, (field, value, lacks)) in terms.iter().enumerate() {
+            match value {
+                Some(v) if open(field) => {
+                    *design.sd_mut(field) = *v;
+                    estimated[k] = true;
+                }
+                None if open(field) => fit.notes.push(format!(
+                    "the model has {lacks}, so the simulated design keeps the default {field} {}",
+                    design.sd(field)
+                )),
+                _ => {}
             }
-        };
-        let mut pilot = None;
-        if c_school || c_slope || c_cohort || c_pupil {
+        }
+        if estimated.iter().any(|&e| e) {
+            let pilot_targets = |p: &ComponentSds| [p.school, p.slope, p.cohort, Some(p.pupil)];
+            let targets = pilot_targets(&target);
+            let mut last = None;
             for round in 0..=CALIBRATION_ROUNDS {
-                let p = pilot_sds(&design_plan, &design)?;
-                pilot = Some(p);
-                if round == CALIBRATION_ROUNDS {
+                let (p, latent_sd) = pilot_sds(&design_plan, &design)?;
+                last = Some((p, latent_sd));
+                let within = pilot_targets(&p).into_iter().zip(targets).zip(estimated).all(|((got, t), on)| {
+                    !on || matches!((got, t), (Some(g), Some(t)) if (g - t).abs() <= CALIBRATION_TOL * t.abs())
+                });
+                fit.calibration_rounds = round;
+                if within {
                     break;
                 }
-                if c_school {
-                    design.school_sd = rescale(design.school_sd, target.school, p.school, 2.0);
+                if round == CALIBRATION_ROUNDS {
+                    fit.notes.push(format!(
+                        "after {CALIBRATION_ROUNDS} calibration rounds the pilot's SDs are not all within {}% of \
+                         the data's",
+                        100.0 * CALIBRATION_TOL
+                    ));
+                    break;
                 }
-                if let (true, Some(t), Some(p)) = (c_slope, target.slope, p.slope) {
-                    design.slope_sd = rescale(design.slope_sd, t, p, 2.0);
-                }
-                if let (true, Some(t), Some(p)) = (c_cohort, target.cohort, p.cohort) {
-                    design.cohort_sd = rescale(design.cohort_sd, t, p, 2.0);
-                }
-                if c_pupil {
-                    design.pupil_sd = rescale(design.pupil_sd, target.pupil, p.pupil, 5.0).max(0.01);
+                for (k, got) in pilot_targets(&p).into_iter().enumerate() {
+                    let (field, (t, got)) = (terms[k].0, (targets[k], got));
+                    if let (true, Some(t), Some(got)) = (estimated[k], t, got) {
+                        let sd = design.sd(field);
+                        *design.sd_mut(field) = calibrate(sd, t, got, field == "pupil_sd");
+                    }
                 }
             }
+            if let Some((p, latent_sd)) = last {
+                fit.pilot = Some(p);
+                fit.latent_total_sd = Some(latent_sd);
+            }
         }
-        for (field, on) in
-            [("school_sd", c_school), ("slope_sd", c_slope), ("cohort_sd", c_cohort), ("pupil_sd", c_pupil)]
-        {
+        for (k, &on) in estimated.iter().enumerate() {
             if on {
-                design.basis.sources.insert(field.to_string(), Source::Data);
+                from_data(&mut design, terms[k].0);
             }
         }
-        fit.pilot = pilot;
         design.basis.data_fit = Some(fit);
         Ok(design)
+    }
+
+    fn sd(&self, field: &str) -> f64 {
+        match field {
+            "school_sd" => self.school_sd,
+            "slope_sd" => self.slope_sd,
+            "cohort_sd" => self.cohort_sd,
+            _ => self.pupil_sd,
+        }
+    }
+
+    fn sd_mut(&mut self, field: &str) -> &mut f64 {
+        match field {
+            "school_sd" => &mut self.school_sd,
+            "slope_sd" => &mut self.slope_sd,
+            "cohort_sd" => &mut self.cohort_sd,
+            _ => &mut self.pupil_sd,
+        }
     }
 
     /// The simulator's configuration of one unit.
@@ -324,6 +360,19 @@ impl Design {
             pupil_sd: self.pupil_sd,
             seed,
         }
+    }
+}
+
+/// One calibration step: the simulator's SD `sd` scaled by the data's fitted SD `target` over the pilot's
+/// `pilot`, within the simulator's range (a zero target gives 0; a pilot without variance leaves `sd`).
+fn calibrate(sd: f64, target: f64, pilot: f64, pupil: bool) -> f64 {
+    let (min, max) = if pupil { (0.01, 5.0) } else { (0.0, 2.0) };
+    if target == 0.0 && !pupil {
+        0.0
+    } else if pilot > 0.0 && pilot.is_finite() {
+        (sd * target / pilot).clamp(min, max)
+    } else {
+        sd
     }
 }
 
@@ -375,7 +424,7 @@ fn fitted_sds(plan: &Plan, schools: &Table, pupils: &Table) -> Result<(String, C
     let sample_error = |message: String| EvaluationError::Sample { analysis: format!("outcome `{name}`"), message };
     let res = ev.outcomes.first().ok_or_else(|| sample_error("no analysis".into()))?;
     if let Some(why) = &res.skipped {
-        return Err(sample_error(format!("its impact model could not be fitted: {why}")));
+        return Err(sample_error(format!("the design cannot be estimated from the data: {why}")));
     }
     let model = res.model.as_ref().ok_or_else(|| sample_error("no fitted impact model".into()))?;
     let vc = model.variance_components();
@@ -391,7 +440,7 @@ fn fitted_sds(plan: &Plan, schools: &Table, pupils: &Table) -> Result<(String, C
     };
     let pupil = vc.iter().find(|v| v.term.is_none()).map_or(f64::NAN, |v| v.std_dev);
     let sds = ComponentSds {
-        school: scale * sd(school, Some("(Intercept)")).unwrap_or(0.0),
+        school: sd(school, Some("(Intercept)")).map(|s| scale * s),
         slope: sd(school, Some("year_c")).map(|s| scale * s),
         cohort: sd(&cohort_group, Some("(Intercept)")).map(|s| scale * s),
         pupil: scale * pupil,
@@ -402,15 +451,18 @@ fn fitted_sds(plan: &Plan, schools: &Table, pupils: &Table) -> Result<(String, C
     Ok((model.formula().to_string(), sds))
 }
 
-/// The design plan's fitted SDs on a pilot population of `design` (no programme effect).
-fn pilot_sds(plan: &Plan, design: &Design) -> Result<ComponentSds, EvaluationError> {
+/// The design plan's fitted SDs on a pilot population of `design` (no programme effect) and the pilot's
+/// latent total SD.
+fn pilot_sds(plan: &Plan, design: &Design) -> Result<(ComponentSds, f64), EvaluationError> {
     let pilot_error = |why: String| EvaluationError::Sample {
         analysis: "the design's calibration pilot".into(),
-        message: format!("the simulated design cannot be run: {why}"),
+        message: format!("a population of the estimated design: {why}"),
     };
     let pop = simulate(&design.sim_config(0.0, PILOT_SEED)).map_err(|e| pilot_error(e.to_string()))?;
     let (schools, pupils) = population_tables(&pop).map_err(|e| pilot_error(e.to_string()))?;
-    fitted_sds(plan, &schools, &pupils).map(|(_, sds)| sds).map_err(|e| pilot_error(e.to_string()))
+    let (_, sds) = fitted_sds(plan, &schools, &pupils)
+        .map_err(|e| if e.is_input_error() { pilot_error(e.to_string()) } else { e })?;
+    Ok((sds, pop.truth.latent_total_sd))
 }
 
 #[cfg(test)]
@@ -480,7 +532,7 @@ mod tests {
         assert_eq!(d.slope_sd, SimConfig::default().slope_sd, "no random slope in the model");
         let fit = d.basis.data_fit.as_ref().unwrap();
         let (target, pilot) = (fit.fitted.unwrap(), fit.pilot.unwrap());
-        assert!(near(pilot.school, target.school, 0.03), "{pilot:?} vs {target:?}");
+        assert!(near(pilot.school.unwrap(), target.school.unwrap(), 0.03), "{pilot:?} vs {target:?}");
         assert!(near(pilot.cohort.unwrap(), target.cohort.unwrap(), 0.03), "{pilot:?} vs {target:?}");
         assert!(near(pilot.pupil, target.pupil, 0.01), "{pilot:?} vs {target:?}");
         for f in ["schools", "leads", "cohort_size", "school_sd", "cohort_sd", "pupil_sd"] {
@@ -492,6 +544,56 @@ mod tests {
         assert!(fit.notes.iter().any(|n| n.contains("no random slope")));
         // The same study and data give the same design (the pilots' seed is fixed).
         assert_eq!(Design::from_data(&plan, &schools, &pupils).unwrap(), d);
+    }
+
+    /// Random slopes and a score that is not standardized (the SDs divided by the effect-size SD): the slope SD
+    /// is estimated and calibrated too.
+    #[test]
+    fn random_slopes_and_raw_scores_are_calibrated_too() {
+        let truth = SimConfig {
+            schools: 400,
+            leads: 20,
+            mean_cohort: 25.0,
+            slope_sd: 0.08,
+            first_year: 2016,
+            last_year: 2020,
+            programme_start: 2018,
+            seed: 5,
+            ..SimConfig::default()
+        };
+        let (schools, pupils) = data(&truth);
+        let raw = KS2.replace("standardize_within_year = true", "standardize_within_year = false");
+        let mut study = plan("", &raw).study;
+        study.model.random_slope_year = true;
+        study.years.first = 2016;
+        study.years.last = 2020;
+        study.years.programme_start = 2018;
+        let plan = Plan::new(study).unwrap();
+        let d = Design::from_data(&plan, &schools, &pupils).unwrap();
+        assert_eq!(d.basis.sources["slope_sd"], Source::Data);
+        let fit = d.basis.data_fit.as_ref().unwrap();
+        let (target, pilot) = (fit.fitted.unwrap(), fit.pilot.unwrap());
+        let near = |x: f64, t: f64, tol: f64| (x / t - 1.0).abs() < tol;
+        assert!(target.pupil < 1.0, "raw scores are rescaled by the effect-size SD: {target:?}");
+        assert!(near(pilot.slope.unwrap(), target.slope.unwrap(), 0.05), "{pilot:?} vs {target:?}");
+        assert!(near(pilot.school.unwrap(), target.school.unwrap(), 0.03), "{pilot:?} vs {target:?}");
+        assert!(near(d.slope_sd, 0.08, 0.5), "slope SD {}", d.slope_sd);
+        assert!(near(d.pupil_sd, 0.72, 0.05), "pupil SD {}", d.pupil_sd);
+        assert!(fit.latent_total_sd.is_some_and(|s| (0.8..1.2).contains(&s)), "{:?}", fit.latent_total_sd);
+    }
+
+    /// A model without a school intercept (the study's own formula) leaves the school SD at its default.
+    #[test]
+    fn a_term_the_model_lacks_keeps_its_default() {
+        let (schools, pupils) = data(&SimConfig { schools: 200, leads: 10, mean_cohort: 15.0, ..SimConfig::default() });
+        let mut study = plan("", KS2).study;
+        study.model.formula = Some("outcome ~ factor(year) * group + fsm + prior + (1 | school_id:year)".into());
+        let d = Design::from_data(&Plan::new(study).unwrap(), &schools, &pupils).unwrap();
+        assert_eq!(d.school_sd, SimConfig::default().school_sd);
+        assert_eq!(d.basis.sources["school_sd"], Source::Default);
+        assert_eq!(d.basis.sources["cohort_sd"], Source::Data);
+        let notes = &d.basis.data_fit.unwrap().notes;
+        assert!(notes.iter().any(|n| n.contains("no school random intercept")), "{notes:?}");
     }
 
     #[test]
@@ -528,7 +630,7 @@ mod tests {
         assert_eq!((d.school_sd, d.cohort_sd, d.pupil_sd), (defaults.school_sd, defaults.cohort_sd, defaults.pupil_sd));
         assert_eq!(d.basis.sources["schools"], Source::Data);
         assert_eq!(d.basis.sources["school_sd"], Source::Default);
-        assert!(d.basis.data_fit.unwrap().notes[0].contains("no score outcome"));
+        assert!(d.basis.data_fit.unwrap().notes.iter().any(|n| n.contains("no score outcome")));
     }
 
     #[test]

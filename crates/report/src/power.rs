@@ -4,7 +4,7 @@
 
 use psmeval_evaluation::design::{ComponentSds, Design, Source};
 use psmeval_evaluation::power::{AnalysisPower, PowerPoint, PowerResults, TARGET_POWER};
-use psmeval_evaluation::study::Family;
+use psmeval_evaluation::study::{DesignFrom, Family};
 
 use crate::document::Document;
 use crate::evaluation::{figure, slug};
@@ -28,56 +28,69 @@ fn design_basis(d: &Design) -> String {
         d.basis.sources.iter().filter(|(_, s)| **s == source).map(|(f, _)| format!("`{f}`")).collect()
     };
     let list = |v: Vec<String>| if v.is_empty() { "none".to_string() } else { v.join(", ") };
-    let mut text = match &d.basis.data_fit {
-        None => format!(
-            "The design is not estimated from data (`from = \"defaults\"`): set in the study's [simulation] \
-             table: {}; the simulator's defaults: {}.",
-            list(named(Source::Study)),
-            list(named(Source::Default))
-        ),
-        Some(fit) => {
-            let mut t = format!(
-                "The design was estimated from the study's own data: its school table has {} schools, {} of them \
-                 lead schools, and {} pupils per school and year{}.",
-                count(fit.schools),
-                count(fit.leads),
-                num(fit.cohort_size, 1),
-                fit.outcome.as_deref().map(|o| format!(" in {o}")).unwrap_or_default(),
-            );
-            if let (Some(o), Some(f), Some(target)) = (&fit.outcome, &fit.formula, &fit.fitted) {
-                t += &format!(
-                    " The study's impact model of {o} fitted to the data (`{f}`) has SDs {} (pupil SD units). The \
-                     simulator's latent SDs were calibrated so that the same model fitted to a simulated pilot \
-                     population of the design gives the same SDs{}.",
-                    sds(target),
-                    fit.pilot.as_ref().map(|p| format!(" (the last pilot: {})", sds(p))).unwrap_or_default(),
-                );
+    let sources = format!(
+        "set in the [simulation] table: {}; the simulator's defaults: {}",
+        list(named(Source::Study)),
+        list(named(Source::Default))
+    );
+    let Some(fit) = &d.basis.data_fit else {
+        return match d.basis.from {
+            DesignFrom::Defaults => {
+                format!("The design is not estimated from data (`from = \"defaults\"`): {sources}.")
             }
-            for n in &fit.notes {
-                t += &format!(" Note: {n}.");
-            }
-            t + &format!(
-                " From the data: {}; set in the [simulation] table: {}; the simulator's defaults: {} (a programme \
-                 effect's heterogeneity and a pre-trend are assumptions, never estimated).",
-                list(named(Source::Data)),
-                list(named(Source::Study)),
-                list(named(Source::Default))
-            )
-        }
+            DesignFrom::Data => format!(
+                "The [simulation] table sets every value the study's data could give, so no data were read: \
+                 {sources}."
+            ),
+        };
     };
-    text.truncate(text.trim_end().len());
-    text
+    let mut t = format!(
+        "The design was estimated from the study's own data: its school table has {} schools, {} of them lead \
+         schools, and {} pupils per school and year{}.",
+        count(fit.schools),
+        count(fit.leads),
+        num(fit.cohort_size, 1),
+        fit.outcome.as_deref().map(|o| format!(" in {o}")).unwrap_or_default(),
+    );
+    if let (Some(o), Some(f), Some(target)) = (&fit.outcome, &fit.formula, &fit.fitted) {
+        t += &format!(
+            " The study's impact model of {o} fitted to the data (`{f}`) has SDs {} (analysed scale).",
+            sds(target)
+        );
+        if let Some(p) = &fit.pilot {
+            t += &format!(
+                " The simulator's latent SDs were calibrated so that the same model fitted to a simulated pilot \
+                 population of the design gives the same SDs ({} after {} calibration round{}).",
+                sds(p),
+                fit.calibration_rounds,
+                if fit.calibration_rounds == 1 { "" } else { "s" }
+            );
+        }
+        if let Some(total) = fit.latent_total_sd {
+            t += &format!(
+                " The pilot's latent score has total SD {}: the simulated effects are in latent units, which are \
+                 pupil SDs only where this is near 1.",
+                num(total, 3)
+            );
+        }
+    }
+    for n in &fit.notes {
+        t += &format!(" Note: {n}.");
+    }
+    t + &format!(
+        " From the data: {}; {sources} (a programme effect's heterogeneity and a pre-trend are assumptions, never \
+         estimated).",
+        list(named(Source::Data)),
+    )
 }
 
 fn sds(c: &ComponentSds) -> String {
-    let mut parts = vec![format!("school {}", num(c.school, 3))];
-    if let Some(s) = c.slope {
-        parts.push(format!("slope {}", num(s, 3)));
+    let mut parts = Vec::new();
+    for (name, v) in [("school", c.school), ("slope", c.slope), ("cohort", c.cohort), ("pupil", Some(c.pupil))] {
+        if let Some(v) = v {
+            parts.push(format!("{name} {}", num(v, 3)));
+        }
     }
-    if let Some(s) = c.cohort {
-        parts.push(format!("cohort {}", num(s, 3)));
-    }
-    parts.push(format!("pupil {}", num(c.pupil, 3)));
     parts.join(", ")
 }
 

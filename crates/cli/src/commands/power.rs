@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
-use psmeval_evaluation::power::{self, PowerSettings, PowerShard};
+use psmeval_evaluation::power::{self, Design, PowerSettings, PowerShard};
 use psmeval_evaluation::{Plan, PlanError, Study};
 use sha2::{Digest, Sha256};
 
@@ -35,22 +35,37 @@ pub fn run(a: &PowerArgs) -> Result<()> {
     let out = a.out.clone().unwrap_or_else(|| default_out(a));
     crate::table::check_output_dir(&out)?;
     let plan = plan(&study_path, &text)?;
-    let design = if a.example || !power::Design::needs_data(&plan) {
-        power::Design::from_study(&plan)
-    } else {
-        design_from_data(&study_path, &plan, &progress)?
+    let at_study = |e: power::PowerError| InputError::new(format!("{}: {e}", study_path.display()));
+    // The settings and the [simulation] table's own values are checked before any data are read (the
+    // number of schools and lead schools only once the data have given theirs).
+    let needs_data = !a.example && power::Design::needs_data(&plan);
+    let mut settings = PowerSettings {
+        replicates: a.replicates,
+        effects: a.effects.clone(),
+        seed: a.seed,
+        design: Design::from_study(&plan),
     };
-    let settings = PowerSettings { replicates: a.replicates, effects: a.effects.clone(), seed: a.seed, design };
-    power::check_settings(&settings).map_err(|e| InputError::new(format!("{}: {e}", study_path.display())))?;
+    match power::check_settings(&settings) {
+        Err(power::PowerError::Setting { option, .. })
+            if needs_data && (option == "simulation.leads" || option == "simulation.schools") => {}
+        other => other.map_err(at_study)?,
+    }
     let sha = sha256(text.as_bytes());
     if a.slurm {
+        // Each array task estimates the design itself (deterministically: the same data give the same design,
+        // and collect refuses shards whose designs differ), so the login node reads no data.
         return submit(a, &study_path, &text, &out);
+    }
+    if needs_data {
+        settings.design = design_from_data(&study_path, &plan, &progress)?;
+        power::check_settings(&settings).map_err(|e| {
+            InputError::new(format!("{}: the design estimated from the study's data: {e}", study_path.display()))
+        })?;
     }
     let (shard, shards) = a.shard.unwrap_or((0, 1));
     let units = power::shard_range(settings.replicates, shard, shards).count() * settings.effects.len();
     let step = progress.bar("simulating and analysing populations", units as u64);
-    let run = power::run_shard(&plan, &sha, &settings, shard, shards, &|| step.inc(1))
-        .map_err(|e| InputError::new(format!("{}: {e}", study_path.display())))?;
+    let run = power::run_shard(&plan, &sha, &settings, shard, shards, &|| step.inc(1)).map_err(at_study)?;
     step.finish();
     if a.shard.is_some() {
         let path = out.join(shard_name(shard, shards));
@@ -63,7 +78,7 @@ pub fn run(a: &PowerArgs) -> Result<()> {
 
 /// The design estimated from the study's own tables (read relative to the study file) and calibrated by
 /// pilot simulations ([`power::Design::from_data`]).
-fn design_from_data(study_path: &Path, plan: &Plan, progress: &Progress) -> Result<power::Design> {
+fn design_from_data(study_path: &Path, plan: &Plan, progress: &Progress) -> Result<Design> {
     let (schools_path, pupils_path) = super::evaluate::table_paths(study_path, &plan.study);
     let step = progress.step("loading the study's tables for its design");
     for p in [&schools_path, &pupils_path] {
@@ -80,7 +95,7 @@ fn design_from_data(study_path: &Path, plan: &Plan, progress: &Progress) -> Resu
     let pupils = load_table(&pupils_path)?;
     step.finish();
     let step = progress.step("estimating the design: the study's impact model, then calibration pilots");
-    let design = power::Design::from_data(plan, &schools, &pupils)
+    let design = Design::from_data(plan, &schools, &pupils)
         .map_err(|e| super::evaluate::evaluation_error(&e, study_path, &schools_path))?;
     step.finish();
     Ok(design)
