@@ -503,7 +503,43 @@ pub fn group_codes(table: &Table, group: &[String], rows: &[usize]) -> Result<(V
     if parts.len() == 1 {
         return Ok(parts.into_iter().next().expect("one part"));
     }
-    let keys: Vec<Vec<u32>> = (0..rows.len()).map(|i| parts.iter().rev().map(|(c, _)| c[i]).collect()).collect();
+    // One integer key per row, the last part most significant (the order of the lexicographic path below),
+    // when the product of the level counts fits in a u64.
+    let radix: Option<u64> =
+        parts.iter().try_fold(1u64, |acc, (_, levels)| acc.checked_mul((levels.len() as u64).max(1)));
+    if radix.is_some() {
+        let keys: Vec<u64> = (0..rows.len())
+            .map(|i| parts.iter().rev().fold(0u64, |k, (c, levels)| k * (levels.len() as u64).max(1) + u64::from(c[i])))
+            .collect();
+        let mut distinct = keys.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let codes = keys.iter().map(|k| distinct.binary_search(k).expect("a key of the rows") as u32).collect();
+        let levels = distinct
+            .iter()
+            .map(|&key| {
+                let mut rest = key;
+                let names: Vec<&str> = parts
+                    .iter()
+                    .map(|(_, lv)| {
+                        let n = (lv.len() as u64).max(1);
+                        let name = lv[(rest % n) as usize].as_str();
+                        rest /= n;
+                        name
+                    })
+                    .collect();
+                names.join(":")
+            })
+            .collect();
+        return Ok((codes, levels));
+    }
+    Ok(lexicographic_codes(&parts, rows.len()))
+}
+
+/// The codes and levels of an interaction of `parts` over `n` rows, by sorting each row's vector of part
+/// codes (last part first): the general path of [`group_codes`].
+fn lexicographic_codes(parts: &[(Vec<u32>, Vec<String>)], n: usize) -> (Vec<u32>, Vec<String>) {
+    let keys: Vec<Vec<u32>> = (0..n).map(|i| parts.iter().rev().map(|(c, _)| c[i]).collect()).collect();
     let mut distinct: Vec<&Vec<u32>> = keys.iter().collect();
     distinct.sort_unstable();
     distinct.dedup();
@@ -520,7 +556,7 @@ pub fn group_codes(table: &Table, group: &[String], rows: &[usize]) -> Result<(V
                 .join(":")
         })
         .collect();
-    Ok((codes, levels))
+    (codes, levels)
 }
 
 #[cfg(test)]
@@ -538,6 +574,26 @@ mod tests {
             .unwrap()
             .with("g", Column::Text(["b", "a", "b", "c", "a", "c"].iter().map(|s| Some(s.to_string())).collect()))
             .unwrap()
+    }
+
+    /// The integer-key path of an interaction gives the codes and levels of the general path.
+    #[test]
+    fn interaction_codes_agree_with_the_general_path() {
+        let t = table()
+            .with("s", Column::Numeric(vec![3.0, 1.0, 3.0, 2.0, 1.0, 2.0]))
+            .unwrap()
+            .with("k", Column::Numeric(vec![1.0, 2.0, 2.0, 1.0, 1.0, 2.0]))
+            .unwrap();
+        let rows: Vec<usize> = vec![0, 1, 2, 3, 4, 5, 1, 0];
+        for group in [vec!["g", "year"], vec!["s", "year", "k"], vec!["year", "g"]] {
+            let group: Vec<String> = group.into_iter().map(String::from).collect();
+            let fast = group_codes(&t, &group, &rows).unwrap();
+            let parts: Vec<_> = group.iter().map(|g| factor_codes(t.column(g).unwrap(), &rows)).collect();
+            assert_eq!(fast, lexicographic_codes(&parts, rows.len()), "{group:?}");
+        }
+        let (codes, levels) = group_codes(&t, &["g".to_string(), "year".to_string()], &rows).unwrap();
+        assert_eq!(levels[codes[0] as usize], "b:2014");
+        assert!(levels.windows(2).all(|w| w[0] != w[1]));
     }
 
     #[test]

@@ -272,6 +272,26 @@ pub struct Pupils {
 }
 
 impl Pupils {
+    /// Empty columns with room for `n` rows each.
+    pub fn with_capacity(n: usize) -> Pupils {
+        let f = || Vec::with_capacity(n);
+        Pupils {
+            pupil_id: Vec::new(),
+            school_id: f(),
+            year: f(),
+            key_stage: f(),
+            female: f(),
+            fsm: f(),
+            eal: f(),
+            sen: f(),
+            prior: Vec::with_capacity(n),
+            maths: Vec::with_capacity(n),
+            expected: f(),
+            maths_untreated: Vec::with_capacity(n),
+            expected_untreated: f(),
+        }
+    }
+
     /// Number of rows.
     pub fn len(&self) -> usize {
         self.pupil_id.len()
@@ -579,12 +599,17 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
         .into_par_iter()
         .map(|j| {
             let mut rng = stream(cfg.seed, 3, j as u64);
-            let mut out = SchoolPupils::default();
             let lat = latent[j];
             let lead = schools.lead[j] == 1;
             let (p_fsm, p_eal, p_sen) =
                 (schools.pct_fsm[j] / 100.0, schools.pct_eal[j] / 100.0, schools.pct_sen[j] / 100.0);
             let lambda = (schools.n_pupils[j] as f64 * cohort_scale).max(0.5);
+            // Room for the expected rows and some (capacity only: the draws do not depend on it).
+            let cohorts = 2 * (cfg.last_year - cfg.first_year + 1) as usize;
+            let mut out = SchoolPupils {
+                rows: Pupils::with_capacity(cohorts * (lambda * 1.2 + 8.0) as usize),
+                ..Default::default()
+            };
             let poisson = Poisson::new(lambda).expect("positive rate");
             // Cohort shocks and the school's own programme effect come from streams of their own, so that the
             // other draws do not depend on them.
