@@ -40,6 +40,10 @@ pub const CALIBRATION_ROUNDS: usize = 6;
 /// Calibration stops when every calibrated SD of the pilot is within this relative distance of the data's.
 pub const CALIBRATION_TOL: f64 = 0.005;
 
+/// An absolute distance that also counts as within (a singular fit's zero SD, which a pilot with SD 0 may
+/// estimate at a few 1e-5 rather than exactly 0).
+const SD_FLOOR: f64 = 1e-4;
+
 /// The simulated design: the population each replicate draws (years from the study's `[years]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -287,9 +291,11 @@ impl Design {
             for round in 0..=CALIBRATION_ROUNDS {
                 let (p, latent_sd) = pilot_sds(&design_plan, &design)?;
                 last = Some((p, latent_sd));
-                let within = pilot_targets(&p).into_iter().zip(targets).zip(estimated).all(|((got, t), on)| {
-                    !on || matches!((got, t), (Some(g), Some(t)) if (g - t).abs() <= CALIBRATION_TOL * t.abs())
-                });
+                let within = pilot_targets(&p)
+                    .into_iter()
+                    .zip(targets)
+                    .zip(estimated)
+                    .all(|((got, t), on)| !on || reached(t, got));
                 fit.calibration_rounds = round;
                 if within {
                     break;
@@ -374,6 +380,11 @@ fn calibrate(sd: f64, target: f64, pilot: f64, pupil: bool) -> f64 {
     } else {
         sd
     }
+}
+
+/// Whether a pilot SD `got` is within [`CALIBRATION_TOL`] (or [`SD_FLOOR`]) of the data's `target`.
+fn reached(target: Option<f64>, got: Option<f64>) -> bool {
+    matches!((target, got), (Some(t), Some(g)) if (g - t).abs() <= (CALIBRATION_TOL * t.abs()).max(SD_FLOOR))
 }
 
 /// The outcome whose model sets the SDs: the primary outcome when it is a score, else the first score.
@@ -594,6 +605,19 @@ mod tests {
         assert_eq!(d.basis.sources["cohort_sd"], Source::Data);
         let notes = &d.basis.data_fit.unwrap().notes;
         assert!(notes.iter().any(|n| n.contains("no school random intercept")), "{notes:?}");
+    }
+
+    /// A calibration step scales by data over pilot; a zero target (a singular fit) gives 0 and counts as
+    /// reached by a pilot SD within the floor.
+    #[test]
+    fn calibration_steps_and_the_zero_target() {
+        assert!((calibrate(0.3, 0.33, 0.30, false) - 0.33).abs() < 1e-12);
+        assert_eq!(calibrate(0.1, 0.0, 0.02, false), 0.0);
+        assert_eq!(calibrate(0.1, 0.2, 0.0, false), 0.1, "a pilot without variance leaves the SD");
+        assert_eq!(calibrate(1.9, 3.0, 1.0, false), 2.0, "within the simulator's range");
+        assert!(reached(Some(0.30), Some(0.3014)) && !reached(Some(0.30), Some(0.302)));
+        assert!(reached(Some(0.0), Some(3e-5)) && !reached(Some(0.0), Some(0.01)));
+        assert!(!reached(None, Some(0.3)));
     }
 
     #[test]
