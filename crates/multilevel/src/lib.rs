@@ -14,7 +14,8 @@
 //! small block per level; several terms (crossed or nested, such as `(1 | school) + (1 | school:year)`)
 //! share one dense block when they have at most 120 random effects in all and are otherwise factored by a
 //! sparse Cholesky with a fill-reducing ordering (no fill at all for nested terms, so the cost grows linearly
-//! with the number of cohorts).
+//! with the number of cohorts). Logistic models take the same nested and crossed structures (Laplace), through
+//! the same sparse factorization of the weighted system.
 //!
 //! Design-based inference for the fixed effects of a linear fit: [`Cr2`] (clubSandwich's CR2 variance, HTZ
 //! Wald tests and the wild cluster bootstrap-t) and [`Randomization`] (the treatment re-assigned among units,

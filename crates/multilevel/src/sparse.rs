@@ -396,25 +396,16 @@ impl SparseRe {
             }
             r += t.q;
         }
-        let SymbolicCholeskyRaw::Simplicial(sym) = simplicial.raw() else { return None };
-        let factor = sym.factor();
-        let (lcp, lri) = (factor.col_ptr(), factor.row_idx());
-        let z = selected_inverse(m, lcp, lri, &lvalues)?;
-        let inv = simplicial.perm().map(|perm| perm.arrays().1.to_vec()).unwrap_or_else(|| (0..m).collect());
-        // Entry (i, j) of A⁻¹ (original order): in column min of the permuted factor's pattern.
-        let entry = |i: usize, j: usize| -> f64 {
-            let (pi, pj) = (inv[i], inv[j]);
-            let (row, col) = if pi >= pj { (pi, pj) } else { (pj, pi) };
-            (lcp[col]..lcp[col + 1]).find(|&e| lri[e] == row).map_or(f64::NAN, |e| z[e])
-        };
+        let blocks: Vec<(usize, usize)> =
+            terms.iter().flat_map(|t| (0..t.levels.len()).map(move |j| (t.u_offset + j * t.q, t.q))).collect();
+        let mut inverse = inverse_blocks(&simplicial, &lvalues, &blocks)?.into_iter();
         let mut cond = Vec::with_capacity(terms.len());
         for (k, t) in terms.iter().enumerate() {
             let q = t.q;
             let lam = &lambdas[k];
             let mut per_level = Vec::with_capacity(t.levels.len());
-            for j in 0..t.levels.len() {
-                let base = t.u_offset + j * q;
-                let zb: Vec<f64> = (0..q * q).map(|e| entry(base + e / q, base + e % q)).collect();
+            for _ in 0..t.levels.len() {
+                let zb = inverse.next()?;
                 // Λ Z Λ'.
                 let mut cov = vec![0.0; q * q];
                 for a in 0..q {
@@ -437,7 +428,7 @@ impl SparseRe {
 }
 
 /// The symbolic Cholesky factorization of the upper-triangular pattern (AMD ordering).
-fn symbolic_factor(
+pub(crate) fn symbolic_factor(
     m: usize,
     col_ptr: &[usize],
     row_idx: &[usize],
@@ -450,7 +441,7 @@ fn symbolic_factor(
 }
 
 /// The numeric factor of `A` (upper CSC) in `symbolic`'s layout, or `None` when `A` is not positive definite.
-fn factor_numeric(
+pub(crate) fn factor_numeric(
     symbolic: &SymbolicCholesky<usize>,
     m: usize,
     col_ptr: &[usize],
@@ -488,18 +479,47 @@ fn factor_and_solve(
     k: usize,
 ) -> Option<(f64, Vec<f64>)> {
     let lvalues = factor_numeric(symbolic, m, col_ptr, row_idx, values)?;
-    let par = Par::Seq;
-    let mut mem = MemBuffer::new(symbolic.solve_in_place_scratch::<f64>(k, par));
-    let stack = MemStack::new(&mut mem);
-    let llt = LltRef::new(symbolic, &lvalues);
-    let x = MatMut::from_column_major_slice_mut(rhs, m, k);
-    llt.solve_in_place_with_conj(Conj::No, x, par, stack);
+    solve_in_place(symbolic, &lvalues, rhs, k);
     let ldl2 = log_det(symbolic, &lvalues)?;
     Some((ldl2, lvalues))
 }
 
+/// Solves `A X = rhs` in place (column-major m×k) with a numeric factor `lvalues` of `symbolic`'s layout.
+pub(crate) fn solve_in_place(symbolic: &SymbolicCholesky<usize>, lvalues: &[f64], rhs: &mut [f64], k: usize) {
+    let m = symbolic.nrows();
+    let par = Par::Seq;
+    let mut mem = MemBuffer::new(symbolic.solve_in_place_scratch::<f64>(k, par));
+    let stack = MemStack::new(&mut mem);
+    let llt = LltRef::new(symbolic, lvalues);
+    let x = MatMut::from_column_major_slice_mut(rhs, m, k);
+    llt.solve_in_place_with_conj(Conj::No, x, par, stack);
+}
+
+/// Diagonal blocks of `A⁻¹` from a numeric factor `lvalues` of a simplicial `symbolic` factorization: for each
+/// `(base, q)` the q×q block of rows and columns `base..base + q` (original order), row-major, from the
+/// selected inverse. `None` for a supernodal factorization or a factor that is not positive definite.
+pub(crate) fn inverse_blocks(
+    simplicial: &SymbolicCholesky<usize>,
+    lvalues: &[f64],
+    blocks: &[(usize, usize)],
+) -> Option<Vec<Vec<f64>>> {
+    let m = simplicial.nrows();
+    let SymbolicCholeskyRaw::Simplicial(sym) = simplicial.raw() else { return None };
+    let factor = sym.factor();
+    let (lcp, lri) = (factor.col_ptr(), factor.row_idx());
+    let z = selected_inverse(m, lcp, lri, lvalues)?;
+    let inv = simplicial.perm().map(|perm| perm.arrays().1.to_vec()).unwrap_or_else(|| (0..m).collect());
+    // Entry (i, j) of A⁻¹ (original order): in column min of the permuted factor's pattern.
+    let entry = |i: usize, j: usize| -> f64 {
+        let (pi, pj) = (inv[i], inv[j]);
+        let (row, col) = if pi >= pj { (pi, pj) } else { (pj, pi) };
+        (lcp[col]..lcp[col + 1]).find(|&e| lri[e] == row).map_or(f64::NAN, |e| z[e])
+    };
+    Some(blocks.iter().map(|&(base, q)| (0..q * q).map(|e| entry(base + e / q, base + e % q)).collect()).collect())
+}
+
 /// log|L|² = Σ 2 ln L_jj from a numeric factor in either layout; `None` if a pivot is not positive.
-fn log_det(symbolic: &SymbolicCholesky<usize>, lvalues: &[f64]) -> Option<f64> {
+pub(crate) fn log_det(symbolic: &SymbolicCholesky<usize>, lvalues: &[f64]) -> Option<f64> {
     let mut sum = 0.0;
     match symbolic.raw() {
         SymbolicCholeskyRaw::Simplicial(sym) => {

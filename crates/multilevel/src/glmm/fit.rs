@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use psmeval_frame::ModelFrame;
 
 use super::hessian::{fd_hessian, fd_jacobian};
+use super::multi::fit_multi;
 use super::newton::newton_stage;
 use super::pirls::joint_pirls;
 use super::problem::{lambda, mu_dev, problem, validate};
@@ -22,7 +23,8 @@ use crate::result::{ConditionalModes, Correlation, FixedEffect, VarianceComponen
 /// Maximum BOBYQA evaluations per parameter per run.
 const MAX_FUN_PER_PARAMETER: usize = 10_000;
 
-/// Fits a binomial GLMM (logit link) with one random-effects term, as glmer does. Fixed-effects columns that
+/// Fits a binomial GLMM (logit link) as glmer does: one random-effects term (Laplace or adaptive quadrature),
+/// or several, nested or crossed (Laplace). Fixed-effects columns that
 /// are linear combinations of earlier columns are dropped first, as glmer does, and named in
 /// [`MixedModel::dropped_columns`](crate::MixedModel::dropped_columns).
 pub fn fit_glmm(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, MixedModelError> {
@@ -36,8 +38,30 @@ pub fn fit_glmm(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixed
     Ok(fit)
 }
 
+/// The Wald z table of fixed effects `names` with estimates `beta` and covariance `v` (p × p, row-major).
+pub(super) fn fixed_effect_rows(names: &[String], beta: &[f64], v: &[f64]) -> Vec<FixedEffect> {
+    let p = beta.len();
+    (0..p)
+        .map(|a| {
+            let se = v[a * p + a].sqrt();
+            let zv = beta[a] / se;
+            FixedEffect {
+                term: names[a].clone(),
+                estimate: beta[a],
+                std_error: se,
+                statistic: zv,
+                df: None,
+                p_value: p_value_z(zv),
+            }
+        })
+        .collect()
+}
+
 /// The fit of a validated frame; X must have full column rank (else [`MixedModelError::RankDeficient`]).
 fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, MixedModelError> {
+    if frame.random.len() > 1 {
+        return fit_multi(frame, opts);
+    }
     let (pr, _order) = problem(frame, opts)?;
     let (p, q) = (pr.p, pr.q);
     let nth = q * (q + 1) / 2;
@@ -170,20 +194,7 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
     } else {
         v_rx.clone()
     };
-    let fixed_effects = (0..p)
-        .map(|a| {
-            let se = v[a * p + a].sqrt();
-            let zv = beta[a] / se;
-            FixedEffect {
-                term: frame.x_names[a].clone(),
-                estimate: beta[a],
-                std_error: se,
-                statistic: zv,
-                df: None,
-                p_value: p_value_z(zv),
-            }
-        })
-        .collect();
+    let fixed_effects = fixed_effect_rows(&frame.x_names, &beta, &v);
     // Variance components: Σ = Λ Λ'.
     let cov = |a: usize, b: usize| (0..q).map(|m| lam[a * q + m] * lam[b * q + m]).sum::<f64>();
     let variance_components: Vec<VarianceComponent> = (0..q)

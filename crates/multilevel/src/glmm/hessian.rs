@@ -56,3 +56,45 @@ pub(super) fn fd_hessian(f: &mut impl FnMut(&[f64]) -> f64, x: &[f64], delta: f6
     }
     h
 }
+
+/// [`fd_hessian`] with the 2k² evaluations run in parallel (each independent of the others, so the result does
+/// not depend on the thread count).
+pub(super) fn fd_hessian_par(f: &(impl Fn(&[f64]) -> f64 + Sync), x: &[f64], delta: f64) -> Vec<f64> {
+    let k = x.len();
+    // The points: x, x ± δe_j, and x + (±δe_i) + (±δe_j) for i < j.
+    let mut points: Vec<Vec<(usize, f64)>> = vec![Vec::new()];
+    for j in 0..k {
+        points.push(vec![(j, delta)]);
+        points.push(vec![(j, -delta)]);
+        for i in 0..j {
+            for (si, sj) in [(delta, delta), (delta, -delta), (-delta, delta), (-delta, -delta)] {
+                points.push(vec![(i, si), (j, sj)]);
+            }
+        }
+    }
+    let values: Vec<f64> = points
+        .par_iter()
+        .map(|d| {
+            let mut v = x.to_vec();
+            for &(i, s) in d {
+                v[i] += s;
+            }
+            f(&v)
+        })
+        .collect();
+    let fx = values[0];
+    let mut h = vec![0.0; k * k];
+    let mut at = 1;
+    for j in 0..k {
+        let (fa, fs) = (values[at], values[at + 1]);
+        at += 2;
+        h[j * k + j] = (fa - 2.0 * fx + fs) / (delta * delta);
+        for i in 0..j {
+            let v = (values[at] - values[at + 1] - values[at + 2] + values[at + 3]) / (4.0 * delta * delta);
+            at += 4;
+            h[i * k + j] = v;
+            h[j * k + i] = v;
+        }
+    }
+    h
+}

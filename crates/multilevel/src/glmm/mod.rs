@@ -6,9 +6,13 @@
 //! for a Laplace fit with a scalar term by Newton steps on the exact gradient, which end at the optimum
 //! BOBYQA approaches (to its tolerance) in a small fraction of the evaluations.
 //!
-//! One grouping factor with a scalar or vector term is supported: the penalized system is block diagonal
-//! (one q × q block per level), so a PIRLS evaluation costs O(n·q² + groups·q³). Several grouping factors
-//! give [`MixedModelError::NotYetSupported`].
+//! One grouping factor with a scalar or vector term: the penalized system is block diagonal (one q × q block
+//! per level), so a PIRLS evaluation costs O(n·q² + groups·q³). Several terms, nested such as
+//! `(1 | school) + (1 | school:year)` or crossed (Laplace only, as glmer): PIRLS for all conditional modes at
+//! once on the sparse system `Λ'Z'WZΛ + I`, laid out and ordered once per model and refactored numerically at
+//! each Newton step (no fill for nested terms, so the cost grows linearly with the number of cohorts); the
+//! second stage is BOBYQA in (θ, β) and the standard errors come from the finite-difference Hessian, as
+//! glmer's (`multi`).
 //!
 //! Likelihood scales. [`MixedModel::log_likelihood`] of a [`GlmmFit`] is always the full marginal
 //! log-likelihood, `log ∫ Π_i Binomial(m_i y_i; m_i, μ_i(u)) φ(u) du`, including the binomial coefficients.
@@ -20,8 +24,8 @@
 //!
 //! The parts, one per file: the data laid out by level (`problem`), PIRLS for the conditional modes
 //! (`pirls`), the Laplace / quadrature objective (`quadrature`), the Schur system in β (`schur`), the exact
-//! Laplace gradient (`gradient`), finite-difference Hessians (`hessian`), the Newton second stage (`newton`) and
-//! the two-stage fit that assembles a [`GlmmFit`] (`fit`).
+//! Laplace gradient (`gradient`), finite-difference Hessians (`hessian`), the Newton second stage (`newton`),
+//! the two-stage fit that assembles a [`GlmmFit`] (`fit`), and the fit with several terms (`multi`).
 
 use std::collections::BTreeMap;
 
@@ -36,6 +40,7 @@ use crate::result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, Va
 mod fit;
 mod gradient;
 mod hessian;
+mod multi;
 mod newton;
 mod pirls;
 mod problem;

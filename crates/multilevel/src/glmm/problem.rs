@@ -104,16 +104,12 @@ impl Problem {
     }
 }
 
-/// Checks a GLMM frame before anything is computed: the shared checks of shape and finiteness, one grouping
-/// factor, the weights, responses in {0, 1} (no weights) or [0, 1] (proportions), not all equal, and a scalar
-/// term for adaptive quadrature.
+/// Checks a GLMM frame before anything is computed: the shared checks of shape and finiteness, the weights,
+/// responses in {0, 1} (no weights) or [0, 1] (proportions), not all equal, and one scalar term for adaptive
+/// quadrature.
 pub(super) fn validate(frame: &ModelFrame, opts: &GlmmOptions) -> Result<(), MixedModelError> {
     validate_frame(frame)?;
     let n = frame.y.len();
-    if frame.random.len() > 1 {
-        let k = frame.random.len();
-        return Err(MixedModelError::NotYetSupported { what: format!("{k} random-effects terms (one is supported)") });
-    }
     if let Some(w) = &opts.weights {
         validate_weights(w, n)?;
     }
@@ -135,6 +131,16 @@ pub(super) fn validate(frame: &ModelFrame, opts: &GlmmOptions) -> Result<(), Mix
             reason: format!("at most {MAX_NAGQ} quadrature points (glmer's limit)"),
         });
     }
+    if opts.nagq > 1 && frame.random.len() > 1 {
+        // glmer: "nAGQ > 1 is only available for models with a single, scalar random-effects term".
+        let k = frame.random.len();
+        return Err(MixedModelError::NotYetSupported {
+            what: format!(
+                "adaptive quadrature (nagq = {}) with {k} random-effects terms; use nagq = 1 (Laplace)",
+                opts.nagq
+            ),
+        });
+    }
     if opts.nagq > 1 && frame.random[0].z.ncols() != 1 {
         return Err(MixedModelError::NotYetSupported { what: "adaptive quadrature with a vector random term".into() });
     }
@@ -143,6 +149,54 @@ pub(super) fn validate(frame: &ModelFrame, opts: &GlmmOptions) -> Result<(), Mix
 
 /// The most adaptive Gauss–Hermite points (glmer refuses more than 25).
 pub const MAX_NAGQ: usize = 25;
+
+/// Per row `y log y + (1 - y) log(1 - y)`, and −2 × the saturated log-likelihood with binomial coefficients
+/// (glmer's `aic()` minus deviance), for responses `y` (proportions) with prior weights `w` (totals).
+pub(super) fn binomial_constants(y: &[f64], w: &[f64]) -> (Vec<f64>, f64) {
+    let sat: Vec<f64> = y
+        .iter()
+        .map(|&y| if y > 0.0 { y * y.ln() } else { 0.0 } + if y < 1.0 { (1.0 - y) * (1.0 - y).ln() } else { 0.0 })
+        .collect();
+    let c_const = -2.0
+        * y.iter()
+            .zip(w)
+            .zip(&sat)
+            .map(|((&y, &m), &sat)| {
+                let s = (m * y).round();
+                let mr = m.round();
+                let lchoose = ln_gamma(mr + 1.0) - ln_gamma(s + 1.0) - ln_gamma(mr - s + 1.0);
+                lchoose + m * sat
+            })
+            .sum::<f64>();
+    (sat, c_const)
+}
+
+/// `RankDeficient` naming the first column of X (n × p, row-major) that is numerically dependent on earlier
+/// ones (pivot of the scaled X'X below 1e-5).
+pub(super) fn check_rank(x: &[f64], n: usize, p: usize, names: &[String]) -> Result<(), MixedModelError> {
+    let mut xtx = vec![0.0; p * p];
+    for i in 0..n {
+        for a in 0..p {
+            for b in 0..p {
+                xtx[a * p + b] += x[i * p + a] * x[i * p + b];
+            }
+        }
+    }
+    let scale: Vec<f64> = (0..p).map(|a| xtx[a * p + a].sqrt().max(1e-300)).collect();
+    for a in 0..p {
+        for b in 0..p {
+            xtx[a * p + b] /= scale[a] * scale[b];
+        }
+    }
+    for j in 0..p {
+        let mut sub: Vec<f64> =
+            (0..=j).flat_map(|a| (0..=j).map(move |b| (a, b))).map(|(a, b)| xtx[a * p + b]).collect();
+        if !cholesky(&mut sub, j + 1) || sub[j * (j + 1) + j].powi(2) < 1e-10 {
+            return Err(MixedModelError::RankDeficient { column: names[j].clone() });
+        }
+    }
+    Ok(())
+}
 
 /// Lays out a validated frame by group (returning the row order used), after checking that X has full column
 /// rank.
@@ -165,44 +219,8 @@ pub(super) fn problem(frame: &ModelFrame, opts: &GlmmOptions) -> Result<(Problem
     let z: Vec<f64> = order.iter().flat_map(|&i| term.z.row(i).to_vec()).collect();
     let y: Vec<f64> = order.iter().map(|&i| frame.y[i]).collect();
     let w: Vec<f64> = order.iter().map(|&i| w[i]).collect();
-    let sat: Vec<f64> = y
-        .iter()
-        .map(|&y| if y > 0.0 { y * y.ln() } else { 0.0 } + if y < 1.0 { (1.0 - y) * (1.0 - y).ln() } else { 0.0 })
-        .collect();
-    let c_const = -2.0
-        * y.iter()
-            .zip(&w)
-            .map(|(&y, &m)| {
-                let s = (m * y).round();
-                let mr = m.round();
-                let lchoose = ln_gamma(mr + 1.0) - ln_gamma(s + 1.0) - ln_gamma(mr - s + 1.0);
-                let sat =
-                    if y > 0.0 { y * y.ln() } else { 0.0 } + if y < 1.0 { (1.0 - y) * (1.0 - y).ln() } else { 0.0 };
-                lchoose + m * sat
-            })
-            .sum::<f64>();
-    // Rank check on X'X.
-    let mut xtx = vec![0.0; p * p];
-    for i in 0..n {
-        for a in 0..p {
-            for b in 0..p {
-                xtx[a * p + b] += x[i * p + a] * x[i * p + b];
-            }
-        }
-    }
-    let scale: Vec<f64> = (0..p).map(|a| xtx[a * p + a].sqrt().max(1e-300)).collect();
-    for a in 0..p {
-        for b in 0..p {
-            xtx[a * p + b] /= scale[a] * scale[b];
-        }
-    }
-    for j in 0..p {
-        let mut sub: Vec<f64> =
-            (0..=j).flat_map(|a| (0..=j).map(move |b| (a, b))).map(|(a, b)| xtx[a * p + b]).collect();
-        if !cholesky(&mut sub, j + 1) || sub[j * (j + 1) + j].powi(2) < 1e-10 {
-            return Err(MixedModelError::RankDeficient { column: frame.x_names[j].clone() });
-        }
-    }
+    let (sat, c_const) = binomial_constants(&y, &w);
+    check_rank(&x, n, p, &frame.x_names)?;
     let mut xg = vec![0.0; n * p];
     for g in 0..n_levels {
         let (lo, len) = (starts[g], starts[g + 1] - starts[g]);

@@ -1,0 +1,783 @@
+//! Logistic GLMMs with several random-effects terms, nested (`(1 | school) + (1 | school:year)`, `(1 | a/b)`)
+//! or crossed, fitted by the Laplace approximation as glmer fits them.
+//!
+//! The conditional modes `u` (all terms at once) come from PIRLS on the sparse system
+//! `A(u) = Λ'Z'W(u)ZΛ + I`: its pattern does not depend on (θ, β, u), so it is laid out and ordered (AMD)
+//! once per model, and every Newton step refills the values from one pass over the rows and refactors
+//! numerically (no fill for nested terms, so the cost grows linearly with the number of cohorts). Each row's
+//! positions in `A`'s values are stored once, so a pass is a scatter of a few products per row.
+//!
+//! glmer's two stages: θ with β and `u` by joint PIRLS (`nAGQ = 0`, the Schur complement of the sparse
+//! system in β), then (θ, β) jointly by BOBYQA with `u` by PIRLS; the standard errors from the
+//! finite-difference Hessian of the objective in (θ, β) (glmer's default) or from `R_X`. Sums over rows run
+//! in parallel over fixed chunks added in chunk order, so results do not depend on the number of threads.
+
+// Index loops mirror the matrix formulas.
+#![allow(clippy::needless_range_loop)]
+
+use std::collections::BTreeMap;
+
+use faer::sparse::linalg::SupernodalThreshold;
+use faer::sparse::linalg::cholesky::SymbolicCholesky;
+use psmeval_frame::{ModelFrame, RandomTerm};
+use rayon::prelude::*;
+
+use super::fit::fixed_effect_rows;
+use super::hessian::fd_hessian_par;
+use super::problem::{binomial_constants, check_rank, mu_dev};
+use super::{GlmmDiagnostics, GlmmFit, GlmmOptions, Link};
+use crate::dense::{chol_inverse, chol_solve, cholesky};
+use crate::error::MixedModelError;
+use crate::fit::lme4_term_order;
+use crate::model::Family;
+use crate::optim::{OptParameters, OptSummary, Schedule, minimize};
+use crate::pls::{MAX_FACTOR_BYTES, TermInfo};
+use crate::result::{ConditionalModes, Correlation, VarianceComponent};
+use crate::sparse::{factor_numeric, inverse_blocks, log_det, solve_in_place, symbolic_factor};
+
+/// Rows per chunk of a pass (at least; at most 8 chunks, so per-chunk copies of `Λ'Z'WX` stay small).
+const MIN_CHUNK: usize = 32_768;
+
+/// Maximum BOBYQA evaluations per parameter per run.
+const MAX_FUN_PER_PARAMETER: usize = 10_000;
+
+/// Marks a position of a row's product that is not stored (the lower half of a vector term's own block).
+const NOT_STORED: u32 = u32::MAX;
+
+/// A binomial GLMM with several random-effects terms, laid out for PIRLS on the sparse system.
+#[derive(Debug)]
+struct MultiProblem<'a> {
+    n: usize,
+    p: usize,
+    /// Total number of random effects (length of `u`).
+    m: usize,
+    /// n × p, row-major.
+    x: Vec<f64>,
+    y: &'a [f64],
+    w: Vec<f64>,
+    sat: Vec<f64>,
+    c_const: f64,
+    /// The terms in lme4's order, with their places in θ and `u`.
+    terms: Vec<TermInfo>,
+    /// Each term's frame term (same order as `terms`).
+    random: Vec<&'a RandomTerm>,
+    /// Each term's Z, n × q row-major.
+    z: Vec<Vec<f64>>,
+    /// Upper CSC pattern of `A`.
+    col_ptr: Vec<usize>,
+    row_idx: Vec<usize>,
+    diag_pos: Vec<usize>,
+    /// Per row, the positions in `A`'s values of its products `zl_k[a] zl_s[b]` (k ≤ s; a ≤ b when k = s), in
+    /// that order; `npos` per row.
+    row_pos: Vec<u32>,
+    npos: usize,
+    symbolic: SymbolicCholesky<usize>,
+    chunk: usize,
+}
+
+/// What one pass over the rows accumulates.
+#[derive(Debug, Default)]
+struct Pass {
+    dev: f64,
+    /// Values of `Λ'Z'WZΛ` at `A`'s pattern.
+    values: Vec<f64>,
+    /// `Λ'Z'r`, r = w (y − μ).
+    grad_u: Vec<f64>,
+    /// `Λ'Z'WX` (m × p, row-major), the joint stage only.
+    b: Vec<f64>,
+    /// `X'WX` (p × p, lower triangle) and `X'r`, the joint stage only.
+    c: Vec<f64>,
+    grad_beta: Vec<f64>,
+}
+
+/// How much a pass computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    Deviance,
+    System,
+    Joint,
+}
+
+/// The result of PIRLS at fixed (θ, β).
+#[derive(Debug, Clone)]
+struct Modes {
+    u: Vec<f64>,
+    dev: f64,
+    /// log |L|² at the modes.
+    ldl2: f64,
+    converged: bool,
+}
+
+impl<'a> MultiProblem<'a> {
+    fn new(frame: &'a ModelFrame, opts: &GlmmOptions) -> Result<MultiProblem<'a>, MixedModelError> {
+        let n = frame.y.len();
+        let p = frame.x.ncols();
+        let x: Vec<f64> = frame.x.as_standard_layout().iter().copied().collect();
+        check_rank(&x, n, p, &frame.x_names)?;
+        let w = opts.weights.clone().unwrap_or_else(|| vec![1.0; n]);
+        let (sat, c_const) = binomial_constants(&frame.y, &w);
+        let random: Vec<&RandomTerm> = lme4_term_order(&frame.random).into_iter().map(|k| &frame.random[k]).collect();
+        let mut terms = Vec::with_capacity(random.len());
+        let (mut t_off, mut u_off) = (0, 0);
+        for rt in &random {
+            let q = rt.z.ncols();
+            terms.push(TermInfo {
+                group: rt.group.clone(),
+                names: rt.names.clone(),
+                levels: rt.levels.clone(),
+                q,
+                theta_offset: t_off,
+                u_offset: u_off,
+            });
+            t_off += q * (q + 1) / 2;
+            u_off += q * rt.levels.len();
+        }
+        let m = u_off;
+        let z: Vec<Vec<f64>> = random.iter().map(|rt| rt.z.as_standard_layout().iter().copied().collect()).collect();
+        let label = || random.iter().map(|t| format!("(… | {})", t.group)).collect::<Vec<_>>().join(" + ");
+        // Each row's products (row ≤ column in A), in the order `pass` visits them.
+        let mut entries: Vec<(usize, usize)> = Vec::new(); // (row, col) of A for one row of the data
+        let row_entries = |i: usize, out: &mut Vec<(usize, usize)>| {
+            out.clear();
+            for (k, (rk, tk)) in random.iter().zip(&terms).enumerate() {
+                let bk = tk.u_offset + rk.codes[i] as usize * tk.q;
+                for a in 0..tk.q {
+                    for b in a..tk.q {
+                        out.push((bk + a, bk + b));
+                    }
+                }
+                for (rs, ts) in random.iter().zip(&terms).skip(k + 1) {
+                    let bs = ts.u_offset + rs.codes[i] as usize * ts.q;
+                    for a in 0..tk.q {
+                        for b in 0..ts.q {
+                            let (r, c) = (bk + a, bs + b);
+                            out.push((r.min(c), r.max(c)));
+                        }
+                    }
+                }
+            }
+        };
+        row_entries(0, &mut entries);
+        let npos = entries.len();
+        // CSC keys (column-major order): col * m + row.
+        let mut keys: Vec<u64> = Vec::with_capacity(n * npos + m);
+        for i in 0..n {
+            row_entries(i, &mut entries);
+            keys.extend(entries.iter().map(|&(r, c)| (c * m + r) as u64));
+        }
+        keys.extend((0..m).map(|d| (d * m + d) as u64));
+        keys.par_sort_unstable();
+        keys.dedup();
+        if keys.len() >= NOT_STORED as usize {
+            return Err(MixedModelError::TooLarge {
+                terms: label(),
+                size: m,
+                bytes: keys.len().saturating_mul(8),
+                max: MAX_FACTOR_BYTES,
+            });
+        }
+        let mut col_ptr = vec![0usize; m + 1];
+        let mut row_idx = Vec::with_capacity(keys.len());
+        let mut diag_pos = vec![0usize; m];
+        for (e, &key) in keys.iter().enumerate() {
+            let (c, r) = ((key / m as u64) as usize, (key % m as u64) as usize);
+            col_ptr[c + 1] += 1;
+            row_idx.push(r);
+            if r == c {
+                diag_pos[c] = e;
+            }
+        }
+        for c in 0..m {
+            col_ptr[c + 1] += col_ptr[c];
+        }
+        let mut row_pos = vec![NOT_STORED; n * npos];
+        row_pos.par_chunks_mut(npos.max(1)).enumerate().for_each_init(Vec::new, |buf, (i, out)| {
+            row_entries(i, buf);
+            for (o, &(r, c)) in out.iter_mut().zip(buf.iter()) {
+                let key = (c * m + r) as u64;
+                *o = keys.binary_search(&key).map_or(NOT_STORED, |e| e as u32);
+            }
+        });
+        drop(keys);
+        let symbolic = symbolic_factor(m, &col_ptr, &row_idx, SupernodalThreshold::AUTO)
+            .map_err(|reason| MixedModelError::Factorization { terms: label(), reason })?;
+        let bytes = symbolic.len_val().saturating_mul(8);
+        if bytes > MAX_FACTOR_BYTES {
+            return Err(MixedModelError::TooLarge { terms: label(), size: m, bytes, max: MAX_FACTOR_BYTES });
+        }
+        let chunk = MIN_CHUNK.max(n.div_ceil(8));
+        Ok(MultiProblem {
+            n,
+            p,
+            m,
+            x,
+            y: &frame.y,
+            w,
+            sat,
+            c_const,
+            terms,
+            random,
+            z,
+            col_ptr,
+            row_idx,
+            diag_pos,
+            row_pos,
+            npos,
+            symbolic,
+            chunk,
+        })
+    }
+
+    fn n_theta(&self) -> usize {
+        self.terms.iter().map(|t| t.q * (t.q + 1) / 2).sum()
+    }
+
+    /// Lower bounds of θ (0 on the diagonal of each Λ_k).
+    fn lower_bounds(&self) -> Vec<f64> {
+        self.terms
+            .iter()
+            .flat_map(|t| {
+                (0..t.q).flat_map(move |c| (c..t.q).map(move |r| if r == c { 0.0 } else { f64::NEG_INFINITY }))
+            })
+            .collect()
+    }
+
+    fn lambdas(&self, theta: &[f64]) -> Vec<Vec<f64>> {
+        self.terms.iter().map(|t| t.lambda(theta)).collect()
+    }
+
+    /// `Λ u` in the layout of `u`.
+    fn lambda_u(&self, lambdas: &[Vec<f64>], u: &[f64]) -> Vec<f64> {
+        let mut b = vec![0.0; self.m];
+        for (t, lam) in self.terms.iter().zip(lambdas) {
+            let q = t.q;
+            for j in 0..t.levels.len() {
+                let base = t.u_offset + j * q;
+                for a in 0..q {
+                    b[base + a] = (0..=a).map(|k| lam[a * q + k] * u[base + k]).sum();
+                }
+            }
+        }
+        b
+    }
+
+    /// `X β`.
+    fn eta_fixed(&self, beta: &[f64]) -> Vec<f64> {
+        let p = self.p;
+        self.x.par_chunks(p.max(1)).map(|xi| xi.iter().zip(beta).map(|(a, b)| a * b).sum()).collect()
+    }
+
+    /// One pass over the rows at linear predictor `off + Z b` (`b = Λu`): the deviance, and what `want` asks
+    /// for beyond it.
+    fn pass(&self, lambdas: &[Vec<f64>], off: &[f64], b: &[f64], want: Want) -> Pass {
+        let (p, m) = (self.p, self.m);
+        let qsum: usize = self.terms.iter().map(|t| t.q).sum();
+        let chunks: Vec<Pass> = (0..self.n.div_ceil(self.chunk))
+            .into_par_iter()
+            .map(|c| {
+                let rows = c * self.chunk..((c + 1) * self.chunk).min(self.n);
+                let mut out = Pass::default();
+                if want != Want::Deviance {
+                    out.values = vec![0.0; self.row_idx.len()];
+                    out.grad_u = vec![0.0; m];
+                }
+                if want == Want::Joint {
+                    out.b = vec![0.0; m * p];
+                    out.c = vec![0.0; p * p];
+                    out.grad_beta = vec![0.0; p];
+                }
+                let mut zl = vec![0.0; qsum];
+                let mut base = vec![0usize; self.terms.len()];
+                for i in rows {
+                    let mut eta = off[i];
+                    for (k, (rt, t)) in self.random.iter().zip(&self.terms).enumerate() {
+                        base[k] = t.u_offset + rt.codes[i] as usize * t.q;
+                        let zi = &self.z[k][i * t.q..(i + 1) * t.q];
+                        eta += zi.iter().zip(&b[base[k]..base[k] + t.q]).map(|(z, b)| z * b).sum::<f64>();
+                    }
+                    let (mu, d) = mu_dev(eta, self.y[i], self.w[i], self.sat[i]);
+                    out.dev += d;
+                    if want == Want::Deviance {
+                        continue;
+                    }
+                    let wt = self.w[i] * mu * (1.0 - mu);
+                    let r = self.w[i] * (self.y[i] - mu);
+                    // zl_k = Λ_k' z_ik, laid out term after term.
+                    let mut o = 0;
+                    for (k, t) in self.terms.iter().enumerate() {
+                        let (q, lam) = (t.q, &lambdas[k]);
+                        let zi = &self.z[k][i * q..(i + 1) * q];
+                        for a in 0..q {
+                            zl[o + a] = (a..q).map(|rr| lam[rr * q + a] * zi[rr]).sum();
+                            out.grad_u[base[k] + a] += zl[o + a] * r;
+                        }
+                        o += q;
+                    }
+                    let pos = &self.row_pos[i * self.npos..(i + 1) * self.npos];
+                    let mut e = 0;
+                    let mut ok = 0;
+                    for (k, tk) in self.terms.iter().enumerate() {
+                        let os = ok + tk.q;
+                        for a in 0..tk.q {
+                            for bb in a..tk.q {
+                                out.values[pos[e] as usize] += wt * zl[ok + a] * zl[ok + bb];
+                                e += 1;
+                            }
+                        }
+                        let mut o2 = os;
+                        for ts in &self.terms[k + 1..] {
+                            for a in 0..tk.q {
+                                for bb in 0..ts.q {
+                                    out.values[pos[e] as usize] += wt * zl[ok + a] * zl[o2 + bb];
+                                    e += 1;
+                                }
+                            }
+                            o2 += ts.q;
+                        }
+                        ok = os;
+                    }
+                    if want == Want::Joint {
+                        let xi = &self.x[i * p..(i + 1) * p];
+                        let mut o = 0;
+                        for (k, t) in self.terms.iter().enumerate() {
+                            for a in 0..t.q {
+                                let f = wt * zl[o + a];
+                                let row = &mut out.b[(base[k] + a) * p..(base[k] + a + 1) * p];
+                                row.iter_mut().zip(xi).for_each(|(bv, &xv)| *bv += f * xv);
+                            }
+                            o += t.q;
+                        }
+                        for a in 0..p {
+                            out.grad_beta[a] += xi[a] * r;
+                            let wx = wt * xi[a];
+                            for (cv, &xv) in out.c[a * p..a * p + a + 1].iter_mut().zip(xi) {
+                                *cv += wx * xv;
+                            }
+                        }
+                    }
+                }
+                out
+            })
+            .collect();
+        // Added in chunk order: the same bits whatever the number of threads.
+        let mut total = Pass::default();
+        for part in chunks {
+            total.dev += part.dev;
+            add(&mut total.values, &part.values);
+            add(&mut total.grad_u, &part.grad_u);
+            add(&mut total.b, &part.b);
+            add(&mut total.c, &part.c);
+            add(&mut total.grad_beta, &part.grad_beta);
+        }
+        total
+    }
+
+    /// `A`'s values (`Λ'Z'WZΛ + I`) from a pass.
+    fn a_values(&self, mut values: Vec<f64>) -> Vec<f64> {
+        for &d in &self.diag_pos {
+            values[d] += 1.0;
+        }
+        values
+    }
+
+    fn factor(&self, values: &[f64]) -> Option<Vec<f64>> {
+        factor_numeric(&self.symbolic, self.m, &self.col_ptr, &self.row_idx, values)
+    }
+
+    /// Penalized deviance at `u` (offset `off`).
+    fn pdev(&self, lambdas: &[Vec<f64>], off: &[f64], u: &[f64]) -> f64 {
+        let b = self.lambda_u(lambdas, u);
+        self.pass(lambdas, off, &b, Want::Deviance).dev + dot(u, u)
+    }
+
+    /// PIRLS for the conditional modes at fixed (θ, β): Newton steps on the penalized deviance with step
+    /// halving, from `start`.
+    fn modes(&self, theta: &[f64], beta: &[f64], start: &[f64]) -> Modes {
+        let lambdas = self.lambdas(theta);
+        let off = self.eta_fixed(beta);
+        let mut u = start.to_vec();
+        let mut pdev = self.pdev(&lambdas, &off, &u);
+        if !pdev.is_finite() {
+            u.iter_mut().for_each(|v| *v = 0.0);
+            pdev = self.pdev(&lambdas, &off, &u);
+        }
+        let mut converged = false;
+        let mut ldl2 = f64::INFINITY;
+        let mut dev = f64::NAN;
+        for _ in 0..60 {
+            let b = self.lambda_u(&lambdas, &u);
+            let pass = self.pass(&lambdas, &off, &b, Want::System);
+            dev = pass.dev;
+            let values = self.a_values(pass.values);
+            let Some(l) = self.factor(&values) else { break };
+            ldl2 = log_det(&self.symbolic, &l).unwrap_or(f64::INFINITY);
+            let grad: Vec<f64> = pass.grad_u.iter().zip(&u).map(|(g, u)| g - u).collect();
+            let mut step = grad.clone();
+            solve_in_place(&self.symbolic, &l, &mut step, 1);
+            let decrement = dot(&step, &grad);
+            if decrement < 1e-10 {
+                // One more full step puts the modes at rounding level (Newton's quadratic convergence): the
+                // objective's log|L|² is not stationary in u, so the rest of a stopped iteration would show in
+                // it at first order, and in the finite-difference Hessian amplified by 1/δ².
+                u.iter_mut().zip(&step).for_each(|(u, s)| *u += s);
+                converged = true;
+                ldl2 = f64::INFINITY;
+                break;
+            }
+            let mut accepted = false;
+            let mut t = 1.0;
+            for _ in 0..30 {
+                let trial: Vec<f64> = u.iter().zip(&step).map(|(u, s)| u + t * s).collect();
+                let pd = self.pdev(&lambdas, &off, &trial);
+                if pd.is_finite() && pd <= pdev + 1e-12 * (1.0 + pdev.abs()) {
+                    u = trial;
+                    pdev = pd;
+                    accepted = true;
+                    break;
+                }
+                t *= 0.5;
+            }
+            if !accepted {
+                // No step lowers the penalized deviance any more: converged if the decrement is at the level of
+                // the rounding of a sum over all rows.
+                converged = decrement < 1e-6;
+                break;
+            }
+            ldl2 = f64::INFINITY; // the factor belongs to the previous point
+        }
+        if !ldl2.is_finite() {
+            // The loop ended after a step: the system at the final point.
+            let b = self.lambda_u(&lambdas, &u);
+            let pass = self.pass(&lambdas, &off, &b, Want::System);
+            dev = pass.dev;
+            let values = self.a_values(pass.values);
+            ldl2 = self.factor(&values).and_then(|l| log_det(&self.symbolic, &l)).unwrap_or(f64::INFINITY);
+        }
+        Modes { u, dev, ldl2, converged }
+    }
+
+    /// glmer's Laplace objective (the `aic()` scale): deviance + ‖u‖² + log|L|² + the saturated constant.
+    fn objective(&self, modes: &Modes) -> f64 {
+        modes.dev + dot(&modes.u, &modes.u) + modes.ldl2 + self.c_const
+    }
+
+    /// The Schur complement `X'WX − B'A⁻¹B` (p × p, full) at (θ, β, u), with `A⁻¹[B g_u]` and the
+    /// gradients; `None` when a factor fails.
+    #[allow(clippy::type_complexity)]
+    fn joint_system(
+        &self,
+        lambdas: &[Vec<f64>],
+        off: &[f64],
+        u: &[f64],
+    ) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> {
+        let (m, p) = (self.m, self.p);
+        let b = self.lambda_u(lambdas, u);
+        let pass = self.pass(lambdas, off, &b, Want::Joint);
+        let values = self.a_values(pass.values);
+        let l = self.factor(&values)?;
+        let grad_u: Vec<f64> = pass.grad_u.iter().zip(u).map(|(g, u)| g - u).collect();
+        // Right-hand sides [B g_u], column-major m × (p + 1).
+        let mut rhs = vec![0.0; m * (p + 1)];
+        for r in 0..m {
+            for c in 0..p {
+                rhs[c * m + r] = pass.b[r * p + c];
+            }
+            rhs[p * m + r] = grad_u[r];
+        }
+        solve_in_place(&self.symbolic, &l, &mut rhs, p + 1);
+        let mut s = vec![0.0; p * p];
+        for a in 0..p {
+            for c in 0..=a {
+                let bt_ainv_b: f64 = (0..m).map(|r| pass.b[r * p + a] * rhs[c * m + r]).sum();
+                s[a * p + c] = pass.c[a * p + c] - bt_ainv_b;
+                s[c * p + a] = s[a * p + c];
+            }
+        }
+        let rhs_beta: Vec<f64> = (0..p)
+            .map(|a| pass.grad_beta[a] - (0..m).map(|r| pass.b[r * p + a] * rhs[p * m + r]).sum::<f64>())
+            .collect();
+        Some((s, rhs, rhs_beta, grad_u, pass.grad_beta))
+    }
+
+    /// Joint PIRLS over (u, β) at fixed θ (glmer's `nAGQ = 0` stage), then PIRLS in `u` at the final β: β, the
+    /// modes and the Laplace objective there.
+    fn joint(&self, theta: &[f64], beta0: &[f64], u0: &[f64]) -> (Vec<f64>, Modes, f64) {
+        let (m, p) = (self.m, self.p);
+        let lambdas = self.lambdas(theta);
+        let mut beta = beta0.to_vec();
+        let mut u = u0.to_vec();
+        let mut pdev = self.pdev(&lambdas, &self.eta_fixed(&beta), &u);
+        for _ in 0..100 {
+            let off = self.eta_fixed(&beta);
+            let Some((mut s, ainv, rhs_beta, grad_u, grad_beta)) = self.joint_system(&lambdas, &off, &u) else {
+                break;
+            };
+            if !cholesky(&mut s, p) {
+                break;
+            }
+            let mut db = rhs_beta;
+            chol_solve(&s, p, &mut db);
+            let du: Vec<f64> =
+                (0..m).map(|r| ainv[p * m + r] - (0..p).map(|c| ainv[c * m + r] * db[c]).sum::<f64>()).collect();
+            let decrement = dot(&du, &grad_u) + dot(&db, &grad_beta);
+            if decrement < 1e-10 {
+                break;
+            }
+            let mut accepted = false;
+            let mut t = 1.0;
+            for _ in 0..30 {
+                let nb: Vec<f64> = beta.iter().zip(&db).map(|(b, d)| b + t * d).collect();
+                let nu: Vec<f64> = u.iter().zip(&du).map(|(a, d)| a + t * d).collect();
+                let pd = self.pdev(&lambdas, &self.eta_fixed(&nb), &nu);
+                if pd.is_finite() && pd <= pdev + 1e-12 * (1.0 + pdev.abs()) {
+                    beta = nb;
+                    u = nu;
+                    pdev = pd;
+                    accepted = true;
+                    break;
+                }
+                t *= 0.5;
+            }
+            if !accepted {
+                break;
+            }
+        }
+        let modes = self.modes(theta, &beta, &u);
+        let obj = self.objective(&modes);
+        (beta, modes, obj)
+    }
+}
+
+fn add(total: &mut Vec<f64>, part: &[f64]) {
+    if total.is_empty() {
+        total.extend_from_slice(part);
+    } else {
+        total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+    }
+}
+
+fn dot(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(a, b)| a * b).sum()
+}
+
+/// Fits a validated full-rank frame with several random-effects terms by the Laplace approximation.
+pub(super) fn fit_multi(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, MixedModelError> {
+    let pr = MultiProblem::new(frame, opts)?;
+    let (p, m) = (pr.p, pr.m);
+    let nth = pr.n_theta();
+    let th_lower = pr.lower_bounds();
+    let theta_initial: Vec<f64> = th_lower.iter().map(|&l| if l == 0.0 { 1.0 } else { 0.0 }).collect();
+    let mut theta = theta_initial.clone();
+    // Stage 1: θ only, with β and u from joint PIRLS.
+    let (b0, m0, obj0) = pr.joint(&theta, &vec![0.0; p], &vec![0.0; m]);
+    if !obj0.is_finite() {
+        return Err(MixedModelError::NonFiniteStart);
+    }
+    let mut warm = (b0, m0.u);
+    let mut runs = minimize(
+        |t: &[f64]| {
+            let (b, modes, obj) = pr.joint(t, &warm.0, &warm.1);
+            if obj.is_finite() {
+                warm = (b, modes.u);
+                obj
+            } else {
+                f64::INFINITY
+            }
+        },
+        &mut theta,
+        &th_lower,
+        Schedule { runs: &[(0.2, 1e-3)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER },
+        OptParameters::Theta,
+    );
+    let (beta1, modes1, _) = pr.joint(&theta, &warm.0, &warm.1);
+    // Stage 2: (θ, β) jointly, u by PIRLS.
+    let mut par: Vec<f64> = theta.iter().chain(&beta1).copied().collect();
+    let lower: Vec<f64> = th_lower.iter().copied().chain(std::iter::repeat_n(f64::NEG_INFINITY, p)).collect();
+    let mut u_warm = modes1.u;
+    let schedule = Schedule { runs: &[(0.1, 1e-8), (1e-3, 1e-10)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER };
+    runs.extend(minimize(
+        |x: &[f64]| {
+            let modes = pr.modes(&x[..nth], &x[nth..], &u_warm);
+            let obj = pr.objective(&modes);
+            if obj.is_finite() {
+                u_warm = modes.u;
+                obj
+            } else {
+                f64::INFINITY
+            }
+        },
+        &mut par,
+        &lower,
+        schedule,
+        OptParameters::ThetaBeta,
+    ));
+    let (theta, beta) = (par[..nth].to_vec(), par[nth..].to_vec());
+    let modes = pr.modes(&theta, &beta, &u_warm);
+    let criterion = pr.objective(&modes);
+    if !criterion.is_finite() {
+        return Err(MixedModelError::Optimizer { reason: "the Laplace objective is not finite at the optimum".into() });
+    }
+    let lambdas = pr.lambdas(&theta);
+    let off = pr.eta_fixed(&beta);
+    // R_X: the Schur complement at the optimum (σ = 1).
+    let v_rx = match pr.joint_system(&lambdas, &off, &modes.u) {
+        Some((mut s, ..)) => {
+            if cholesky(&mut s, p) {
+                chol_inverse(&s, p)
+            } else {
+                vec![f64::NAN; p * p]
+            }
+        }
+        None => vec![f64::NAN; p * p],
+    };
+    let mut hess_bad = false;
+    let v = if opts.use_hessian {
+        let u_hat = modes.u.clone();
+        let h = fd_hessian_par(&|x: &[f64]| pr.objective(&pr.modes(&x[..nth], &x[nth..], &u_hat)), &par, 1e-4);
+        let kk = nth + p;
+        let mut hh: Vec<f64> = h.iter().map(|v| v / 2.0).collect();
+        if cholesky(&mut hh, kk) {
+            let inv = chol_inverse(&hh, kk);
+            (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).map(|(a, b)| inv[(nth + a) * kk + nth + b]).collect()
+        } else {
+            hess_bad = true;
+            v_rx.clone()
+        }
+    } else {
+        v_rx.clone()
+    };
+    let fixed_effects = fixed_effect_rows(&frame.x_names, &beta, &v);
+    // Variance components and correlations per term (Σ_k = Λ_k Λ_k'), in lme4's order.
+    let mut variance_components = Vec::new();
+    let mut correlations = Vec::new();
+    for (t, lam) in pr.terms.iter().zip(&lambdas) {
+        let q = t.q;
+        let cov = |a: usize, b: usize| (0..q).map(|k| lam[a * q + k] * lam[b * q + k]).sum::<f64>();
+        for a in 0..q {
+            variance_components.push(VarianceComponent {
+                group: t.group.clone(),
+                term: Some(t.names[a].clone()),
+                variance: cov(a, a),
+                std_dev: cov(a, a).sqrt(),
+            });
+        }
+        for a in 0..q {
+            for b in a + 1..q {
+                correlations.push(Correlation {
+                    group: t.group.clone(),
+                    term1: t.names[a].clone(),
+                    term2: t.names[b].clone(),
+                    correlation: cov(a, b) / (cov(a, a) * cov(b, b)).sqrt(),
+                });
+            }
+        }
+    }
+    // Conditional modes b = Λu and SDs from the diagonal blocks of Λ A⁻¹ Λ' at the modes.
+    let b_hat = pr.lambda_u(&lambdas, &modes.u);
+    let pass = pr.pass(&lambdas, &off, &b_hat, Want::System);
+    let values = pr.a_values(pass.values);
+    let blocks: Vec<(usize, usize)> =
+        pr.terms.iter().flat_map(|t| (0..t.levels.len()).map(move |j| (t.u_offset + j * t.q, t.q))).collect();
+    let simplicial = symbolic_factor(m, &pr.col_ptr, &pr.row_idx, SupernodalThreshold::FORCE_SIMPLICIAL)
+        .map_err(|reason| MixedModelError::Factorization { terms: "the random-effects terms".into(), reason })?;
+    let inverse = factor_numeric(&simplicial, m, &pr.col_ptr, &pr.row_idx, &values)
+        .and_then(|l| inverse_blocks(&simplicial, &l, &blocks))
+        .unwrap_or_else(|| blocks.iter().map(|&(_, q)| vec![f64::NAN; q * q]).collect());
+    let mut inverse = inverse.into_iter();
+    let mut ranef = Vec::with_capacity(pr.terms.len());
+    for (t, lam) in pr.terms.iter().zip(&lambdas) {
+        let q = t.q;
+        let mut mode_b = Vec::with_capacity(t.levels.len());
+        let mut cond_sd = Vec::with_capacity(t.levels.len());
+        for j in 0..t.levels.len() {
+            let base = t.u_offset + j * q;
+            mode_b.push(b_hat[base..base + q].to_vec());
+            let ainv = inverse.next().unwrap_or_default();
+            cond_sd.push(
+                (0..q)
+                    .map(|a| {
+                        (0..=a)
+                            .flat_map(|c| (0..=a).map(move |d| (c, d)))
+                            .map(|(c, d)| {
+                                lam[a * q + c] * ainv.get(c * q + d).copied().unwrap_or(f64::NAN) * lam[a * q + d]
+                            })
+                            .sum::<f64>()
+                            .sqrt()
+                    })
+                    .collect(),
+            );
+        }
+        ranef.push(ConditionalModes {
+            group: t.group.clone(),
+            terms: t.names.clone(),
+            levels: t.levels.clone(),
+            modes: mode_b,
+            cond_sd,
+        });
+    }
+    // Diagnostics: fitted probabilities numerically 0 or 1, levels with all-0 or all-1 responses.
+    let mut numerically_0_or_1 = 0;
+    for i in 0..pr.n {
+        let mut eta = off[i];
+        for (k, (rt, t)) in pr.random.iter().zip(&pr.terms).enumerate() {
+            let base = t.u_offset + rt.codes[i] as usize * t.q;
+            eta +=
+                pr.z[k][i * t.q..(i + 1) * t.q].iter().zip(&b_hat[base..base + t.q]).map(|(z, b)| z * b).sum::<f64>();
+        }
+        let mu = mu_dev(eta, pr.y[i], pr.w[i], pr.sat[i]).0;
+        if !(10.0 * f64::EPSILON..=1.0 - 10.0 * f64::EPSILON).contains(&mu) {
+            numerically_0_or_1 += 1;
+        }
+    }
+    let mut separated_groups = Vec::new();
+    for (rt, t) in pr.random.iter().zip(&pr.terms) {
+        // Per level: (any 0 response, any 1 response).
+        let mut seen = vec![(false, false); t.levels.len()];
+        for (i, &c) in rt.codes.iter().enumerate() {
+            let s = &mut seen[c as usize];
+            s.0 |= pr.y[i] < 1.0;
+            s.1 |= pr.y[i] > 0.0;
+        }
+        separated_groups.extend(
+            seen.iter().enumerate().filter(|(_, s)| !(s.0 && s.1)).map(|(j, _)| format!("{} {}", t.group, t.levels[j])),
+        );
+    }
+    let pirls_not_converged =
+        if modes.converged { Vec::new() } else { vec!["all levels (one joint PIRLS for every term)".to_string()] };
+    let singular = pr.terms.iter().zip(&lambdas).any(|(t, lam)| (0..t.q).any(|a| lam[a * t.q + a].abs() < 1e-4));
+    let optimizer = OptSummary::new(theta_initial, th_lower, theta.clone(), criterion, runs);
+    let k = (nth + p) as f64;
+    let n = pr.n as f64;
+    Ok(GlmmFit {
+        link: Link::Logit,
+        nagq: 1,
+        glmer_log_likelihood: -criterion / 2.0,
+        deviance: modes.dev,
+        criterion,
+        se_from_hessian: opts.use_hessian && !hess_bad,
+        diagnostics: GlmmDiagnostics {
+            separated_groups,
+            pirls_not_converged,
+            hessian_not_positive_definite: hess_bad,
+            fitted_probabilities_0_or_1: numerically_0_or_1,
+        },
+        family: Family::Binomial,
+        n_obs: pr.n,
+        groups: pr.terms.iter().map(|t| (t.group.clone(), t.levels.len())).collect::<BTreeMap<_, _>>(),
+        theta,
+        beta,
+        vcov: v,
+        fixed_effects,
+        variance_components,
+        correlations,
+        ranef,
+        log_likelihood: -criterion / 2.0,
+        aic: criterion + 2.0 * k,
+        bic: criterion + k * n.ln(),
+        converged: optimizer.converged && modes.converged,
+        singular,
+        optimizer,
+        icc: None,
+        dropped_columns: Vec::new(),
+    })
+}
