@@ -443,11 +443,11 @@ pub fn likelihood_ratio_test(small: &LmmFit, large: &LmmFit) -> Result<Likelihoo
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// A deterministic pseudo-random stream in [0, 1).
-    fn stream(seed: u64) -> impl FnMut() -> f64 {
+    pub(crate) fn stream(seed: u64) -> impl FnMut() -> f64 {
         let mut s = seed;
         move || {
             s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -457,7 +457,7 @@ mod tests {
 
     /// Pupils in schools in years: a random intercept and slope on `x` by school, and an intercept by
     /// school:year (nested), or a crossed second factor.
-    fn frame(crossed: bool) -> ModelFrame {
+    pub(crate) fn frame(crossed: bool) -> ModelFrame {
         let mut u = stream(7);
         let (schools, years, per) = (12usize, 3usize, 5usize);
         let n = schools * years * per;

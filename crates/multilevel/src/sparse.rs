@@ -546,7 +546,7 @@ pub(crate) fn log_det(symbolic: &SymbolicCholesky<usize>, lvalues: &[f64]) -> Op
 /// Takahashi's recurrences from the last column back: with S column j's off-diagonal pattern, l its values
 /// and y = Z_{S,S} l (every pair of S lies in L's pattern), Z_{S,j} = −y / L_jj and
 /// Z_jj = 1/L_jj² + l'y / L_jj².
-fn selected_inverse(m: usize, col_ptr: &[usize], row_idx: &[usize], l: &[f64]) -> Option<Vec<f64>> {
+pub(crate) fn selected_inverse(m: usize, col_ptr: &[usize], row_idx: &[usize], l: &[f64]) -> Option<Vec<f64>> {
     let mut z = vec![0.0; l.len()];
     let mut zdiag = vec![0.0; m];
     let mut mark = vec![usize::MAX; m];

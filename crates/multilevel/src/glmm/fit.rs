@@ -8,7 +8,7 @@ use psmeval_frame::ModelFrame;
 
 use super::hessian::{fd_hessian, fd_jacobian};
 use super::multi::fit_multi;
-use super::newton::newton_stage;
+use super::newton::{NewtonFailure, NewtonStage, newton_stage};
 use super::pirls::joint_pirls;
 use super::problem::{lambda, mu_dev, problem, validate};
 use super::quadrature::GhRule;
@@ -36,6 +36,40 @@ pub fn fit_glmm(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixed
     let mut fit = fit_full_rank(&frame.without_columns(&aliased), opts)?;
     fit.dropped_columns = aliased.iter().map(|&j| frame.x_names[j].clone()).collect();
     Ok(fit)
+}
+
+/// The optimizer's record of a Newton second stage that converged.
+pub(super) fn newton_run(stage: &NewtonStage) -> OptRun {
+    OptRun {
+        parameters: OptParameters::ThetaBeta,
+        method: OptMethod::Newton,
+        evaluations: stage.evaluations,
+        objective: stage.objective,
+        accepted: true,
+        converged: true,
+        status: format!(
+            "Newton decrement {:.1e} {} after {} step{} ({} Hessian{})",
+            stage.decrement,
+            if stage.stalled { "when no step lowered the objective any more" } else { "below tolerance" },
+            stage.steps,
+            if stage.steps == 1 { "" } else { "s" },
+            stage.hessians,
+            if stage.hessians == 1 { "" } else { "s" }
+        ),
+    }
+}
+
+/// The optimizer's record of a Newton second stage that gave up (BOBYQA follows).
+pub(super) fn newton_failed(why: NewtonFailure, evaluations: usize) -> OptRun {
+    OptRun {
+        parameters: OptParameters::ThetaBeta,
+        method: OptMethod::Newton,
+        evaluations,
+        objective: f64::INFINITY,
+        accepted: false,
+        converged: false,
+        status: format!("Newton steps given up ({}); BOBYQA used instead", why.describe()),
+    }
 }
 
 /// The Wald z table of fixed effects `names` with estimates `beta` and covariance `v` (p × p, row-major).
@@ -117,34 +151,10 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
     if laplace_scalar {
         match newton_stage(&pr, &mut par, &mut u_warm) {
             Ok(stage) => {
-                runs.push(OptRun {
-                    parameters: OptParameters::ThetaBeta,
-                    method: OptMethod::Newton,
-                    evaluations: stage.evaluations,
-                    objective: stage.objective,
-                    accepted: true,
-                    converged: true,
-                    status: format!(
-                        "Newton decrement {:.1e} {} after {} step{} ({} Hessian{})",
-                        stage.decrement,
-                        if stage.stalled { "when no step lowered the objective any more" } else { "below tolerance" },
-                        stage.steps,
-                        if stage.steps == 1 { "" } else { "s" },
-                        stage.hessians,
-                        if stage.hessians == 1 { "" } else { "s" }
-                    ),
-                });
+                runs.push(newton_run(&stage));
                 h_newton = Some(stage.hessian);
             }
-            Err((why, evaluations)) => runs.push(OptRun {
-                parameters: OptParameters::ThetaBeta,
-                method: OptMethod::Newton,
-                evaluations,
-                objective: f64::INFINITY,
-                accepted: false,
-                converged: false,
-                status: format!("Newton steps given up ({}); BOBYQA used instead", why.describe()),
-            }),
+            Err((why, evaluations)) => runs.push(newton_failed(why, evaluations)),
         }
     }
     if h_newton.is_none() {

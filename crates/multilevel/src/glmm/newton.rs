@@ -1,14 +1,55 @@
-//! glmer's second stage for a Laplace fit with a scalar term by Newton's method: (θ, β) jointly from the
-//! first stage's solution, on the exact gradient of the objective with a Hessian from central differences of
-//! that gradient. It reaches the optimum that BOBYQA approaches to its tolerance in a few steps (each a pass
-//! of PIRLS over the data) where BOBYQA needs hundreds of objective evaluations, and ends with the Hessian at
-//! the optimum, the one the standard errors need.
+//! glmer's second stage for a Laplace fit by Newton's method: (θ, β) jointly from the first stage's solution,
+//! on the exact gradient of the objective with a Hessian from central differences of that gradient. It
+//! reaches the optimum that BOBYQA approaches to its tolerance in a few steps (each a pass of PIRLS over the
+//! data) where BOBYQA needs hundreds of objective evaluations, and ends with the Hessian at the optimum, the
+//! one the standard errors need. The stage is generic over [`Laplace`]: one scalar term (`Problem`) or several
+//! terms (`multi`).
 
 use super::hessian::fd_jacobian;
 use super::pirls::GroupMode;
 use super::problem::Problem;
 use super::quadrature::GhRule;
 use crate::dense::{chol_solve, cholesky};
+
+/// What the Newton stage needs of a Laplace objective in `x` = (θ, β).
+pub(super) trait Laplace: Sync {
+    /// Where PIRLS starts (the conditional modes of a nearby point).
+    type Start: Sync;
+    /// The conditional modes at a point.
+    type Modes;
+    /// The objective at `x` with its modes, PIRLS from `start`.
+    fn point(&self, x: &[f64], start: &Self::Start) -> (f64, Self::Modes);
+    /// The exact gradient at `x` given its modes (non-finite entries when it cannot be computed).
+    fn gradient(&self, x: &[f64], modes: &Self::Modes) -> Vec<f64>;
+    /// The start that the modes give.
+    fn start_of(&self, modes: &Self::Modes) -> Self::Start;
+    /// Reflects the columns of Λ whose diagonal entry is negative in `x` (the objective is unchanged when a
+    /// column of Λ and the matching components of `u` change sign together), returning the start with those
+    /// signs changed, or `None` when nothing was reflected.
+    fn reflect(&self, x: &mut [f64], start: &Self::Start) -> Option<Self::Start>;
+}
+
+impl Laplace for Problem {
+    type Start = Vec<Vec<f64>>;
+    type Modes = Vec<GroupMode>;
+    fn point(&self, x: &[f64], start: &Vec<Vec<f64>>) -> (f64, Vec<GroupMode>) {
+        let modes = self.modes(&x[..1], &x[1..], start);
+        (self.objective(&x[..1], &x[1..], &modes, &GhRule::new(1)), modes)
+    }
+    fn gradient(&self, x: &[f64], modes: &Vec<GroupMode>) -> Vec<f64> {
+        self.laplace_gradient(x[0], &x[1..], modes)
+    }
+    fn start_of(&self, modes: &Vec<GroupMode>) -> Vec<Vec<f64>> {
+        modes.iter().map(|m| m.u.clone()).collect()
+    }
+    fn reflect(&self, x: &mut [f64], start: &Vec<Vec<f64>>) -> Option<Vec<Vec<f64>>> {
+        // The objective depends on θ only through θ² (b = θu with u standard normal).
+        (x[0] < 0.0).then(|| {
+            x[0] = x[0].abs();
+            start.iter().map(|u| vec![-u[0]]).collect()
+        })
+    }
+}
 
 /// Most Newton steps before the stage is given up (to BOBYQA).
 const MAX_STEPS: usize = 50;
@@ -71,28 +112,24 @@ impl NewtonFailure {
 }
 
 /// Minimizes the Laplace objective in `par` = (θ, β) by Newton steps with step halving, from `par` (updated
-/// in place, with the conditional modes in `u_warm`). The Hessian is refreshed when a step had to be halved
+/// in place, with the conditional modes' start in `u_warm`). The Hessian is refreshed when a step had to be halved
 /// or failed, or the decrement fell by less than a factor of 10, and always at the end, so convergence is
 /// judged with the Hessian of the final point. A zero variance (θ = 0) is reached as any other stationary
 /// point: the objective is even in θ. Returns `Err` with the reason and the number of objective evaluations
 /// (and `par`, `u_warm` untouched) when the objective is not finite at the start, a Hessian is not positive
 /// definite, or the steps do not converge.
-pub(super) fn newton_stage(
-    pr: &Problem,
+pub(super) fn newton_stage<L: Laplace>(
+    pr: &L,
     par: &mut [f64],
-    u_warm: &mut Vec<Vec<f64>>,
+    u_warm: &mut L::Start,
 ) -> Result<NewtonStage, (NewtonFailure, usize)> {
     let k = par.len();
-    let rule = GhRule::new(1);
-    let starts = |modes: &[GroupMode]| -> Vec<Vec<f64>> { modes.iter().map(|m| m.u.clone()).collect() };
-    let point = |x: &[f64], start: &[Vec<f64>]| {
-        let modes = pr.modes(&x[..1], &x[1..], start);
-        (pr.objective(&x[..1], &x[1..], &modes, &rule), modes)
-    };
-    let hessian_at = |x: &[f64], start: &[Vec<f64>]| -> Option<(Vec<f64>, Vec<f64>)> {
+    let starts = |modes: &L::Modes| pr.start_of(modes);
+    let point = |x: &[f64], start: &L::Start| pr.point(x, start);
+    let hessian_at = |x: &[f64], start: &L::Start| -> Option<(Vec<f64>, Vec<f64>)> {
         let grad = |y: &[f64]| {
-            let modes = pr.modes(&y[..1], &y[1..], start);
-            pr.laplace_gradient(y[0], &y[1..], &modes)
+            let (_, modes) = pr.point(y, start);
+            pr.gradient(y, &modes)
         };
         let h = fd_jacobian(&grad, x, FD_STEP);
         let mut l = h.clone();
@@ -113,7 +150,7 @@ pub(super) fn newton_stage(
     let mut outcome = Err(NewtonFailure::TooManySteps);
     let mut decrement = f64::INFINITY;
     while steps < MAX_STEPS {
-        let grad = pr.laplace_gradient(x[0], &x[1..], &modes);
+        let grad = pr.gradient(&x, &modes);
         if grad.iter().any(|v| !v.is_finite()) {
             outcome = Err(NewtonFailure::NonFiniteGradient);
             break;
@@ -121,7 +158,7 @@ pub(super) fn newton_stage(
         let mut step = grad.clone();
         chol_solve(&cur.l, k, &mut step);
         decrement = step.iter().zip(&grad).map(|(s, g)| s * g).sum();
-        let refresh = |x: &[f64], modes: &[GroupMode]| hessian_at(x, &starts(modes));
+        let refresh = |x: &[f64], modes: &L::Modes| hessian_at(x, &starts(modes));
         if decrement < DECREMENT_TOL || (!cur.fresh && decrement > 0.1 * cur.previous) {
             if cur.fresh && decrement < DECREMENT_TOL {
                 outcome = Ok(false);
@@ -135,17 +172,14 @@ pub(super) fn newton_stage(
         }
         cur.previous = decrement;
         let start = starts(&modes);
-        let flipped: Vec<Vec<f64>> = start.iter().map(|u| vec![-u[0]]).collect();
         let mut t = 1.0;
         let mut accepted = None;
         for _ in 0..20 {
             let mut trial: Vec<f64> = x.iter().zip(&step).map(|(a, s)| a - t * s).collect();
-            // The objective depends on θ only through θ² (b = θu with u standard normal), so a step past 0 is
-            // reflected, with the modes' signs.
-            let reflected = trial[0] < 0.0;
-            trial[0] = trial[0].abs();
+            // A step past θ = 0 is reflected, with the modes' signs.
+            let flipped = pr.reflect(&mut trial, &start);
             if trial.iter().all(|v| v.is_finite()) {
-                let (f_trial, m_trial) = point(&trial, if reflected { &flipped } else { &start });
+                let (f_trial, m_trial) = point(&trial, flipped.as_ref().unwrap_or(&start));
                 evaluations += 1;
                 if f_trial.is_finite() && f_trial <= f + 1e-12 * (1.0 + f.abs()) {
                     accepted = Some((trial, f_trial, m_trial));
