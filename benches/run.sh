@@ -43,6 +43,9 @@ if [ -f "$work/lmm/matched_ks2.csv" ]; then
   fb='expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)'
   echo "== psmeval lmm --family binomial, matched, random intercept"
   timed $bin lmm --family binomial --data "$work/lmm/matched_ks2.csv" --formula "$fb" --json "$work/lmm/psmeval_matched_logistic.json" > /dev/null
+  echo "== psmeval lmm --family binomial, matched, nested cohorts"
+  timed $bin lmm --family binomial --data "$work/lmm/matched_ks2.csv" --formula "$fb + (1 | school_id:year)" \
+    --json "$work/lmm/psmeval_matched_logistic_nested.json" > /dev/null
   echo "== log-likelihoods (lme4 vs psmeval)"
   cat "$work/lmm/lme4_results.json"
   for f in "$work"/lmm/psmeval_*.json; do

@@ -13,7 +13,9 @@
 #         and the same with (1 + year_c | school_id) on the national sample; the nested cohort model
 #         ... + (1 | school_id) + (1 | school_id:year) on both samples (issue 10);
 #         expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id) with glmer
-#         (binomial, Laplace) on the matched sample (skip it with BENCH_SKIP_GLMER=1: it takes minutes);
+#         (binomial, Laplace) on the matched sample, and the same with the cohort term
+#         + (1 | school_id) + (1 | school_id:year) (skip both with BENCH_SKIP_GLMER=1: they take minutes;
+#         BENCH_ONLY_GLMER_NESTED=1 times the nested logistic model alone);
 #         InstEval's crossed model y ~ service + (1 | s) + (1 | d) + (1 | dept:service) (written to
 #         OUTDIR/insteval.csv for psmeval).
 suppressPackageStartupMessages(library(lme4))
@@ -53,6 +55,12 @@ time_fit <- function(name, formula, data, logistic = FALSE) {
 }
 
 f_bin <- expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id)
+f_bin_nested <- expected ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id) + (1 | school_id:year)
+if (Sys.getenv("BENCH_ONLY_GLMER_NESTED") == "1") {
+  rows <- time_fit("matched_logistic_nested", f_bin_nested, matched, TRUE)
+  writeLines(c("[", rows, "]"), file.path(outdir, "lme4_results.json"))
+  quit(save = "no")
+}
 rows <- c(
   time_fit("matched_intercept", f_int, matched),
   time_fit("national_intercept", f_int, ks2),
@@ -63,6 +71,9 @@ rows <- c(
 ie <- data.frame(s = InstEval$s, d = InstEval$d, dept = InstEval$dept, service = InstEval$service, y = InstEval$y)
 write.csv(ie, file.path(outdir, "insteval.csv"), row.names = FALSE)
 rows <- c(rows, time_fit("insteval_crossed", y ~ service + (1 | s) + (1 | d) + (1 | dept:service), ie))
-if (Sys.getenv("BENCH_SKIP_GLMER") != "1") rows <- c(rows, time_fit("matched_logistic", f_bin, matched, TRUE))
+if (Sys.getenv("BENCH_SKIP_GLMER") != "1") {
+  rows <- c(rows, time_fit("matched_logistic", f_bin, matched, TRUE),
+            time_fit("matched_logistic_nested", f_bin_nested, matched, TRUE))
+}
 writeLines(c("[", paste(rows, collapse = ",\n"), "]"), file.path(outdir, "lme4_results.json"))
 cat(R.version.string, " lme4", as.character(packageVersion("lme4")), "\n")

@@ -300,7 +300,7 @@ pub(crate) fn analyse(
         .map_err(|message| EvaluationError::Sample { analysis, message })?;
     let (formula_text, notes) = match &study.model.formula {
         Some(f) => (f.clone(), Vec::new()),
-        None => default_formula(study, &sample, outcome.family),
+        None => default_formula(study, &sample),
     };
     let mut result = OutcomeResult {
         name: outcome.name.clone(),

@@ -136,7 +136,7 @@ pub fn gap_closing(
         return result;
     }
     let (text, notes) = match &study.model.formula {
-        None => design_formula(study, &sample, outcome.family, Some(variable)),
+        None => design_formula(study, &sample, Some(variable)),
         Some(f) => {
             let design = format!("factor({}) * group", study.data.year);
             if !f.contains(&design) {

@@ -85,15 +85,16 @@ pub struct ImpactFit {
 
 /// `outcome ~ factor(<year>) * group + <covariates> + (1 | <school>) + (1 | <school>:<year>)`, with
 /// `(1 + year_c | <school>)` for random slopes on year (centred at the programme start) and without the cohort
-/// term when the study turns it off or the outcome is binary. Covariates constant in `sample` (such as `fsm` in
-/// the FSM subgroup) are left out, and named in the returned notes, where lme4 would drop the aliased column.
-pub fn default_formula(study: &Study, sample: &Sample, family: Family) -> (String, Vec<String>) {
-    design_formula(study, sample, family, None)
+/// term when the study turns it off; the same for linear and logistic models. Covariates constant in `sample`
+/// (such as `fsm` in the FSM subgroup) are left out, and named in the returned notes, where lme4 would drop the
+/// aliased column.
+pub fn default_formula(study: &Study, sample: &Sample) -> (String, Vec<String>) {
+    design_formula(study, sample, None)
 }
 
 /// [`default_formula`] with the design `factor(<year>) * group * <by>` when `by` names a 0/1 pupil column
 /// (the gap-closing model; `by` is then no longer a covariate of its own).
-pub fn design_formula(study: &Study, sample: &Sample, family: Family, by: Option<&str>) -> (String, Vec<String>) {
+pub fn design_formula(study: &Study, sample: &Sample, by: Option<&str>) -> (String, Vec<String>) {
     let mut f = format!("outcome ~ factor({}) * group", study.data.year);
     if let Some(v) = by {
         f.push_str(" * ");
@@ -113,24 +114,17 @@ pub fn design_formula(study: &Study, sample: &Sample, family: Family, by: Option
         f.push_str(" + ");
         f.push_str(c);
     }
-    f.push_str(&random_part(study, family));
-    if family == Family::Binomial && study.model.cohort_random_effect {
-        notes.push(
-            "the logistic model has no cohort (school × year) random effect: psmeval's logistic mixed model takes \
-             one grouping factor; the cluster-robust intervals by school allow for cohort variation"
-                .into(),
-        );
-    }
+    f.push_str(&random_part(study));
     (f, notes)
 }
 
-/// The default random part: ` + (1 | school)` (`(1 + year_c | school)` with random slopes on year) and, for
-/// a linear model with `cohort_random_effect`, ` + (1 | school:year)`.
-fn random_part(study: &Study, family: Family) -> String {
+/// The default random part, linear and logistic models alike: ` + (1 | school)` (`(1 + year_c | school)`
+/// with random slopes on year) and, with `cohort_random_effect`, ` + (1 | school:year)`.
+fn random_part(study: &Study) -> String {
     let slope = if study.model.random_slope_year { "1 + year_c" } else { "1" };
     let school = &study.data.school_id;
     let mut f = format!(" + ({slope} | {school})");
-    if study.model.cohort_random_effect && family == Family::Gaussian {
+    if study.model.cohort_random_effect {
         f.push_str(&format!(" + (1 | {school}:{})", study.data.year));
     }
     f
@@ -144,8 +138,8 @@ fn is_constant(col: &Column) -> bool {
 }
 
 /// The formula of the effect-size model: the default formula without pupil covariates.
-fn unconditional_formula(study: &Study, family: Family) -> String {
-    format!("outcome ~ factor({}) * group{}", study.data.year, random_part(study, family))
+fn unconditional_formula(study: &Study) -> String {
+    format!("outcome ~ factor({}) * group{}", study.data.year, random_part(study))
 }
 
 /// The variance of the standard logistic distribution, π²/3: the pupil-level variance of a logistic model on
@@ -174,7 +168,7 @@ pub fn unconditional_sd(
         };
         return Ok((sd, None));
     }
-    let formula = unconditional_formula(study, family);
+    let formula = unconditional_formula(study);
     let parsed = parse_formula(&formula).map_err(|e| format!("formula `{formula}`: {e}"))?;
     // Only the variance components are needed: no Satterthwaite df, no Hessian.
     let opts = ModelOptions { satterthwaite: false, hessian_se: false, ..options(study, family) };

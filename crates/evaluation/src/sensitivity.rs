@@ -194,11 +194,6 @@ pub(crate) fn sensitivity(
                     "another random-effect structure".into(),
                     "the study gives its own model formula, which fixes the random effects",
                 ),
-                Variant::Cohort if main.family == Family::Binomial => SensitivityRow::skipped(
-                    "Cohort term",
-                    "a cohort (school × year) random effect".into(),
-                    "the logistic model takes no cohort term",
-                ),
                 Variant::Cohort => {
                     let has = study.model.cohort_random_effect;
                     p.study.model.cohort_random_effect = !has;

@@ -21,7 +21,7 @@
 //! [model]
 //! covariates = ["female", "fsm", "eal", "sen", "prior"]
 //! random_slope_year = false
-//! cohort_random_effect = true    # (1 | school_id:year) in linear models
+//! cohort_random_effect = true    # (1 | school_id:year) in linear and logistic models
 //!
 //! [[outcomes]]
 //! name = "KS2 maths"
@@ -287,9 +287,9 @@ pub struct ModelSpec {
     /// Add a random slope on (centred) year per school: `(1 + year_c | school)`.
     #[serde(default)]
     pub random_slope_year: bool,
-    /// Add a random intercept per school and year (cohort), `(1 | school:year)`, to linear models (default
-    /// true): a school's results move from year to year around its long-run level, and without this term
-    /// the model treats a school's pupils as independent from one year to the next.
+    /// Add a random intercept per school and year (cohort), `(1 | school:year)`, to linear and logistic models
+    /// (default true): a school's results move from year to year around its long-run level, and without this
+    /// term the model treats a school's pupils as independent from one year to the next.
     #[serde(default = "yes")]
     pub cohort_random_effect: bool,
     /// Full mixed-model formula overriding the default; must contain the terms `factor(<year>)` and `group`

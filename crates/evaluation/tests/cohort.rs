@@ -1,6 +1,5 @@
-//! The default impact model's cohort term: linear models carry `(1 | school_id:year)` unless the study turns
-//! it off, its variance is estimated on data simulated with cohort shocks, and logistic models say in a note
-//! that they do without it.
+//! The default impact model's cohort term: linear and logistic models carry `(1 | school_id:year)` unless the
+//! study turns it off, and its variance is estimated on data simulated with cohort shocks.
 
 use psmeval_evaluation::{Evaluation, Plan, Study, evaluate, population_tables};
 use psmeval_synth::{SimConfig, simulate};
@@ -37,7 +36,7 @@ fn run(model: &str) -> Evaluation {
 }
 
 #[test]
-fn linear_models_carry_a_cohort_term_by_default() {
+fn linear_and_logistic_models_carry_a_cohort_term_by_default() {
     let ev = run("");
     let maths = &ev.outcomes[0];
     assert!(maths.formula.ends_with("+ (1 | school_id) + (1 | school_id:year)"), "{}", maths.formula);
@@ -45,15 +44,17 @@ fn linear_models_carry_a_cohort_term_by_default() {
     let cohort =
         model.variance_components().iter().find(|v| v.group == "school_id:year").expect("a cohort variance component");
     assert!(cohort.variance > 0.0, "cohort shocks of SD 0.3 were simulated: {}", cohort.variance);
-    // The logistic model has one grouping factor and says so.
+    // The logistic model carries it too (a GLMM with two nested terms).
     let expected = &ev.outcomes[1];
-    assert!(expected.formula.ends_with("+ (1 | school_id)"), "{}", expected.formula);
-    assert!(expected.notes.iter().any(|n| n.contains("no cohort")), "{:?}", expected.notes);
+    assert!(expected.formula.ends_with("+ (1 | school_id) + (1 | school_id:year)"), "{}", expected.formula);
+    let logistic = expected.model.as_ref().expect("fitted");
+    assert!(logistic.variance_components().iter().any(|v| v.group == "school_id:year"));
+    assert!(logistic.converged());
 
     let off = run("cohort_random_effect = false");
     let maths_off = &off.outcomes[0];
     assert!(maths_off.formula.ends_with("+ (1 | school_id)"), "{}", maths_off.formula);
-    assert!(!off.outcomes[1].notes.iter().any(|n| n.contains("no cohort")));
+    assert!(off.outcomes[1].formula.ends_with("+ (1 | school_id)"), "{}", off.outcomes[1].formula);
     // The cohort variance moves out of the school and pupil components; the estimate changes, not its sign.
     let pooled = |e: &Evaluation| e.outcomes[0].effects.iter().find(|x| x.year.is_pooled()).unwrap().estimate;
     assert!((pooled(&ev) - pooled(&off)).abs() < 0.2);

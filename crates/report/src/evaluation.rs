@@ -934,21 +934,28 @@ fn document(ev: &Evaluation, files: &mut Vec<Artifact>) -> Result<Document, Repo
 }
 
 /// What the cohort (school × year) variance component means, with the shares of the school, cohort and
-/// pupil variances; `None` when the model has no cohort term.
-fn cohort_sentence(components: &[VarianceComponent], school: &str, year: &str) -> Option<String> {
+/// pupil variances (for a logistic model on the latent scale, where the pupil variance is the logistic
+/// distribution's π²/3); `None` when the model has no cohort term.
+fn cohort_sentence(components: &[VarianceComponent], family: Family, school: &str, year: &str) -> Option<String> {
     let cohort_group = format!("{school}:{year}");
     let intercept = |g: &str| {
         components.iter().find(|v| v.group == g && v.term.as_deref() == Some("(Intercept)")).map(|v| v.variance)
     };
     let cohort = intercept(&cohort_group)?;
     let school_v = intercept(school).unwrap_or(0.0);
-    let pupil = components.iter().find(|v| v.term.is_none()).map_or(f64::NAN, |v| v.variance);
+    let (pupil, scale) = match family {
+        Family::Gaussian => (components.iter().find(|v| v.term.is_none()).map_or(f64::NAN, |v| v.variance), ""),
+        Family::Binomial => (
+            std::f64::consts::PI.powi(2) / 3.0,
+            " (on the latent log-odds scale, where the pupil-level variance is the logistic distribution's π²/3)",
+        ),
+    };
     let total = school_v + cohort + pupil;
     Some(format!(
         "The cohort variance ({cohort_group}: {}, SD {}) measures how much a school's results move from one year to \
          the next around its long-run level: pupils of one school in one year share that deviation. Of the \
-         variance left after covariates, {:.1}% lies between schools, {:.1}% between cohorts within schools and \
-         {:.1}% between pupils. {}",
+         variance left after covariates{scale}, {:.1}% lies between schools, {:.1}% between cohorts within \
+         schools and {:.1}% between pupils. {}",
         num(cohort, 4),
         num(cohort.sqrt(), 4),
         100.0 * school_v / total,
@@ -1210,7 +1217,9 @@ fn outcome_section(
                 num(icc, 3)
             ));
         }
-        if let Some(sentence) = cohort_sentence(model.variance_components(), &s.data.school_id, &s.data.year) {
+        if let Some(sentence) =
+            cohort_sentence(model.variance_components(), model.family(), &s.data.school_id, &s.data.year)
+        {
             d.p(sentence);
         }
         if !o.school_effects.is_empty() {
