@@ -10,6 +10,8 @@
 #                 the school term, (1 + yr | school) + (1 | school:year)
 #   feeder_bin    pupils cross-classified by primary and secondary school, simulated: (1 | primary) +
 #                 (1 | secondary), crossed
+#   cbpp_obs      lme4's cbpp with an observation-level random effect for overdispersion, binomial totals as
+#                 weights: cbind(incidence, failures) ~ period + (1 | herd) + (1 | obs), nested
 # glmer runs with bobyqa in both stages and a tight end radius, so its optimum is its objective's own (not
 # the default tolerance's approach to it), and with tolPwrss = 1e-11: with the default 1e-7 its PIRLS stops
 # while the penalized deviance still changes by 1e-7 relative, and log|L|² is then evaluated with the weights
@@ -87,11 +89,17 @@ feeder <- data.frame(primary = sprintf("p%04d", pid), secondary = sprintf("q%03d
                      y = rbinom(length(pid), 1, plogis(eta)))
 write_data(feeder, "feeder_bin")
 
+cb <- lme4::cbpp
+cbpp_obs <- data.frame(herd = as.character(cb$herd), obs = sprintf("o%02d", seq_len(nrow(cb))),
+                       incidence = cb$incidence, failures = cb$size - cb$incidence, period = as.character(cb$period))
+write_data(cbpp_obs, "cbpp_obs")
+
 models <- list(
   chem97_pass = list(pass ~ gcsecnt + (1 | lea) + (1 | lea:school), chem),
   cohorts_bin = list(y ~ post * treated + prior + (1 | school) + (1 | school:year), cohorts),
   cohorts_bin_slope = list(y ~ post * treated + prior + (1 + yr | school) + (1 | school:year), cohorts),
-  feeder_bin = list(y ~ x + (1 | primary) + (1 | secondary), feeder)
+  feeder_bin = list(y ~ x + (1 | primary) + (1 | secondary), feeder),
+  cbpp_obs = list(cbind(incidence, failures) ~ period + (1 | herd) + (1 | obs), cbpp_obs)
 )
 out <- list()
 for (nm in names(models)) {
