@@ -211,3 +211,39 @@ fn newton_stage_and_the_same_bits_on_any_number_of_threads() {
     }
     assert_eq!(one.ranef(), two.ranef());
 }
+
+/// Responses with less variation between schools and between cohorts than chance (every third pupil of each
+/// school-year is 1): both variances are estimated at zero, the fit converges and says it is singular, and its
+/// fixed effects are the plain logistic regression's (Fisher scoring here).
+#[test]
+fn zero_variances_give_a_singular_fit_and_the_logistic_regression() {
+    let table = read_table("cohorts_bin");
+    let formula = "y ~ prior + (1 | school) + (1 | school:year)";
+    let mut frame = build_model_frame(&parse_formula(formula).unwrap(), &table).unwrap();
+    // Rows are in school-year order, 12 pupils each.
+    frame.y.iter_mut().enumerate().for_each(|(i, y)| *y = if i % 3 == 0 { 1.0 } else { 0.0 });
+    let f = fit_glmm(&frame, &GlmmOptions::default()).unwrap();
+    assert!(f.singular() && f.converged(), "{:?}", f.optimizer());
+    assert!(f.theta().iter().all(|t| t.abs() < 1e-3), "{:?}", f.theta());
+    let (n, p) = frame.x.dim();
+    let mut beta = vec![0.0; p];
+    for _ in 0..30 {
+        let (mut info, mut score) = ([0.0; 4], [0.0; 2]);
+        for i in 0..n {
+            let x = [frame.x[[i, 0]], frame.x[[i, 1]]];
+            let mu = 1.0 / (1.0 + (-(x[0] * beta[0] + x[1] * beta[1])).exp());
+            for a in 0..2 {
+                score[a] += x[a] * (frame.y[i] - mu);
+                for b in 0..2 {
+                    info[a * 2 + b] += mu * (1.0 - mu) * x[a] * x[b];
+                }
+            }
+        }
+        let det = info[0] * info[3] - info[1] * info[2];
+        beta[0] += (info[3] * score[0] - info[1] * score[1]) / det;
+        beta[1] += (info[0] * score[1] - info[2] * score[0]) / det;
+    }
+    for (fe, b) in f.fixed_effects().iter().zip(&beta) {
+        close(&format!("beta {}", fe.term), fe.estimate, *b, 1e-6);
+    }
+}
