@@ -61,6 +61,26 @@ impl TermInfo {
     }
 }
 
+/// The terms' places in θ and `u`, in the order given (lme4's): the terms, the length of θ and of `u`.
+pub(crate) fn term_layout(random: &[&RandomTerm]) -> (Vec<TermInfo>, usize, usize) {
+    let mut terms = Vec::with_capacity(random.len());
+    let (mut t_off, mut u_off) = (0, 0);
+    for rt in random {
+        let q = rt.z.ncols();
+        terms.push(TermInfo {
+            group: rt.group.clone(),
+            names: rt.names.clone(),
+            levels: rt.levels.clone(),
+            q,
+            theta_offset: t_off,
+            u_offset: u_off,
+        });
+        t_off += q * (q + 1) / 2;
+        u_off += q * rt.levels.len();
+    }
+    (terms, t_off, u_off)
+}
+
 /// A diagonal block of `Z'Z` with its rows of `Z'X` and `Z'y`.
 #[derive(Debug, Clone)]
 struct Block {
@@ -128,21 +148,7 @@ impl Pls {
     ) -> Result<Pls, MixedModelError> {
         let n = y.len();
         let p = x.ncols();
-        let mut terms = Vec::with_capacity(random.len());
-        let (mut t_off, mut u_off) = (0, 0);
-        for rt in random {
-            let q = rt.z.ncols();
-            terms.push(TermInfo {
-                group: rt.group.clone(),
-                names: rt.names.clone(),
-                levels: rt.levels.clone(),
-                q,
-                theta_offset: t_off,
-                u_offset: u_off,
-            });
-            t_off += q * (q + 1) / 2;
-            u_off += q * rt.levels.len();
-        }
+        let (terms, t_off, u_off) = term_layout(random);
         let xtx = psmeval_frame::design::crossprod(x);
         let mut xty = vec![0.0; p];
         let mut yty = 0.0;

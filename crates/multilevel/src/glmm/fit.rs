@@ -72,6 +72,18 @@ pub(super) fn newton_failed(why: NewtonFailure, evaluations: usize) -> OptRun {
     }
 }
 
+/// The covariance of β̂ (p × p, row-major) from the Hessian `h` of the objective (−2 log L) in (θ, β) (k × k,
+/// θ's `nth` entries first): the β block of (h/2)⁻¹; `None` when h/2 is not positive definite.
+pub(super) fn vcov_from_hessian(h: &[f64], nth: usize, p: usize) -> Option<Vec<f64>> {
+    let kk = nth + p;
+    let mut hh: Vec<f64> = h.iter().map(|v| v / 2.0).collect();
+    if !cholesky(&mut hh, kk) {
+        return None;
+    }
+    let inv = chol_inverse(&hh, kk);
+    Some((0..p).flat_map(|a| (0..p).map(move |b| (a, b))).map(|(a, b)| inv[(nth + a) * kk + nth + b]).collect())
+}
+
 /// The Wald z table of fixed effects `names` with estimates `beta` and covariance `v` (p × p, row-major).
 pub(super) fn fixed_effect_rows(names: &[String], beta: &[f64], v: &[f64]) -> Vec<FixedEffect> {
     let p = beta.len();
@@ -192,15 +204,10 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
             let mut u_h = u_hat.clone();
             fd_hessian(&mut |x: &[f64]| eval(x, &mut u_h), &par, 1e-4)
         };
-        let kk = nth + p;
-        let mut hh: Vec<f64> = h.iter().map(|v| v / 2.0).collect();
-        if cholesky(&mut hh, kk) {
-            let inv = chol_inverse(&hh, kk);
-            (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).map(|(a, b)| inv[(nth + a) * kk + nth + b]).collect()
-        } else {
+        vcov_from_hessian(&h, nth, p).unwrap_or_else(|| {
             hess_bad = true;
             v_rx.clone()
-        }
+        })
     } else {
         v_rx.clone()
     };

@@ -23,7 +23,7 @@ use faer::sparse::linalg::cholesky::{SymbolicCholesky, SymbolicCholeskyRaw};
 use psmeval_frame::{ModelFrame, RandomTerm};
 use rayon::prelude::*;
 
-use super::fit::{fixed_effect_rows, newton_failed, newton_run};
+use super::fit::{fixed_effect_rows, newton_failed, newton_run, vcov_from_hessian};
 use super::hessian::{fd_hessian_par, fd_jacobian};
 use super::newton::{Laplace, newton_stage};
 use super::problem::{binomial_constants, check_rank, logistic, mu_dev};
@@ -33,7 +33,7 @@ use crate::error::MixedModelError;
 use crate::fit::lme4_term_order;
 use crate::model::Family;
 use crate::optim::{OptParameters, OptSummary, Schedule, minimize};
-use crate::pls::{MAX_FACTOR_BYTES, TermInfo};
+use crate::pls::{MAX_FACTOR_BYTES, TermInfo, term_layout};
 use crate::result::{ConditionalModes, Correlation, VarianceComponent};
 use crate::sparse::{factor_numeric, inverse_blocks, log_det, selected_inverse, solve_in_place, symbolic_factor};
 
@@ -135,22 +135,7 @@ impl<'a> MultiProblem<'a> {
         let w = opts.weights.clone().unwrap_or_else(|| vec![1.0; n]);
         let (sat, c_const) = binomial_constants(&frame.y, &w);
         let random: Vec<&RandomTerm> = lme4_term_order(&frame.random).into_iter().map(|k| &frame.random[k]).collect();
-        let mut terms = Vec::with_capacity(random.len());
-        let (mut t_off, mut u_off) = (0, 0);
-        for rt in &random {
-            let q = rt.z.ncols();
-            terms.push(TermInfo {
-                group: rt.group.clone(),
-                names: rt.names.clone(),
-                levels: rt.levels.clone(),
-                q,
-                theta_offset: t_off,
-                u_offset: u_off,
-            });
-            t_off += q * (q + 1) / 2;
-            u_off += q * rt.levels.len();
-        }
-        let m = u_off;
+        let (terms, _, m) = term_layout(&random);
         let z: Vec<Vec<f64>> = random.iter().map(|rt| rt.z.as_standard_layout().iter().copied().collect()).collect();
         let label = || random.iter().map(|t| format!("(… | {})", t.group)).collect::<Vec<_>>().join(" + ");
         // Each row's products (row ≤ column in A), in the order `pass` visits them.
@@ -902,15 +887,10 @@ pub(super) fn fit_multi(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFi
                 }
             }
         };
-        let kk = nth + p;
-        let mut hh: Vec<f64> = h.iter().map(|v| v / 2.0).collect();
-        if cholesky(&mut hh, kk) {
-            let inv = chol_inverse(&hh, kk);
-            (0..p).flat_map(|a| (0..p).map(move |b| (a, b))).map(|(a, b)| inv[(nth + a) * kk + nth + b]).collect()
-        } else {
+        vcov_from_hessian(&h, nth, p).unwrap_or_else(|| {
             hess_bad = true;
             v_rx.clone()
-        }
+        })
     } else {
         v_rx.clone()
     };
