@@ -140,26 +140,7 @@ impl<'a> MultiProblem<'a> {
         let label = || random.iter().map(|t| format!("(… | {})", t.group)).collect::<Vec<_>>().join(" + ");
         // Each row's products (row ≤ column in A), in the order `pass` visits them.
         let mut entries: Vec<(usize, usize)> = Vec::new(); // (row, col) of A for one row of the data
-        let row_entries = |i: usize, out: &mut Vec<(usize, usize)>| {
-            out.clear();
-            for (k, (rk, tk)) in random.iter().zip(&terms).enumerate() {
-                let bk = tk.u_offset + rk.codes[i] as usize * tk.q;
-                for a in 0..tk.q {
-                    for b in a..tk.q {
-                        out.push((bk + a, bk + b));
-                    }
-                }
-                for (rs, ts) in random.iter().zip(&terms).skip(k + 1) {
-                    let bs = ts.u_offset + rs.codes[i] as usize * ts.q;
-                    for a in 0..tk.q {
-                        for b in 0..ts.q {
-                            let (r, c) = (bk + a, bs + b);
-                            out.push((r.min(c), r.max(c)));
-                        }
-                    }
-                }
-            }
-        };
+        let row_entries = |i: usize, out: &mut Vec<(usize, usize)>| row_entries(&random, &terms, i, out);
         row_entries(0, &mut entries);
         let npos = entries.len();
         // CSC keys (column-major order): col * m + row.
@@ -232,28 +213,6 @@ impl<'a> MultiProblem<'a> {
         })
     }
 
-    /// Each row's products (row ≤ column of `A`, in `row_pos` order) for row `i`.
-    fn row_entries(&self, i: usize, out: &mut Vec<(usize, usize)>) {
-        out.clear();
-        for (k, (rk, tk)) in self.random.iter().zip(&self.terms).enumerate() {
-            let bk = tk.u_offset + rk.codes[i] as usize * tk.q;
-            for a in 0..tk.q {
-                for b in a..tk.q {
-                    out.push((bk + a, bk + b));
-                }
-            }
-            for (rs, ts) in self.random.iter().zip(&self.terms).skip(k + 1) {
-                let bs = ts.u_offset + rs.codes[i] as usize * ts.q;
-                for a in 0..tk.q {
-                    for b in 0..ts.q {
-                        let (r, c) = (bk + a, bs + b);
-                        out.push((r.min(c), r.max(c)));
-                    }
-                }
-            }
-        }
-    }
-
     /// The simplicial factorization and every row's positions in it (once per model).
     fn inverse_map(&self) -> Option<&InverseMap> {
         self.inverse_map
@@ -268,7 +227,7 @@ impl<'a> MultiProblem<'a> {
                     simplicial.perm().map(|perm| perm.arrays().1.to_vec()).unwrap_or_else(|| (0..self.m).collect());
                 let mut row_lpos = vec![NOT_STORED; self.n * self.npos];
                 row_lpos.par_chunks_mut(self.npos).enumerate().for_each_init(Vec::new, |buf, (i, out)| {
-                    self.row_entries(i, buf);
+                    row_entries(&self.random, &self.terms, i, buf);
                     for (o, &(r, c)) in out.iter_mut().zip(buf.iter()) {
                         let (pr, pc) = (inv[r], inv[c]);
                         let (row, col) = (pr.max(pc), pr.min(pc));
@@ -773,6 +732,29 @@ impl Laplace for MultiProblem<'_> {
             }
         }
         flipped
+    }
+}
+
+/// The products of data row `i` in `A` (row ≤ column), in the order `pass` visits them: each term's own block
+/// (a ≤ b), then each pair of terms k < s.
+fn row_entries(random: &[&RandomTerm], terms: &[TermInfo], i: usize, out: &mut Vec<(usize, usize)>) {
+    out.clear();
+    for (k, (rk, tk)) in random.iter().zip(terms).enumerate() {
+        let bk = tk.u_offset + rk.codes[i] as usize * tk.q;
+        for a in 0..tk.q {
+            for b in a..tk.q {
+                out.push((bk + a, bk + b));
+            }
+        }
+        for (rs, ts) in random.iter().zip(terms).skip(k + 1) {
+            let bs = ts.u_offset + rs.codes[i] as usize * ts.q;
+            for a in 0..tk.q {
+                for b in 0..ts.q {
+                    let (r, c) = (bk + a, bs + b);
+                    out.push((r.min(c), r.max(c)));
+                }
+            }
+        }
     }
 }
 
