@@ -5,11 +5,13 @@
 //! `A(u) = Λ'Z'W(u)ZΛ + I`: its pattern does not depend on (θ, β, u), so it is laid out and ordered (AMD)
 //! once per model, and every Newton step refills the values from one pass over the rows and refactors
 //! numerically (no fill for nested terms, so the cost grows linearly with the number of cohorts). Each row's
-//! positions in `A`'s values are stored once, so a pass is a scatter of a few products per row.
+//! positions in `A`'s values are stored once, so a pass is a scatter of a few products per row. Every pass
+//! also gives the deviance, so a line search's accepted trial point supplies the next step's system and the
+//! modes keep the system at which they converged (for the gradient and the conditional SDs).
 //!
 //! glmer's two stages: θ with β and `u` by joint PIRLS (`nAGQ = 0`, the Schur complement of the sparse
-//! system in β), then (θ, β) jointly by BOBYQA with `u` by PIRLS; the standard errors from the
-//! finite-difference Hessian of the objective in (θ, β) (glmer's default) or from `R_X`. Sums over rows run
+//! system in β), then (θ, β) jointly by Newton steps on the exact gradient (BOBYQA if they fail) with `u` by
+//! PIRLS; the standard errors from the Hessian in (θ, β) (glmer's default) or from `R_X`. Sums over rows run
 //! in parallel over fixed chunks added in chunk order, so results do not depend on the number of threads.
 
 // Index loops mirror the matrix formulas.
@@ -92,7 +94,7 @@ struct InverseMap {
 #[derive(Debug, Default)]
 struct Pass {
     dev: f64,
-    /// Values of `Λ'Z'WZΛ` at `A`'s pattern.
+    /// `A`'s values (`Λ'Z'WZΛ + I`) at its pattern.
     values: Vec<f64>,
     /// `Λ'Z'r`, r = w (y − μ).
     grad_u: Vec<f64>,
@@ -103,16 +105,13 @@ struct Pass {
     grad_beta: Vec<f64>,
 }
 
-/// How much a pass computes.
+/// How much a pass computes. Every pass computes the deviance: a line search's trial point is a full pass, so
+/// an accepted trial supplies the next Newton step's system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
-    /// The deviance only.
-    Deviance,
-    /// `A`'s values and `Λ'Z'r`, without the deviance (no logarithm per row).
+    /// The deviance, `A`'s values and `Λ'Z'r`.
     System,
-    /// The system and the deviance.
-    SystemDeviance,
-    /// The system with the fixed-effects blocks (`Λ'Z'WX`, `X'WX`, `X'r`), without the deviance.
+    /// The system with the fixed-effects blocks (`Λ'Z'WX`, `X'WX`, `X'r`).
     Joint,
 }
 
@@ -124,6 +123,8 @@ struct Modes {
     /// log |L|² at the modes.
     ldl2: f64,
     converged: bool,
+    /// `A`'s values at the modes (for the gradient and the conditional SDs).
+    a: Vec<f64>,
 }
 
 impl<'a> MultiProblem<'a> {
@@ -286,11 +287,7 @@ impl<'a> MultiProblem<'a> {
             .into_par_iter()
             .map(|c| {
                 let rows = c * self.chunk..((c + 1) * self.chunk).min(self.n);
-                let mut out = Pass::default();
-                if want != Want::Deviance {
-                    out.values = vec![0.0; self.row_idx.len()];
-                    out.grad_u = vec![0.0; m];
-                }
+                let mut out = Pass { values: vec![0.0; self.row_idx.len()], grad_u: vec![0.0; m], ..Pass::default() };
                 if want == Want::Joint {
                     out.b = vec![0.0; m * p];
                     out.c = vec![0.0; p * p];
@@ -305,17 +302,8 @@ impl<'a> MultiProblem<'a> {
                         let zi = &self.z[k][i * t.q..(i + 1) * t.q];
                         eta += zi.iter().zip(&b[base[k]..base[k] + t.q]).map(|(z, b)| z * b).sum::<f64>();
                     }
-                    let mu = match want {
-                        Want::Deviance | Want::SystemDeviance => {
-                            let (mu, d) = mu_dev(eta, self.y[i], self.w[i], self.sat[i]);
-                            out.dev += d;
-                            if want == Want::Deviance {
-                                continue;
-                            }
-                            mu
-                        }
-                        Want::System | Want::Joint => logistic(eta),
-                    };
+                    let (mu, d) = mu_dev(eta, self.y[i], self.w[i], self.sat[i]);
+                    out.dev += d;
                     let wt = self.w[i] * mu * (1.0 - mu);
                     let r = self.w[i] * (self.y[i] - mu);
                     // zl_k = Λ_k' z_ik, laid out term after term.
@@ -385,45 +373,48 @@ impl<'a> MultiProblem<'a> {
             add(&mut total.c, &part.c);
             add(&mut total.grad_beta, &part.grad_beta);
         }
+        for &d in &self.diag_pos {
+            total.values[d] += 1.0;
+        }
         total
     }
 
-    /// `A`'s values (`Λ'Z'WZΛ + I`) from a pass.
-    fn a_values(&self, mut values: Vec<f64>) -> Vec<f64> {
-        for &d in &self.diag_pos {
-            values[d] += 1.0;
-        }
-        values
+    /// The system at `u` (offset `off`).
+    fn system_at(&self, lambdas: &[Vec<f64>], off: &[f64], u: &[f64]) -> Pass {
+        self.pass(lambdas, off, &self.lambda_u(lambdas, u), Want::System)
+    }
+
+    /// The joint system (with the fixed-effects blocks) at (β, u).
+    fn joint_at(&self, lambdas: &[Vec<f64>], beta: &[f64], u: &[f64]) -> Pass {
+        self.pass(lambdas, &self.eta_fixed(beta), &self.lambda_u(lambdas, u), Want::Joint)
     }
 
     fn factor(&self, values: &[f64]) -> Option<Vec<f64>> {
         factor_numeric(&self.symbolic, self.m, &self.col_ptr, &self.row_idx, values)
     }
 
-    /// Penalized deviance at `u` (offset `off`).
-    fn pdev(&self, lambdas: &[Vec<f64>], off: &[f64], u: &[f64]) -> f64 {
-        let b = self.lambda_u(lambdas, u);
-        self.pass(lambdas, off, &b, Want::Deviance).dev + dot(u, u)
-    }
-
     /// PIRLS for the conditional modes at fixed (θ, β): Newton steps on the penalized deviance with step
     /// halving, from `start`.
     fn modes(&self, theta: &[f64], beta: &[f64], start: &[f64]) -> Modes {
         let lambdas = self.lambdas(theta);
-        let off = self.eta_fixed(beta);
-        let mut u = start.to_vec();
-        let mut pdev = self.pdev(&lambdas, &off, &u);
+        self.modes_from(&lambdas, &self.eta_fixed(beta), start.to_vec(), None)
+    }
+
+    /// PIRLS from `u`, with the system there when the caller has it.
+    fn modes_from(&self, lambdas: &[Vec<f64>], off: &[f64], mut u: Vec<f64>, at_u: Option<Pass>) -> Modes {
+        let mut cur = at_u.unwrap_or_else(|| self.system_at(lambdas, off, &u));
+        let mut pdev = cur.dev + dot(&u, &u);
         if !pdev.is_finite() {
             u.iter_mut().for_each(|v| *v = 0.0);
-            pdev = self.pdev(&lambdas, &off, &u);
+            cur = self.system_at(lambdas, off, &u);
+            pdev = cur.dev + dot(&u, &u);
         }
         let mut converged = false;
+        // Whether `u` moved after `cur` was computed.
+        let mut moved = false;
         for _ in 0..60 {
-            let b = self.lambda_u(&lambdas, &u);
-            let pass = self.pass(&lambdas, &off, &b, Want::System);
-            let values = self.a_values(pass.values);
-            let Some(l) = self.factor(&values) else { break };
-            let grad: Vec<f64> = pass.grad_u.iter().zip(&u).map(|(g, u)| g - u).collect();
+            let Some(l) = self.factor(&cur.values) else { break };
+            let grad: Vec<f64> = cur.grad_u.iter().zip(&u).map(|(g, u)| g - u).collect();
             let mut step = grad.clone();
             solve_in_place(&self.symbolic, &l, &mut step, 1);
             let decrement = dot(&step, &grad);
@@ -432,6 +423,7 @@ impl<'a> MultiProblem<'a> {
                 // objective's log|L|² is not stationary in u, so the rest of a stopped iteration would show in
                 // it at first order, and in the finite-difference Hessian amplified by 1/δ².
                 u.iter_mut().zip(&step).for_each(|(u, s)| *u += s);
+                moved = true;
                 converged = true;
                 break;
             }
@@ -439,9 +431,11 @@ impl<'a> MultiProblem<'a> {
             let mut t = 1.0;
             for _ in 0..30 {
                 let trial: Vec<f64> = u.iter().zip(&step).map(|(u, s)| u + t * s).collect();
-                let pd = self.pdev(&lambdas, &off, &trial);
+                let at = self.system_at(lambdas, off, &trial);
+                let pd = at.dev + dot(&trial, &trial);
                 if pd.is_finite() && pd <= pdev + 1e-12 * (1.0 + pdev.abs()) {
                     u = trial;
+                    cur = at;
                     pdev = pd;
                     accepted = true;
                     break;
@@ -456,11 +450,11 @@ impl<'a> MultiProblem<'a> {
             }
         }
         // The deviance and log|L|² at the final point.
-        let b = self.lambda_u(&lambdas, &u);
-        let pass = self.pass(&lambdas, &off, &b, Want::SystemDeviance);
-        let values = self.a_values(pass.values);
-        let ldl2 = self.factor(&values).and_then(|l| log_det(&self.symbolic, &l)).unwrap_or(f64::INFINITY);
-        Modes { u, dev: pass.dev, ldl2, converged }
+        if moved {
+            cur = self.system_at(lambdas, off, &u);
+        }
+        let ldl2 = self.factor(&cur.values).and_then(|l| log_det(&self.symbolic, &l)).unwrap_or(f64::INFINITY);
+        Modes { u, dev: cur.dev, ldl2, converged, a: cur.values }
     }
 
     /// glmer's Laplace objective (the `aic()` scale): deviance + ‖u‖² + log|L|² + the saturated constant.
@@ -468,20 +462,12 @@ impl<'a> MultiProblem<'a> {
         modes.dev + dot(&modes.u, &modes.u) + modes.ldl2 + self.c_const
     }
 
-    /// The Schur complement `X'WX − B'A⁻¹B` (p × p, full) at (θ, β, u), with `A⁻¹[B g_u]` and the
-    /// gradients; `None` when a factor fails.
+    /// The Schur complement `X'WX − B'A⁻¹B` (p × p, full) from the joint system `pass` at (θ, β, u), with
+    /// `A⁻¹[B g_u]` and the gradients; `None` when a factor fails.
     #[allow(clippy::type_complexity)]
-    fn joint_system(
-        &self,
-        lambdas: &[Vec<f64>],
-        off: &[f64],
-        u: &[f64],
-    ) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> {
+    fn schur(&self, pass: &Pass, u: &[f64]) -> Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)> {
         let (m, p) = (self.m, self.p);
-        let b = self.lambda_u(lambdas, u);
-        let pass = self.pass(lambdas, off, &b, Want::Joint);
-        let values = self.a_values(pass.values);
-        let l = self.factor(&values)?;
+        let l = self.factor(&pass.values)?;
         let grad_u: Vec<f64> = pass.grad_u.iter().zip(u).map(|(g, u)| g - u).collect();
         // Right-hand sides [B g_u], column-major m × (p + 1).
         let mut rhs = vec![0.0; m * (p + 1)];
@@ -503,7 +489,7 @@ impl<'a> MultiProblem<'a> {
         let rhs_beta: Vec<f64> = (0..p)
             .map(|a| pass.grad_beta[a] - (0..m).map(|r| pass.b[r * p + a] * rhs[p * m + r]).sum::<f64>())
             .collect();
-        Some((s, rhs, rhs_beta, grad_u, pass.grad_beta))
+        Some((s, rhs, rhs_beta, grad_u, pass.grad_beta.clone()))
     }
 
     /// Joint PIRLS over (u, β) at fixed θ (glmer's `nAGQ = 0` stage), then PIRLS in `u` at the final β: β, the
@@ -513,10 +499,11 @@ impl<'a> MultiProblem<'a> {
         let lambdas = self.lambdas(theta);
         let mut beta = beta0.to_vec();
         let mut u = u0.to_vec();
-        let mut pdev = self.pdev(&lambdas, &self.eta_fixed(&beta), &u);
+        // The last pass is always at the current (β, u), so PIRLS in `u` below starts from its system.
+        let mut cur = self.joint_at(&lambdas, &beta, &u);
+        let mut pdev = cur.dev + dot(&u, &u);
         for _ in 0..100 {
-            let off = self.eta_fixed(&beta);
-            let Some((mut s, ainv, rhs_beta, grad_u, grad_beta)) = self.joint_system(&lambdas, &off, &u) else {
+            let Some((mut s, ainv, rhs_beta, grad_u, grad_beta)) = self.schur(&cur, &u) else {
                 break;
             };
             if !cholesky(&mut s, p) {
@@ -535,10 +522,12 @@ impl<'a> MultiProblem<'a> {
             for _ in 0..30 {
                 let nb: Vec<f64> = beta.iter().zip(&db).map(|(b, d)| b + t * d).collect();
                 let nu: Vec<f64> = u.iter().zip(&du).map(|(a, d)| a + t * d).collect();
-                let pd = self.pdev(&lambdas, &self.eta_fixed(&nb), &nu);
+                let at = self.joint_at(&lambdas, &nb, &nu);
+                let pd = at.dev + dot(&nu, &nu);
                 if pd.is_finite() && pd <= pdev + 1e-12 * (1.0 + pdev.abs()) {
                     beta = nb;
                     u = nu;
+                    cur = at;
                     pdev = pd;
                     accepted = true;
                     break;
@@ -549,7 +538,7 @@ impl<'a> MultiProblem<'a> {
                 break;
             }
         }
-        let modes = self.modes(theta, &beta, &u);
+        let modes = self.modes_from(&lambdas, &self.eta_fixed(&beta), u, Some(cur));
         let obj = self.objective(&modes);
         (beta, modes, obj)
     }
@@ -561,15 +550,14 @@ impl<'a> MultiProblem<'a> {
     /// more solve, `a = A⁻¹Λ'Z's` with `s_i = w'_i h_i`. With `ρ_i = s_i − 2r_i − wt_i zl_i'a`:
     /// `∂/∂β = X'ρ` and, for θ_t the entry (r, c) of term k's Λ_k, `∂/∂θ_t = Σ_i z_ik[r] (ρ_i u[c] + r_i a[c] +
     /// 2 wt_i v_i[c])` at the row's level of term k, where `v_i = A⁻¹zl_i`. `None` when a factor fails.
-    fn gradient(&self, theta: &[f64], beta: &[f64], u: &[f64]) -> Option<Vec<f64>> {
+    fn gradient(&self, theta: &[f64], beta: &[f64], modes: &Modes) -> Option<Vec<f64>> {
         let (m, p) = (self.m, self.p);
+        let u = &modes.u;
         let map = self.inverse_map()?;
         let lambdas = self.lambdas(theta);
         let off = self.eta_fixed(beta);
         let b = self.lambda_u(&lambdas, u);
-        let pass = self.pass(&lambdas, &off, &b, Want::System);
-        let values = self.a_values(pass.values);
-        let lvalues = factor_numeric(&map.simplicial, m, &self.col_ptr, &self.row_idx, &values)?;
+        let lvalues = factor_numeric(&map.simplicial, m, &self.col_ptr, &self.row_idx, &modes.a)?;
         let SymbolicCholeskyRaw::Simplicial(sym) = map.simplicial.raw() else { return None };
         let factor = sym.factor();
         let zinv = selected_inverse(m, factor.col_ptr(), factor.row_idx(), &lvalues)?;
@@ -618,7 +606,7 @@ impl<'a> MultiProblem<'a> {
                     zl[term_off[k] + a] = (a..t.q).map(|rr| lam[rr * t.q + a] * zi[rr]).sum();
                 }
             }
-            let (mu, _) = mu_dev(eta, self.y[i], self.w[i], self.sat[i]);
+            let mu = logistic(eta);
             let wt = self.w[i] * mu * (1.0 - mu);
             (wt, wt * (1.0 - 2.0 * mu), self.w[i] * (self.y[i] - mu))
         };
@@ -709,7 +697,7 @@ impl Laplace for MultiProblem<'_> {
     }
     fn gradient(&self, x: &[f64], modes: &Modes) -> Vec<f64> {
         let nth = self.n_theta();
-        self.gradient(&x[..nth], &x[nth..], &modes.u).unwrap_or_else(|| vec![f64::NAN; x.len()])
+        self.gradient(&x[..nth], &x[nth..], modes).unwrap_or_else(|| vec![f64::NAN; x.len()])
     }
     fn start_of(&self, modes: &Modes) -> Vec<f64> {
         modes.u.clone()
@@ -841,7 +829,7 @@ pub(super) fn fit_multi(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFi
     let lambdas = pr.lambdas(&theta);
     let off = pr.eta_fixed(&beta);
     // R_X: the Schur complement at the optimum (σ = 1).
-    let v_rx = match pr.joint_system(&lambdas, &off, &modes.u) {
+    let v_rx = match pr.schur(&pr.joint_at(&lambdas, &beta, &modes.u), &modes.u) {
         Some((mut s, ..)) => {
             if cholesky(&mut s, p) {
                 chol_inverse(&s, p)
@@ -904,13 +892,11 @@ pub(super) fn fit_multi(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFi
     }
     // Conditional modes b = Λu and SDs from the diagonal blocks of Λ A⁻¹ Λ' at the modes.
     let b_hat = pr.lambda_u(&lambdas, &modes.u);
-    let pass = pr.pass(&lambdas, &off, &b_hat, Want::System);
-    let values = pr.a_values(pass.values);
     let blocks: Vec<(usize, usize)> =
         pr.terms.iter().flat_map(|t| (0..t.levels.len()).map(move |j| (t.u_offset + j * t.q, t.q))).collect();
     let simplicial = symbolic_factor(m, &pr.col_ptr, &pr.row_idx, SupernodalThreshold::FORCE_SIMPLICIAL)
         .map_err(|reason| MixedModelError::Factorization { terms: "the random-effects terms".into(), reason })?;
-    let inverse = factor_numeric(&simplicial, m, &pr.col_ptr, &pr.row_idx, &values)
+    let inverse = factor_numeric(&simplicial, m, &pr.col_ptr, &pr.row_idx, &modes.a)
         .and_then(|l| inverse_blocks(&simplicial, &l, &blocks))
         .unwrap_or_else(|| blocks.iter().map(|&(_, q)| vec![f64::NAN; q * q]).collect());
     let mut inverse = inverse.into_iter();
@@ -1052,7 +1038,7 @@ mod tests {
             let x: Vec<f64> = theta.iter().chain(&beta).copied().collect();
             let modes = pr.modes(&theta, &beta, &vec![0.0; pr.m]);
             assert!(modes.converged);
-            let grad = pr.gradient(&theta, &beta, &modes.u).unwrap();
+            let grad = pr.gradient(&theta, &beta, &modes).unwrap();
             let f = |y: &[f64]| pr.objective(&pr.modes(&y[..nth], &y[nth..], &modes.u));
             let h = 1e-5;
             for j in 0..x.len() {
