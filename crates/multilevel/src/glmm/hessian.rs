@@ -8,7 +8,25 @@ use rayon::prelude::*;
 /// depend on the thread count).
 pub(super) fn fd_jacobian(g: &(impl Fn(&[f64]) -> Vec<f64> + Sync), x: &[f64], delta: f64) -> Vec<f64> {
     let k = x.len();
-    let cols: Vec<Vec<f64>> = (0..k)
+    let cols = fd_columns(g, x, delta, k);
+    let mut h = vec![0.0; k * k];
+    for i in 0..k {
+        for j in 0..k {
+            h[i * k + j] = 0.5 * (cols[j][i] + cols[i][j]);
+        }
+    }
+    h
+}
+
+/// The first `ncols` columns of the central finite-difference Jacobian of `g` at `x` (2 `ncols` gradient
+/// evaluations, in parallel).
+pub(super) fn fd_columns(
+    g: &(impl Fn(&[f64]) -> Vec<f64> + Sync),
+    x: &[f64],
+    delta: f64,
+    ncols: usize,
+) -> Vec<Vec<f64>> {
+    (0..ncols)
         .into_par_iter()
         .map(|j| {
             let mut v = x.to_vec();
@@ -18,14 +36,7 @@ pub(super) fn fd_jacobian(g: &(impl Fn(&[f64]) -> Vec<f64> + Sync), x: &[f64], d
             let gs = g(&v);
             ga.iter().zip(&gs).map(|(a, s)| (a - s) / (2.0 * delta)).collect()
         })
-        .collect();
-    let mut h = vec![0.0; k * k];
-    for i in 0..k {
-        for j in 0..k {
-            h[i * k + j] = 0.5 * (cols[j][i] + cols[i][j]);
-        }
-    }
-    h
+        .collect()
 }
 
 /// Central finite-difference Hessian of `f` at `x` with step `delta` (as lme4's `deriv12`).

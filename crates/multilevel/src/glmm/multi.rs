@@ -702,6 +702,15 @@ impl Laplace for MultiProblem<'_> {
     fn start_of(&self, modes: &Modes) -> Vec<f64> {
         modes.u.clone()
     }
+    /// `2(X'WX − B'A⁻¹B)`, the exact Hessian in β of the penalized deviance profiled over `u` (the logit is
+    /// the canonical link, so its Fisher information is its Hessian); it leaves out log|L|²'s part, of the
+    /// order of the number of random effects against the number of rows.
+    fn beta_block(&self, x: &[f64], modes: &Modes) -> Option<Vec<f64>> {
+        let nth = self.n_theta();
+        let lambdas = self.lambdas(&x[..nth]);
+        let (s, ..) = self.schur(&self.joint_at(&lambdas, &x[nth..], &modes.u), &modes.u)?;
+        Some(s.iter().map(|v| 2.0 * v).collect())
+    }
     fn reflect(&self, x: &mut [f64], start: &Vec<f64>) -> Option<Vec<f64>> {
         let mut flipped: Option<Vec<f64>> = None;
         for t in &self.terms {

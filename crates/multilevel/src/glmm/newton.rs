@@ -5,7 +5,7 @@
 //! one the standard errors need. The stage is generic over [`Laplace`]: one scalar term (`Problem`) or several
 //! terms (`multi`).
 
-use super::hessian::fd_jacobian;
+use super::hessian::{fd_columns, fd_jacobian};
 use super::pirls::GroupMode;
 use super::problem::Problem;
 use super::quadrature::GhRule;
@@ -27,6 +27,13 @@ pub(super) trait Laplace: Sync {
     /// column of Λ and the matching components of `u` change sign together), returning the start with those
     /// signs changed, or `None` when nothing was reflected.
     fn reflect(&self, x: &mut [f64], start: &Self::Start) -> Option<Self::Start>;
+    /// The Hessian's fixed-effects block (the last `p` coordinates of `x`, p × p) without finite differences,
+    /// when the objective has a cheap approximation of it. The first Hessian then takes only θ's columns by
+    /// differences (2 nθ gradients instead of 2k), which is what Newton's steps need; the Hessian that ends
+    /// the stage, and gives the standard errors, is always the full one.
+    fn beta_block(&self, _x: &[f64], _modes: &Self::Modes) -> Option<Vec<f64>> {
+        None
+    }
 }
 
 impl Laplace for Problem {
@@ -68,7 +75,8 @@ const FD_STEP: f64 = 1e-4;
 pub(super) struct NewtonStage {
     /// Objective evaluations (trial points of the line searches, and the start).
     pub(super) evaluations: usize,
-    /// Hessians computed (each 2k gradient evaluations for k parameters).
+    /// Hessians computed (each 2k gradient evaluations for k parameters; a first one from
+    /// [`Laplace::beta_block`] 2 nθ).
     pub(super) hessians: usize,
     /// Steps taken.
     pub(super) steps: usize,
@@ -112,9 +120,10 @@ impl NewtonFailure {
 }
 
 /// Minimizes the Laplace objective in `par` = (θ, β) by Newton steps with step halving, from `par` (updated
-/// in place, with the conditional modes' start in `u_warm`). The Hessian is refreshed when a step had to be halved
-/// or failed, or the decrement fell by less than a factor of 10, and always at the end, so convergence is
-/// judged with the Hessian of the final point. A zero variance (θ = 0) is reached as any other stationary
+/// in place, with the conditional modes' start in `u_warm`). The first Hessian is [`Laplace::beta_block`]'s
+/// approximation where there is one. The Hessian is refreshed when a step had to be halved or failed, or the
+/// decrement fell by less than a factor of 10, and always at the end, so convergence is judged with the full
+/// Hessian of the final point. A zero variance (θ = 0) is reached as any other stationary
 /// point: the objective is even in θ. Returns `Err` with the reason and the number of objective evaluations
 /// (and `par`, `u_warm` untouched) when the objective is not finite at the start, a Hessian is not positive
 /// definite, or the steps do not converge.
@@ -135,16 +144,47 @@ pub(super) fn newton_stage<L: Laplace>(
         let mut l = h.clone();
         (h.iter().all(|v| v.is_finite()) && cholesky(&mut l, k)).then_some((h, l))
     };
+    // θ's columns by differences, the β block from the objective (`None` without one, or when the result is
+    // not positive definite).
+    let rough_at = |x: &[f64], modes: &L::Modes| -> Option<(Vec<f64>, Vec<f64>)> {
+        let bb = pr.beta_block(x, modes)?;
+        let p = (0..=k).find(|p| p * p == bb.len())?;
+        let nth = k - p;
+        let start = starts(modes);
+        let grad = |y: &[f64]| {
+            let (_, modes) = pr.point(y, &start);
+            pr.gradient(y, &modes)
+        };
+        let cols = fd_columns(&grad, x, FD_STEP, nth);
+        let mut h = vec![0.0; k * k];
+        for i in 0..k {
+            for j in 0..k {
+                h[i * k + j] = match (i < nth, j < nth) {
+                    (true, true) => 0.5 * (cols[j][i] + cols[i][j]),
+                    (false, true) => cols[j][i],
+                    (true, false) => cols[i][j],
+                    (false, false) => bb[(i - nth) * p + (j - nth)],
+                };
+            }
+        }
+        let mut l = h.clone();
+        (h.iter().all(|v| v.is_finite()) && cholesky(&mut l, k)).then_some((h, l))
+    };
     let mut x = par.to_vec();
     let (mut f, mut modes) = point(&x, u_warm);
     let mut evaluations = 1;
     if !f.is_finite() {
         return Err((NewtonFailure::NonFiniteStart, evaluations));
     }
-    let Some((h, l)) = hessian_at(&x, u_warm) else {
-        return Err((NewtonFailure::HessianNotPositiveDefinite, evaluations));
+    let (h, l, fresh) = match rough_at(&x, &modes) {
+        Some((h, l)) => (h, l, false),
+        None => match hessian_at(&x, u_warm) {
+            Some((h, l)) => (h, l, true),
+            None => return Err((NewtonFailure::HessianNotPositiveDefinite, evaluations)),
+        },
     };
-    let mut cur = Curvature { h, l, computed: 1, fresh: true, previous: f64::INFINITY };
+    // A rough Hessian is never `fresh`: the stage cannot end with it.
+    let mut cur = Curvature { h, l, computed: 1, fresh, previous: f64::INFINITY };
     let mut steps = 0;
     // Set when the loop ends: `Ok(stalled)` converged, `Err` why not.
     let mut outcome = Err(NewtonFailure::TooManySteps);
