@@ -2,18 +2,24 @@
 //! varpar = (θ, σ); the deviance as a function of varpar (lmerTest's `devfun_vp`), its Hessian H at the
 //! optimum and A = 2 H⁻¹; for a contrast L, df = 2 (L'CL)² / (g'Ag) with g = ∂(L'C(varpar)L)/∂varpar and
 //! C = σ² (R_X'R_X)⁻¹. Derivatives use central differences with Richardson extrapolation (as numDeriv).
+//! σ enters both in closed form, so only the points' θ need a factorization: the differences' points are
+//! listed first, and each distinct θ is evaluated once, in parallel (the results do not depend on the thread
+//! count: each point's value is the same computation whichever thread runs it).
 
 // Index loops mirror the matrix formulas (row-major `a[i * n + j]`).
 #![allow(clippy::needless_range_loop)]
 
-use crate::dense::{chol_inverse, inverse};
-use crate::pls::Pls;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
 
-/// Deviance (ML) or REML criterion at varpar = (θ, σ); +∞ on numerical failure.
-pub(crate) fn deviance_vp(pls: &Pls, varpar: &[f64], reml: bool) -> f64 {
-    let (theta, sigma) = varpar.split_at(varpar.len() - 1);
-    let s2 = sigma[0] * sigma[0];
-    let Some(e) = pls.eval(theta) else { return f64::INFINITY };
+use rayon::prelude::*;
+
+use crate::dense::{chol_inverse, inverse};
+use crate::pls::{Pls, PlsEval};
+
+/// Deviance (ML) or REML criterion at σ from the evaluation `e` at θ.
+fn deviance_vp(pls: &Pls, e: &PlsEval, sigma: f64, reml: bool) -> f64 {
+    let s2 = sigma * sigma;
     let log2pis2 = (2.0 * std::f64::consts::PI * s2).ln();
     let mut dev = e.ldl2 + e.pwrss / s2 + pls.n as f64 * log2pis2;
     if reml {
@@ -22,12 +28,10 @@ pub(crate) fn deviance_vp(pls: &Pls, varpar: &[f64], reml: bool) -> f64 {
     dev
 }
 
-/// cov(β) = σ² (R_X'R_X)⁻¹ at varpar (p×p, row-major).
-pub(crate) fn vcov_vp(pls: &Pls, varpar: &[f64]) -> Option<Vec<f64>> {
-    let (theta, sigma) = varpar.split_at(varpar.len() - 1);
-    let e = pls.eval(theta)?;
-    let s2 = sigma[0] * sigma[0];
-    Some(chol_inverse(&e.lx, pls.p).into_iter().map(|v| v * s2).collect())
+/// cov(β) = σ² (R_X'R_X)⁻¹ at σ from the evaluation `e` at θ (p×p, row-major).
+fn vcov_vp(pls: &Pls, e: &PlsEval, sigma: f64) -> Vec<f64> {
+    let s2 = sigma * sigma;
+    chol_inverse(&e.lx, pls.p).into_iter().map(|v| v * s2).collect()
 }
 
 /// numDeriv's initial step: `|d x| + eps` where `|x| < zero.tol` (eps = 1e-4, zero.tol = sqrt(ε/7e-7)).
@@ -167,10 +171,33 @@ pub(crate) fn satterthwaite_parts(pls: &Pls, theta: &[f64], sigma: f64, reml: bo
     let mut varpar = theta.to_vec();
     varpar.push(sigma);
     let k = varpar.len();
-    let h = hessian(&|vp| deviance_vp(pls, vp, reml), &varpar);
+    let key = |vp: &[f64]| -> Vec<u64> { vp[..k - 1].iter().map(|v| v.to_bits()).collect() };
+    // The θ of every point the differences visit (the points do not depend on the values).
+    let points: RefCell<BTreeMap<Vec<u64>, Vec<f64>>> = RefCell::new(BTreeMap::new());
+    let record = |vp: &[f64]| {
+        points.borrow_mut().insert(key(vp), vp[..k - 1].to_vec());
+    };
+    hessian(
+        &|vp| {
+            record(vp);
+            0.0
+        },
+        &varpar,
+    );
+    jacobian(
+        &|vp| {
+            record(vp);
+            vec![0.0; p * p]
+        },
+        &varpar,
+    );
+    let evals: BTreeMap<Vec<u64>, Option<PlsEval>> =
+        points.into_inner().into_par_iter().map(|(key, theta)| (key, pls.eval(&theta))).collect();
+    let at = |vp: &[f64]| evals.get(&key(vp)).and_then(Option::as_ref);
+    let h = hessian(&|vp| at(vp).map_or(f64::INFINITY, |e| deviance_vp(pls, e, vp[k - 1], reml)), &varpar);
     let hinv = inverse(&h, k)?;
     let a: Vec<f64> = hinv.iter().map(|v| 2.0 * v).collect();
-    vcov_vp(pls, &varpar)?;
-    let jac = jacobian(&|vp| vcov_vp(pls, vp).unwrap_or_else(|| vec![f64::NAN; p * p]), &varpar);
+    at(&varpar)?;
+    let jac = jacobian(&|vp| at(vp).map_or_else(|| vec![f64::NAN; p * p], |e| vcov_vp(pls, e, vp[k - 1])), &varpar);
     Some(SatterthwaiteParts { k, p, a, jac })
 }
