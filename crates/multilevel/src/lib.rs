@@ -68,6 +68,7 @@ mod error;
 mod fit;
 pub mod glmm;
 mod model;
+mod nested;
 mod optim;
 mod pls;
 pub mod randomization;

@@ -111,7 +111,7 @@ enum Storage {
     /// One dense block for several terms.
     Dense(Block),
     /// A sparse matrix for several terms.
-    Sparse(SparseRe),
+    Sparse(Box<SparseRe>),
 }
 
 /// What one evaluation at θ gives.
@@ -213,7 +213,7 @@ impl Pls {
             if bytes > MAX_FACTOR_BYTES {
                 return Err(MixedModelError::TooLarge { terms: label(), size: m, bytes, max: MAX_FACTOR_BYTES });
             }
-            Storage::Sparse(sparse)
+            Storage::Sparse(Box::new(sparse))
         };
         Ok(Pls { n, p, terms, n_theta: t_off, storage, xtx, xty, yty })
     }

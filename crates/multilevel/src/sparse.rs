@@ -7,8 +7,9 @@
 //! Schur complement with `p + 1` right-hand sides (`Λ'Z'X` and `Λ'Z'y`): the same quantities as the dense
 //! path, at a cost that follows the factor's fill instead of the cube of the number of random effects.
 //! For a nested model the ordering eliminates the inner levels (cohorts) first; their columns have one
-//! off-diagonal entry each and there is no fill, which is the blocked factorization of MixedModels.jl
-//! (diagonal inner block) found by the ordering rather than written by hand. Conditional variances come from
+//! off-diagonal entry each and there is no fill. Two nested terms with a scalar inner one (the cohort model)
+//! evaluate instead by the explicit blocked factorization of `nested.rs`, in parallel over outer levels and
+//! without storing `R` (about 15 times faster on the national cohort model). Conditional variances come from
 //! the selected inverse of `A` (Takahashi's recurrences) on a simplicial factor at the optimum only.
 
 // Index loops mirror the matrix formulas.
@@ -28,6 +29,7 @@ use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
 use faer::{Conj, MatMut, Par, Side};
 use psmeval_frame::RandomTerm;
 
+use crate::nested::{NestedBlocks, TermProducts};
 use crate::pls::{Modes, TermInfo};
 
 /// One q_r×q_c block of `Z'Z` between a level of one term (rows) and a level of another or the same term
@@ -62,6 +64,8 @@ pub(crate) struct SparseRe {
     symbolic: Arc<SymbolicCholesky<usize>>,
     /// Positions of the diagonal in a simplicial factor's values (empty for a supernodal factor).
     l_diag: Vec<usize>,
+    /// The blocked factorization when the model is two nested terms (the evaluations' fast path).
+    nested: Option<NestedBlocks>,
 }
 
 /// What one factorization at θ gives: log|L|², Σ R'R (lower p×p), Σ R'r, Σ r'r as in the dense path.
@@ -184,6 +188,7 @@ impl SparseRe {
             }
             SymbolicCholeskyRaw::Supernodal(_) => Vec::new(),
         };
+        let nested = nested_blocks(terms, &pairs, &ztx, &zty, p);
         Ok(SparseRe {
             m,
             p,
@@ -196,6 +201,7 @@ impl SparseRe {
             term_of,
             symbolic: Arc::new(symbolic),
             l_diag,
+            nested,
         })
     }
 
@@ -260,8 +266,17 @@ impl SparseRe {
         out
     }
 
-    /// Factors `A` at θ and returns the Schur-complement pieces, or `None` if `A` is not positive definite.
+    /// Factors `A` at θ and returns the Schur-complement pieces, or `None` if `A` is not positive definite:
+    /// by the blocked factorization for two nested terms, by the sparse factorization otherwise.
     pub fn accumulate(&self, terms: &[TermInfo], theta: &[f64]) -> Option<Accumulated> {
+        match &self.nested {
+            Some(blocks) => blocks.accumulate(terms, theta),
+            None => self.accumulate_sparse(terms, theta),
+        }
+    }
+
+    /// [`SparseRe::accumulate`] by the sparse factorization, whatever the structure.
+    pub(crate) fn accumulate_sparse(&self, terms: &[TermInfo], theta: &[f64]) -> Option<Accumulated> {
         let (m, p) = (self.m, self.p);
         let lambdas: Vec<Vec<f64>> = terms.iter().map(|t| t.lambda(theta)).collect();
         let values = self.a_values(&lambdas, terms);
@@ -425,6 +440,36 @@ impl SparseRe {
         }
         Some(Modes { b, cond_cov: cond })
     }
+}
+
+/// The nested blocks of two terms from the stored cross-products (`pairs` holds each term's diagonal blocks,
+/// level by level, first), or `None` when the terms are not two nested ones.
+fn nested_blocks(terms: &[TermInfo], pairs: &[Pair], ztx: &[f64], zty: &[f64], p: usize) -> Option<NestedBlocks> {
+    let inner = NestedBlocks::inner_term(terms)?;
+    let mut first = 0;
+    let products: Vec<(Vec<f64>, std::ops::Range<usize>)> = terms
+        .iter()
+        .map(|t| {
+            let levels = first..first + t.levels.len();
+            first = levels.end;
+            let ztz = pairs[levels].iter().flat_map(|pr| pr.ztz.iter().copied()).collect();
+            (ztz, t.u_offset..t.u_offset + t.q * t.levels.len())
+        })
+        .collect();
+    let cross: Vec<(usize, usize, &[f64])> = pairs[first..]
+        .iter()
+        .map(|pr| {
+            let (lr, lc) =
+                ((pr.row_base - terms[0].u_offset) / terms[0].q, (pr.col_base - terms[1].u_offset) / terms[1].q);
+            if inner == 0 { (lr, lc, &pr.ztz[..]) } else { (lc, lr, &pr.ztz[..]) }
+        })
+        .collect();
+    let term_products = |k: usize| TermProducts {
+        ztz: &products[k].0,
+        ztx: &ztx[products[k].1.start * p..products[k].1.end * p],
+        zty: &zty[products[k].1.clone()],
+    };
+    NestedBlocks::new(terms, [term_products(0), term_products(1)], &cross, p)
 }
 
 /// The symbolic Cholesky factorization of the upper-triangular pattern (AMD ordering).
@@ -656,5 +701,52 @@ mod tests {
                 assert!((z[e] - want).abs() < 1e-12, "({r},{c}) {} vs {want}", z[e]);
             }
         }
+    }
+
+    /// The frame of `crate::fit::tests::frame` with its school term's slope dropped when `slope` is false,
+    /// laid out in lme4's order as the sparse path stores it.
+    fn stored(crossed: bool, slope: bool, tangled: bool) -> (SparseRe, Vec<TermInfo>) {
+        let mut frame = crate::fit::tests::frame(crossed);
+        if !slope {
+            let school = &mut frame.random[0];
+            school.z = school.z.column(0).to_owned().insert_axis(ndarray::Axis(1));
+            school.names.truncate(1);
+        }
+        if tangled {
+            // One cohort of school 0 also holds a row of school 1: not nested any more.
+            let i = frame.random[0].codes.iter().position(|&s| s == 1).unwrap();
+            frame.random[1].codes[i] = 0;
+        }
+        let order: Vec<&RandomTerm> =
+            crate::fit::lme4_term_order(&frame.random).into_iter().map(|k| &frame.random[k]).collect();
+        let (terms, _, _) = crate::pls::term_layout(&order);
+        (SparseRe::new(&frame.y, &frame.x, &order, &terms).unwrap(), terms)
+    }
+
+    #[test]
+    fn nested_blocks_match_the_sparse_factorization() {
+        for slope in [false, true] {
+            let (sparse, terms) = stored(false, slope, false);
+            assert!(sparse.nested.is_some(), "nested terms take the blocked path (slope {slope})");
+            let n_theta: usize = terms.iter().map(|t| t.q * (t.q + 1) / 2).sum();
+            for point in 0..4 {
+                let theta: Vec<f64> = (0..n_theta).map(|j| 0.3 + 0.25 * point as f64 - 0.1 * j as f64).collect();
+                let (l1, xx1, xy1, yy1) = sparse.accumulate(&terms, &theta).unwrap();
+                let (l2, xx2, xy2, yy2) = sparse.accumulate_sparse(&terms, &theta).unwrap();
+                let close = |a: f64, b: f64| (a - b).abs() <= 1e-11 * (1.0 + a.abs().max(b.abs()));
+                assert!(close(l1, l2), "log|L|² {l1} against {l2}");
+                assert!(close(yy1, yy2), "r'r {yy1} against {yy2}");
+                for (a, b) in xx1.iter().zip(&xx2).chain(xy1.iter().zip(&xy2)) {
+                    assert!(close(*a, *b), "R'R entry {a} against {b} (slope {slope}, θ {theta:?})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn crossed_or_tangled_terms_take_the_sparse_path() {
+        assert!(stored(true, true, false).0.nested.is_none());
+        assert!(stored(true, false, false).0.nested.is_none());
+        assert!(stored(false, true, true).0.nested.is_none());
     }
 }
