@@ -22,6 +22,9 @@ use crate::sparse::Accumulated;
 /// Outer levels per chunk of the parallel sweep (fixed, so sums do not depend on the thread count).
 const CHUNK: usize = 256;
 
+/// Rows of `R` gathered (column-major) before they are added to `R'R`.
+const BLOCK: usize = 64;
+
 /// The cross-products of two nested terms, grouped by outer level.
 #[derive(Debug, Clone)]
 pub(crate) struct NestedBlocks {
@@ -146,10 +149,18 @@ impl NestedBlocks {
             .into_par_iter()
             .map(|chunk| {
                 let levels = chunk * CHUNK..((chunk + 1) * CHUNK).min(n_out);
-                let rows = self.outer_ptr[levels.end] - self.outer_ptr[levels.start] + levels.len() * q;
-                // The chunk's rows of R, column-major (k columns of `rows`), for the products below.
-                let mut r = vec![0.0; k * rows];
+                // Rows of R, column-major in blocks of BLOCK rows, and R'R's lower triangle.
+                let mut r = vec![0.0; k * BLOCK];
                 let mut row = 0;
+                let mut prod = vec![0.0; k * k];
+                let flush = |r: &[f64], rows: usize, prod: &mut [f64]| {
+                    for a in 0..k {
+                        let ra = &r[a * BLOCK..a * BLOCK + rows];
+                        for c in 0..=a {
+                            prod[a * k + c] += dot(ra, &r[c * BLOCK..c * BLOCK + rows]);
+                        }
+                    }
+                };
                 let mut ldl2 = 0.0;
                 let (mut a_ss, mut b_s, mut l_sc, mut t) =
                     (vec![0.0; q * q], vec![0.0; q * k], vec![0.0; q], vec![0.0; q * q]);
@@ -190,12 +201,16 @@ impl NestedBlocks {
                         let bxy = &self.inner_ztxy[c * k..(c + 1) * k];
                         for j in 0..k {
                             let rc = lam_in * bxy[j] / l_cc;
-                            r[j * rows + row] = rc;
+                            r[j * BLOCK + row] = rc;
                             for a in 0..q {
                                 b_s[a * k + j] -= l_sc[a] * rc;
                             }
                         }
                         row += 1;
+                        if row == BLOCK {
+                            flush(&r, row, &mut prod);
+                            row = 0;
+                        }
                     }
                     // L_ss (lower, in place) and r_s = L_ss⁻¹ b_s.
                     for j in 0..q {
@@ -216,19 +231,16 @@ impl NestedBlocks {
                             let v = (b_s[a * k + j] - (0..a).map(|c| a_ss[a * q + c] * b_s[c * k + j]).sum::<f64>())
                                 / a_ss[a * q + a];
                             b_s[a * k + j] = v;
-                            r[j * rows + row] = v;
+                            r[j * BLOCK + row] = v;
                         }
                         row += 1;
+                        if row == BLOCK {
+                            flush(&r, row, &mut prod);
+                            row = 0;
+                        }
                     }
                 }
-                // R'R's lower triangle from the chunk's columns.
-                let mut prod = vec![0.0; k * k];
-                for a in 0..k {
-                    let ra = &r[a * rows..(a + 1) * rows];
-                    for c in 0..=a {
-                        prod[a * k + c] = dot(ra, &r[c * rows..(c + 1) * rows]);
-                    }
-                }
+                flush(&r, row, &mut prod);
                 Some((ldl2, prod))
             })
             .collect();

@@ -202,14 +202,22 @@ fn symmetric_power(a: &[f64], n: usize, power: f64) -> Vec<f64> {
 /// Householder QR with column pivoting of `k` (rows × cols, row-major, the last column not pivoted):
 /// returns Q'k restricted to the rank of the first cols − 1 columns (r × cols, columns in their original
 /// order). The last column (a response) is carried along: its first r entries are its projection's
-/// coordinates.
+/// coordinates. Reflections are applied row by row (contiguous, so they vectorize), and the pivots' column
+/// norms are downdated (LAPACK's `dlaqp2`), recomputed when cancellation leaves too few digits.
 fn project(mut k: Vec<f64>, rows: usize, cols: usize) -> (Vec<f64>, usize) {
     let pivoted = cols - 1;
     let mut perm: Vec<usize> = (0..cols).collect();
-    let mut norms: Vec<f64> = (0..cols).map(|c| (0..rows).map(|i| k[i * cols + c].powi(2)).sum()).collect();
+    let mut norms = vec![0.0; cols];
+    for row in k.chunks_exact(cols) {
+        norms.iter_mut().zip(row).for_each(|(n, v)| *n += v * v);
+    }
+    // Each column's norm when last computed exactly (for the downdate's safeguard).
+    let mut exact = norms.clone();
     let steps = rows.min(pivoted);
     let mut rank = 0;
     let mut first = 0.0;
+    let mut v = Vec::with_capacity(rows);
+    let mut w = vec![0.0; cols];
     for s in 0..steps {
         // Pivot: the remaining column with the largest norm.
         let (best, &bn) =
@@ -219,6 +227,7 @@ fn project(mut k: Vec<f64>, rows: usize, cols: usize) -> (Vec<f64>, usize) {
                 k.swap(i * cols + s, i * cols + best);
             }
             norms.swap(s, best);
+            exact.swap(s, best);
             perm.swap(s, best);
         }
         let alpha = (s..rows).map(|i| k[i * cols + s].powi(2)).sum::<f64>().sqrt();
@@ -229,20 +238,34 @@ fn project(mut k: Vec<f64>, rows: usize, cols: usize) -> (Vec<f64>, usize) {
             break;
         }
         let sign = if k[s * cols + s] >= 0.0 { 1.0 } else { -1.0 };
-        let mut v: Vec<f64> = (s..rows).map(|i| k[i * cols + s]).collect();
+        v.clear();
+        v.extend((s..rows).map(|i| k[i * cols + s]));
         v[0] += sign * alpha;
         let vnorm2: f64 = v.iter().map(|x| x * x).sum();
         if vnorm2 > 0.0 {
-            for c in s..cols {
-                let dot: f64 = v.iter().enumerate().map(|(t, vi)| vi * k[(s + t) * cols + c]).sum();
-                let f = 2.0 * dot / vnorm2;
-                for (t, vi) in v.iter().enumerate() {
-                    k[(s + t) * cols + c] -= f * vi;
-                }
+            // k[s.., s..] -= (2 / v'v) v (v'k[s.., s..]).
+            let wr = &mut w[s..];
+            wr.iter_mut().for_each(|x| *x = 0.0);
+            for (t, &vt) in v.iter().enumerate() {
+                let row = &k[(s + t) * cols + s..(s + t + 1) * cols];
+                wr.iter_mut().zip(row).for_each(|(a, b)| *a += vt * b);
+            }
+            let f = 2.0 / vnorm2;
+            for (t, &vt) in v.iter().enumerate() {
+                let g = f * vt;
+                let row = &mut k[(s + t) * cols + s..(s + t + 1) * cols];
+                row.iter_mut().zip(wr.iter()).for_each(|(a, b)| *a -= g * b);
             }
         }
-        for (c, norm) in norms.iter_mut().enumerate().take(pivoted).skip(s + 1) {
-            *norm = (s + 1..rows).map(|i| k[i * cols + c].powi(2)).sum();
+        // The remaining columns' norms below row s: downdated by the entry now in row s.
+        for c in s + 1..pivoted {
+            let downdated = norms[c] - k[s * cols + c].powi(2);
+            if downdated > 1e-6 * exact[c] {
+                norms[c] = downdated;
+            } else {
+                norms[c] = (s + 1..rows).map(|i| k[i * cols + c].powi(2)).sum();
+                exact[c] = norms[c];
+            }
         }
         rank = s + 1;
     }
