@@ -504,7 +504,8 @@ impl Cr2 {
             let b_inv_half = symmetric_power(&b, r, -0.5);
             let a = matmul(&matmul(&t_half, &b_inv_half, r, r, r), &t_half, r, r, r);
             // E = X'T⁻¹A (p × r)
-            let e_mat = matmul(&matmul(&xt, ti, p, r, r), &a, p, r, r);
+            let xt_ti = matmul(&xt, ti, p, r, r);
+            let e_mat = matmul(&xt_ti, &a, p, r, r);
             let u = matmul(&e_mat, &c.e, p, r, 1);
             for i in 0..p {
                 for j in 0..p {
@@ -514,7 +515,6 @@ impl Cr2 {
             let et = transpose(&e_mat, p, r);
             psi.push(matmul(&matmul(&e_mat, &c.t, p, r, r), &et, p, r, p));
             gamma.push(matmul(&e_mat, &c.x, p, r, p));
-            let xt_ti = matmul(&xt, ti, p, r, r);
             hs.push(matmul(&xt_ti, &c.e, p, r, 1));
             hmats.push(matmul(&xt_ti, &c.x, p, r, p));
             us.push(u);
@@ -552,12 +552,25 @@ impl Cr2 {
         let mut sum_d2 = 0.0;
         let mut cross = 0.0;
         let mut nn = vec![0.0; p * p];
+        // M v for a vector, in `out` (the sums in `matmul`'s order, zero entries of M skipped as it does).
+        let times = |a: &[f64], v: &[f64], out: &mut [f64], transposed: bool| {
+            for (i, o) in out.iter_mut().enumerate() {
+                *o = 0.0;
+                for l in 0..p {
+                    let x = if transposed { a[l * p + i] } else { a[i * p + l] };
+                    if x != 0.0 {
+                        *o += x * v[l];
+                    }
+                }
+            }
+        };
+        let (mut pm, mut t, mut mt) = (vec![0.0; p], vec![0.0; p], vec![0.0; p]);
         for (psi, gamma) in self.psi.iter().zip(&self.gamma) {
-            let pm = matmul(psi, &mc, p, p, 1);
+            times(psi, &mc, &mut pm, false);
             let d: f64 = mc.iter().zip(&pm).map(|(a, b)| a * b).sum();
             // t = Γ' m
-            let t = matmul(&transpose(gamma, p, p), &mc, p, p, 1);
-            let mt = matmul(&self.m, &t, p, p, 1);
+            times(gamma, &mc, &mut t, true);
+            times(&self.m, &t, &mut mt, false);
             let tmt: f64 = t.iter().zip(&mt).map(|(a, b)| a * b).sum();
             trace += d - tmt;
             sum_d2 += d * d;
