@@ -17,7 +17,7 @@
 use rayon::prelude::*;
 
 use crate::pls::TermInfo;
-use crate::sparse::Accumulated;
+use crate::sparse::{Accumulated, split_gram};
 
 /// Outer levels per chunk of the parallel sweep (fixed, so sums do not depend on the thread count).
 const CHUNK: usize = 256;
@@ -251,13 +251,7 @@ impl NestedBlocks {
             ldl2 += l;
             prod.iter_mut().zip(&pr).for_each(|(a, b)| *a += b);
         }
-        let mut sxx = vec![0.0; p * p];
-        let mut sxy = vec![0.0; p];
-        for a in 0..p {
-            sxx[a * p..a * p + a + 1].copy_from_slice(&prod[a * k..a * k + a + 1]);
-            sxy[a] = prod[p * k + a];
-        }
-        Some((ldl2, sxx, sxy, prod[p * k + p]))
+        Some(split_gram(ldl2, &prod, p))
     }
 }
 

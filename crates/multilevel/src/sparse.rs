@@ -71,6 +71,18 @@ pub(crate) struct SparseRe {
 /// What one factorization at θ gives: log|L|², Σ R'R (lower p×p), Σ R'r, Σ r'r as in the dense path.
 pub(crate) type Accumulated = (f64, Vec<f64>, Vec<f64>, f64);
 
+/// [`Accumulated`] from log|L|² and the lower triangle of `[R r]'[R r]` ((p + 1) × (p + 1), row-major).
+pub(crate) fn split_gram(ldl2: f64, prod: &[f64], p: usize) -> Accumulated {
+    let k = p + 1;
+    let mut sxx = vec![0.0; p * p];
+    let mut sxy = vec![0.0; p];
+    for a in 0..p {
+        sxx[a * p..a * p + a + 1].copy_from_slice(&prod[a * k..a * k + a + 1]);
+        sxy[a] = prod[p * k + a];
+    }
+    (ldl2, sxx, sxy, prod[p * k + p])
+}
+
 impl SparseRe {
     /// Stores the cross-products of the terms (already in lme4's order, laid out by `terms`) and computes the
     /// symbolic factorization. `Err` names what could not be set up (memory).
@@ -379,13 +391,7 @@ impl SparseRe {
                 }
             }
         }
-        let mut sxx = vec![0.0; p * p];
-        let mut sxy = vec![0.0; p];
-        for a in 0..p {
-            sxx[a * p..a * p + a + 1].copy_from_slice(&prod[a * k..a * k + a + 1]);
-            sxy[a] = prod[p * k + a];
-        }
-        Some((ldl2, sxx, sxy, prod[p * k + p]))
+        Some(split_gram(ldl2, &prod, p))
     }
 
     /// Conditional modes b = Λu (u-ordered) and, per term and level, the q×q conditional covariance of b over
