@@ -729,10 +729,46 @@ mod tests {
         (SparseRe::new(&frame.y, &frame.x, &order, &terms).unwrap(), terms)
     }
 
+    /// 700 schools with 3 cohorts of 3 pupils each (several chunks of outer levels and many blocks of rows in
+    /// the nested sweep), a school term with or without a slope on `x`, and an intercept per cohort.
+    fn large_nested(slope: bool) -> (SparseRe, Vec<TermInfo>) {
+        let mut u = crate::fit::tests::stream(11);
+        let (schools, years, per) = (700usize, 3usize, 3usize);
+        let n = schools * years * per;
+        let (mut y, mut xs, mut s_codes, mut c_codes) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for i in 0..n {
+            let (s, c) = (i / (years * per), i / per);
+            let x = u();
+            y.push(x + (s % 7) as f64 * 0.1 + (c % 5) as f64 * 0.05 + u());
+            xs.push(x);
+            s_codes.push(s as u32);
+            c_codes.push(c as u32);
+        }
+        let x = ndarray::Array2::from_shape_fn((n, 2), |(i, j)| if j == 0 { 1.0 } else { xs[i] });
+        let q = if slope { 2 } else { 1 };
+        let school = RandomTerm {
+            group: "school".into(),
+            levels: (0..schools).map(|s| format!("s{s:03}")).collect(),
+            codes: s_codes,
+            names: ["(Intercept)", "x"][..q].iter().map(|v| v.to_string()).collect(),
+            z: x.slice_axis(ndarray::Axis(1), (0..q).into()).to_owned(),
+        };
+        let cohort = RandomTerm {
+            group: "school:year".into(),
+            levels: (0..schools * years).map(|c| format!("c{c:04}")).collect(),
+            codes: c_codes,
+            names: vec!["(Intercept)".into()],
+            z: ndarray::Array2::ones((n, 1)),
+        };
+        let order = [&cohort, &school];
+        let (terms, _, _) = crate::pls::term_layout(&order);
+        (SparseRe::new(&y, &x, &order, &terms).unwrap(), terms)
+    }
+
     #[test]
     fn nested_blocks_match_the_sparse_factorization() {
-        for slope in [false, true] {
-            let (sparse, terms) = stored(false, slope, false);
+        for (large, slope) in [(false, false), (false, true), (true, false), (true, true)] {
+            let (sparse, terms) = if large { large_nested(slope) } else { stored(false, slope, false) };
             assert!(sparse.nested.is_some(), "nested terms take the blocked path (slope {slope})");
             let n_theta: usize = terms.iter().map(|t| t.q * (t.q + 1) / 2).sum();
             for point in 0..4 {

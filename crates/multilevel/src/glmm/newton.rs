@@ -148,7 +148,10 @@ pub(super) fn newton_stage<L: Laplace>(
     // not positive definite).
     let rough_at = |x: &[f64], modes: &L::Modes| -> Option<(Vec<f64>, Vec<f64>)> {
         let bb = pr.beta_block(x, modes)?;
-        let p = (0..=k).find(|p| p * p == bb.len())?;
+        let p = bb.len().isqrt();
+        if p * p != bb.len() || p > k {
+            return None;
+        }
         let nth = k - p;
         let start = starts(modes);
         let grad = |y: &[f64]| {
