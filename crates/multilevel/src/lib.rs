@@ -76,6 +76,7 @@ mod result;
 pub mod robust;
 mod satterthwaite;
 mod sparse;
+mod tail;
 mod validate;
 
 pub use error::MixedModelError;

@@ -9,8 +9,9 @@
 //! For a nested model the ordering eliminates the inner levels (cohorts) first; their columns have one
 //! off-diagonal entry each and there is no fill. Two nested terms with a scalar inner one (the cohort model)
 //! evaluate instead by the explicit blocked factorization of `nested.rs`, in parallel over outer levels and
-//! without storing `R` (about 15 times faster on the national cohort model). Conditional variances come from
-//! the selected inverse of `A` (Takahashi's recurrences) on a simplicial factor at the optimum only.
+//! without storing `R` (about 15 times faster on the national cohort model). Crossed terms whose factor fills
+//! in a dense tail (InstEval's) evaluate by the explicit blocks of `tail.rs`. Otherwise conditional variances
+//! come from the selected inverse of `A` (Takahashi's recurrences) on a simplicial factor at the optimum only.
 
 // Index loops mirror the matrix formulas.
 #![allow(clippy::needless_range_loop)]
@@ -31,6 +32,7 @@ use psmeval_frame::RandomTerm;
 
 use crate::nested::{NestedBlocks, TermProducts};
 use crate::pls::{Modes, TermInfo};
+use crate::tail::{DenseTail, ZtzBlock};
 
 /// One q_r×q_c block of `Z'Z` between a level of one term (rows) and a level of another or the same term
 /// (columns), in the upper triangle of the `u` ordering.
@@ -66,6 +68,8 @@ pub(crate) struct SparseRe {
     l_diag: Vec<usize>,
     /// The blocked factorization when the model is two nested terms (the evaluations' fast path).
     nested: Option<NestedBlocks>,
+    /// The first term's blocks and a dense tail, when the sparse factor would fill the tail in anyway.
+    tail: Option<DenseTail>,
 }
 
 /// What one factorization at θ gives: log|L|², Σ R'R (lower p×p), Σ R'r, Σ r'r as in the dense path.
@@ -201,6 +205,17 @@ impl SparseRe {
             SymbolicCholeskyRaw::Supernodal(_) => Vec::new(),
         };
         let nested = nested_blocks(terms, &pairs, &ztx, &zty, p);
+        let largest_supernode = match symbolic.raw() {
+            SymbolicCholeskyRaw::Supernodal(sym) => {
+                sym.supernode_begin().iter().zip(sym.supernode_end()).map(|(b, e)| e - b).max().unwrap_or(0)
+            }
+            SymbolicCholeskyRaw::Simplicial(_) => 0,
+        };
+        let tail = (nested.is_none() && DenseTail::worthwhile(terms, largest_supernode)).then(|| {
+            let blocks: Vec<ZtzBlock<'_>> =
+                pairs.iter().map(|pr| (pr.row_term, pr.row_base, pr.col_term, pr.col_base, &pr.ztz[..])).collect();
+            DenseTail::new(terms, &blocks, &ztx, &zty, p)
+        });
         Ok(SparseRe {
             m,
             p,
@@ -214,6 +229,7 @@ impl SparseRe {
             symbolic: Arc::new(symbolic),
             l_diag,
             nested,
+            tail,
         })
     }
 
@@ -279,11 +295,13 @@ impl SparseRe {
     }
 
     /// Factors `A` at θ and returns the Schur-complement pieces, or `None` if `A` is not positive definite:
-    /// by the blocked factorization for two nested terms, by the sparse factorization otherwise.
+    /// by the blocked factorization for two nested terms, by the first term's blocks and a dense tail for
+    /// crossed terms that fill it in, by the sparse factorization otherwise.
     pub fn accumulate(&self, terms: &[TermInfo], theta: &[f64]) -> Option<Accumulated> {
-        match &self.nested {
-            Some(blocks) => blocks.accumulate(terms, theta),
-            None => self.accumulate_sparse(terms, theta),
+        match (&self.nested, &self.tail) {
+            (Some(blocks), _) => blocks.accumulate(terms, theta),
+            (None, Some(tail)) => tail.accumulate(terms, theta),
+            (None, None) => self.accumulate_sparse(terms, theta),
         }
     }
 
@@ -397,6 +415,14 @@ impl SparseRe {
     /// Conditional modes b = Λu (u-ordered) and, per term and level, the q×q conditional covariance of b over
     /// σ² (the level's diagonal block of Λ A⁻¹ Λ'), at θ with fixed effects β.
     pub fn modes(&self, terms: &[TermInfo], theta: &[f64], beta: &[f64]) -> Option<Modes> {
+        if let Some(tail) = &self.tail {
+            return tail.modes(terms, theta, beta);
+        }
+        self.modes_sparse(terms, theta, beta)
+    }
+
+    /// [`SparseRe::modes`] by the sparse factorization, whatever the structure.
+    pub(crate) fn modes_sparse(&self, terms: &[TermInfo], theta: &[f64], beta: &[f64]) -> Option<Modes> {
         let (m, p) = (self.m, self.p);
         let lambdas: Vec<Vec<f64>> = terms.iter().map(|t| t.lambda(theta)).collect();
         let values = self.a_values(&lambdas, terms);
@@ -783,6 +809,89 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// InstEval's shape at a small size: 400 students with 8 ratings each of 60 instructors, crossed with 6
+    /// departments; a slope on `x` in the student term (`slope.0`) or the instructor term (`slope.1`).
+    fn large_crossed(slope: (bool, bool)) -> (SparseRe, Vec<TermInfo>) {
+        let mut u = crate::fit::tests::stream(23);
+        let (students, per) = (400usize, 8usize);
+        let n = students * per;
+        let (mut y, mut xs, mut codes) = (Vec::new(), Vec::new(), [Vec::new(), Vec::new(), Vec::new()]);
+        for i in 0..n {
+            let (s, d) = (i / per, ((u() * 60.0) as usize).min(59));
+            let x = u();
+            y.push(x + (s % 9) as f64 * 0.05 + (d % 7) as f64 * 0.1 + u());
+            xs.push(x);
+            codes[0].push(s as u32);
+            codes[1].push(d as u32);
+            codes[2].push((d / 10) as u32);
+        }
+        let x = ndarray::Array2::from_shape_fn((n, 2), |(i, j)| if j == 0 { 1.0 } else { xs[i] });
+        let term = |group: &str, levels: usize, k: usize, with_slope: bool| {
+            let q = if with_slope { 2 } else { 1 };
+            RandomTerm {
+                group: group.into(),
+                levels: (0..levels).map(|l| format!("{group}{l:03}")).collect(),
+                codes: codes[k].clone(),
+                names: ["(Intercept)", "x"][..q].iter().map(|v| v.to_string()).collect(),
+                z: x.slice_axis(ndarray::Axis(1), (0..q).into()).to_owned(),
+            }
+        };
+        let random = [term("s", students, 0, slope.0), term("d", 60, 1, slope.1), term("dept", 6, 2, false)];
+        let order: Vec<&RandomTerm> = random.iter().collect();
+        let (terms, _, _) = crate::pls::term_layout(&order);
+        (SparseRe::new(&y, &x, &order, &terms).unwrap(), terms)
+    }
+
+    #[test]
+    fn dense_tail_matches_the_sparse_factorization() {
+        let cases = [
+            ("school slope + rater", stored(true, true, false)),
+            ("school + rater", stored(true, false, false)),
+            ("InstEval-like", large_crossed((false, false))),
+            ("student slope", large_crossed((true, false))),
+            ("instructor slope", large_crossed((false, true))),
+        ];
+        let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()));
+        for (name, (sparse, terms)) in cases {
+            assert!(sparse.tail.is_some(), "{name}: crossed terms take the dense tail");
+            let n_theta: usize = terms.iter().map(|t| t.q * (t.q + 1) / 2).sum();
+            for point in 0..4 {
+                let theta: Vec<f64> = (0..n_theta).map(|j| 0.3 + 0.25 * point as f64 - 0.07 * j as f64).collect();
+                let (l1, xx1, xy1, yy1) = sparse.accumulate(&terms, &theta).unwrap();
+                let (l2, xx2, xy2, yy2) = sparse.accumulate_sparse(&terms, &theta).unwrap();
+                assert!(close(l1, l2, 1e-11), "{name}: log|L|² {l1} against {l2}");
+                assert!(close(yy1, yy2, 1e-11), "{name}: r'r {yy1} against {yy2}");
+                for (a, b) in xx1.iter().zip(&xx2).chain(xy1.iter().zip(&xy2)) {
+                    assert!(close(*a, *b, 1e-11), "{name}: R'R entry {a} against {b} (θ {theta:?})");
+                }
+                let beta = [0.4 - 0.1 * point as f64, 0.7];
+                let m1 = sparse.modes(&terms, &theta, &beta).unwrap();
+                let m2 = sparse.modes_sparse(&terms, &theta, &beta).unwrap();
+                for (a, b) in m1.b.iter().zip(&m2.b) {
+                    assert!(close(*a, *b, 1e-10), "{name}: mode {a} against {b}");
+                }
+                for (a, b) in m1.cond_cov.iter().flatten().flatten().zip(m2.cond_cov.iter().flatten().flatten()) {
+                    assert!(close(*a, *b, 1e-10), "{name}: conditional covariance {a} against {b}");
+                }
+                assert_eq!(m1.cond_cov.iter().flatten().count(), m2.cond_cov.iter().flatten().count());
+            }
+        }
+    }
+
+    #[test]
+    fn the_dense_tail_is_taken_only_where_the_sparse_factor_fills_it() {
+        let (_, terms) = large_crossed((false, false));
+        let m2 = 66;
+        assert!(DenseTail::worthwhile(&terms, 0), "a tail of {m2} is always dense");
+        let mut wide = terms.clone();
+        wide[1].levels = (0..1000).map(|l| l.to_string()).collect();
+        assert!(!DenseTail::worthwhile(&wide, 100), "a sparse tail of 1,006 stays sparse");
+        assert!(DenseTail::worthwhile(&wide, 600), "a tail the factor fills in goes dense");
+        wide[1].levels = (0..5000).map(|l| l.to_string()).collect();
+        assert!(!DenseTail::worthwhile(&wide, 5000), "a tail above MAX_TAIL stays sparse");
+        assert!(stored(false, true, false).0.tail.is_none(), "nested terms keep their blocks");
     }
 
     #[test]
