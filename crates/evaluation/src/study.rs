@@ -437,12 +437,15 @@ pub fn file_stem(name: &str) -> String {
 
 /// The rows of `rows` (of `table`) that pass every equality filter.
 pub fn filter_rows(table: &Table, filter: &BTreeMap<String, FilterValue>, rows: &[usize]) -> Vec<usize> {
+    // Each column is looked up once, not once per row.
+    let tests: Vec<(Option<&Column>, &FilterValue)> =
+        filter.iter().map(|(col, value)| (table.column(col).ok(), value)).collect();
     rows.iter()
         .copied()
         .filter(|&i| {
-            filter.iter().all(|(col, value)| match (table.column(col), value) {
-                (Ok(Column::Numeric(v)), FilterValue::Number(x)) => v[i] == *x,
-                (Ok(Column::Text(v)), FilterValue::Text(t)) => v[i].as_deref() == Some(t.as_str()),
+            tests.iter().all(|(column, value)| match (column, value) {
+                (Some(Column::Numeric(v)), FilterValue::Number(x)) => v[i] == *x,
+                (Some(Column::Text(v)), FilterValue::Text(t)) => v[i].as_deref() == Some(t.as_str()),
                 _ => false,
             })
         })

@@ -118,6 +118,10 @@ impl SparseRe {
             diag_index.push((first..pairs.len()).collect());
         }
         let mut off: HashMap<(usize, usize), usize> = HashMap::new();
+        // The last block found per pair of terms: rows of one school and cohort come together, so most rows
+        // skip the hash lookup.
+        let n_terms = terms.len();
+        let mut last: Vec<Option<((usize, usize), usize)>> = vec![None; n_terms * n_terms];
         let mut ztx = vec![0.0; m * p];
         let mut zty = vec![0.0; m];
         for i in 0..n {
@@ -138,17 +142,24 @@ impl SparseRe {
                 }
                 for (s, (rs, ts)) in random.iter().zip(terms).enumerate().skip(k + 1) {
                     let col_base = ts.u_offset + rs.codes[i] as usize * ts.q;
-                    let idx = *off.entry((base, col_base)).or_insert_with(|| {
-                        pairs.push(Pair {
-                            row_term: k,
-                            row_base: base,
-                            col_term: s,
-                            col_base,
-                            ztz: vec![0.0; t.q * ts.q],
-                            pos: Vec::new(),
-                        });
-                        pairs.len() - 1
-                    });
+                    let idx = match last[k * n_terms + s] {
+                        Some((key, idx)) if key == (base, col_base) => idx,
+                        _ => {
+                            let idx = *off.entry((base, col_base)).or_insert_with(|| {
+                                pairs.push(Pair {
+                                    row_term: k,
+                                    row_base: base,
+                                    col_term: s,
+                                    col_base,
+                                    ztz: vec![0.0; t.q * ts.q],
+                                    pos: Vec::new(),
+                                });
+                                pairs.len() - 1
+                            });
+                            last[k * n_terms + s] = Some(((base, col_base), idx));
+                            idx
+                        }
+                    };
                     let zs = rs.z.row(i);
                     let blk = &mut pairs[idx].ztz;
                     for a in 0..t.q {
