@@ -9,9 +9,10 @@
 //! For a nested model the ordering eliminates the inner levels (cohorts) first; their columns have one
 //! off-diagonal entry each and there is no fill. Two nested terms with a scalar inner one (the cohort model)
 //! evaluate instead by the explicit blocked factorization of `nested.rs`, in parallel over outer levels and
-//! without storing `R` (about 15 times faster on the national cohort model). Crossed terms whose factor fills
-//! in a dense tail (InstEval's) evaluate by the explicit blocks of `tail.rs`. Otherwise conditional variances
-//! come from the selected inverse of `A` (Takahashi's recurrences) on a simplicial factor at the optimum only.
+//! without storing `R` (about 15 times faster on the national cohort model). Other structures whose factor
+//! fills in a dense tail (crossed terms such as InstEval's), or whose tail is small, evaluate by the explicit
+//! blocks of `tail.rs`. Otherwise conditional variances come from the selected inverse of `A` (Takahashi's
+//! recurrences) on a simplicial factor at the optimum only.
 
 // Index loops mirror the matrix formulas.
 #![allow(clippy::needless_range_loop)]
@@ -68,7 +69,8 @@ pub(crate) struct SparseRe {
     l_diag: Vec<usize>,
     /// The blocked factorization when the model is two nested terms (the evaluations' fast path).
     nested: Option<NestedBlocks>,
-    /// The first term's blocks and a dense tail, when the sparse factor would fill the tail in anyway.
+    /// The first term's blocks and a dense tail, when the tail is small or the sparse factor would fill it in
+    /// anyway (and the terms are not two nested ones).
     tail: Option<DenseTail>,
 }
 
@@ -306,8 +308,8 @@ impl SparseRe {
     }
 
     /// Factors `A` at θ and returns the Schur-complement pieces, or `None` if `A` is not positive definite:
-    /// by the blocked factorization for two nested terms, by the first term's blocks and a dense tail for
-    /// crossed terms that fill it in, by the sparse factorization otherwise.
+    /// by the blocked factorization for two nested terms, by the first term's blocks and a dense tail when the
+    /// tail is small or filled in anyway (crossed terms), by the sparse factorization otherwise.
     pub fn accumulate(&self, terms: &[TermInfo], theta: &[f64]) -> Option<Accumulated> {
         match (&self.nested, &self.tail) {
             (Some(blocks), _) => blocks.accumulate(terms, theta),
@@ -822,15 +824,20 @@ mod tests {
         }
     }
 
-    /// InstEval's shape at a small size: 400 students with 8 ratings each of 60 instructors, crossed with 6
-    /// departments; a slope on `x` in the student term (`slope.0`) or the instructor term (`slope.1`).
-    fn large_crossed(slope: (bool, bool)) -> (SparseRe, Vec<TermInfo>) {
+    /// InstEval's shape at a small size: `students` students with `per` ratings each of `instructors`
+    /// instructors, crossed with one department per 10 instructors; a slope on `x` in the student, instructor
+    /// or department term as `slope` says.
+    fn crossed_design(
+        students: usize,
+        per: usize,
+        instructors: usize,
+        slope: (bool, bool, bool),
+    ) -> (SparseRe, Vec<TermInfo>) {
         let mut u = crate::fit::tests::stream(23);
-        let (students, per) = (400usize, 8usize);
         let n = students * per;
         let (mut y, mut xs, mut codes) = (Vec::new(), Vec::new(), [Vec::new(), Vec::new(), Vec::new()]);
         for i in 0..n {
-            let (s, d) = (i / per, ((u() * 60.0) as usize).min(59));
+            let (s, d) = (i / per, ((u() * instructors as f64) as usize).min(instructors - 1));
             let x = u();
             y.push(x + (s % 9) as f64 * 0.05 + (d % 7) as f64 * 0.1 + u());
             xs.push(x);
@@ -843,16 +850,24 @@ mod tests {
             let q = if with_slope { 2 } else { 1 };
             RandomTerm {
                 group: group.into(),
-                levels: (0..levels).map(|l| format!("{group}{l:03}")).collect(),
+                levels: (0..levels).map(|l| format!("{group}{l:04}")).collect(),
                 codes: codes[k].clone(),
                 names: ["(Intercept)", "x"][..q].iter().map(|v| v.to_string()).collect(),
                 z: x.slice_axis(ndarray::Axis(1), (0..q).into()).to_owned(),
             }
         };
-        let random = [term("s", students, 0, slope.0), term("d", 60, 1, slope.1), term("dept", 6, 2, false)];
+        let random = [
+            term("s", students, 0, slope.0),
+            term("d", instructors, 1, slope.1),
+            term("dept", instructors.div_ceil(10), 2, slope.2),
+        ];
         let order: Vec<&RandomTerm> = random.iter().collect();
         let (terms, _, _) = crate::pls::term_layout(&order);
         (SparseRe::new(&y, &x, &order, &terms).unwrap(), terms)
+    }
+
+    fn large_crossed(slope: (bool, bool)) -> (SparseRe, Vec<TermInfo>) {
+        crossed_design(400, 8, 60, (slope.0, slope.1, false))
     }
 
     #[test]
@@ -863,6 +878,8 @@ mod tests {
             ("InstEval-like", large_crossed((false, false))),
             ("student slope", large_crossed((true, false))),
             ("instructor slope", large_crossed((false, true))),
+            ("slopes in every term", crossed_design(400, 8, 60, (true, true, true))),
+            ("330-column tail, filled in", crossed_design(1000, 10, 300, (false, false, false))),
         ];
         let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * (1.0 + a.abs().max(b.abs()));
         for (name, (sparse, terms)) in cases {
@@ -892,7 +909,7 @@ mod tests {
     }
 
     #[test]
-    fn the_dense_tail_is_taken_only_where_the_sparse_factor_fills_it() {
+    fn the_dense_tail_is_taken_when_small_or_filled_in() {
         let (_, terms) = large_crossed((false, false));
         let m2 = 66;
         assert!(DenseTail::worthwhile(&terms, 0), "a tail of {m2} is always dense");
@@ -903,6 +920,36 @@ mod tests {
         wide[1].levels = (0..5000).map(|l| l.to_string()).collect();
         assert!(!DenseTail::worthwhile(&wide, 5000), "a tail above MAX_TAIL stays sparse");
         assert!(stored(false, true, false).0.tail.is_none(), "nested terms keep their blocks");
+        // Through the sparse factor's own shape: a 330-column tail that the students' ratings fill in is taken,
+        // one where each student rates a single instructor (no fill) is not.
+        assert!(crossed_design(1000, 10, 300, (false, false, false)).0.tail.is_some());
+        assert!(crossed_design(3000, 1, 300, (false, false, false)).0.tail.is_none());
+    }
+
+    #[test]
+    fn the_dense_tail_gives_the_same_bits_for_any_number_of_threads() {
+        for slope in [false, true] {
+            dense_tail_bits_do_not_depend_on_threads(crossed_design(1000, 10, 300, (slope, false, false)));
+        }
+    }
+
+    fn dense_tail_bits_do_not_depend_on_threads((sparse, terms): (SparseRe, Vec<TermInfo>)) {
+        assert!(sparse.tail.is_some());
+        let n_theta: usize = terms.iter().map(|t| t.q * (t.q + 1) / 2).sum();
+        let theta: Vec<f64> = (0..n_theta).map(|j| 0.6 - 0.05 * j as f64).collect();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let (l, xx, xy, yy) = sparse.accumulate(&terms, &theta).unwrap();
+                let modes = sparse.modes(&terms, &theta, &[0.2, 0.5]).unwrap();
+                let mut bits: Vec<u64> = [l, yy].iter().chain(&xx).chain(&xy).map(|v| v.to_bits()).collect();
+                bits.extend(modes.b.iter().chain(modes.cond_cov.iter().flatten().flatten()).map(|v| v.to_bits()));
+                bits
+            })
+        };
+        let one = run(1);
+        assert_eq!(one, run(3), "1 and 3 threads");
+        assert_eq!(one, run(2), "1 and 2 threads");
     }
 
     #[test]

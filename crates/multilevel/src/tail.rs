@@ -5,15 +5,19 @@
 //!
 //! With `A₁₁ = D D'` (per level `i`, `D_i` the Cholesky factor of its block) and `W = D⁻¹A₁₂`, the factor is
 //! `L = [D 0; W' L₂₂]` with `L₂₂ L₂₂' = C = A₂₂ − W'W`. Each level of the first term couples only to the tail
-//! levels it shares observations with, so `W'W` is a sum of small outer products; `C` is factored by faer's
-//! dense Cholesky, whose parallel kernels partition the output only and so give the same bits for any
-//! number of threads. The rows of `R = L⁻¹Λ'Z'[X y]` are `r₁ᵢ = D_i⁻¹ b₁ᵢ` and `r₂ = L₂₂⁻¹(b₂ − W'r₁)`.
+//! levels it shares observations with, so `W'W` is a sum of small outer products, summed column by column
+//! in parallel (each column by one thread, in a fixed order). `C` is factored by faer's dense Cholesky on
+//! every core: in faer 0.24 its blocked recursion and matrix products split the output among threads and
+//! keep each entry's sums in one order (a test compares the bits at 1 and 3 threads); faer's parallel
+//! matrix-vector kernel does split sums, so the triangular solves run sequentially. With `b = Λ'Z'[X y]`
+//! split as the factor is, the rows of `R = L⁻¹b` are `r₁ᵢ = D_i⁻¹ b₁ᵢ` and `r₂ = L₂₂⁻¹(b₂ − W'r₁)`.
 //!
 //! The sparse path (`sparse.rs`) reaches the same factor through an approximate-minimum-degree ordering,
 //! which for such models also eliminates the first term's levels first and leaves a dense trailing
 //! supernode; the explicit blocks avoid its per-evaluation assembly and permutation, run the dense part on
 //! every core, and give the conditional variances from `C⁻¹` instead of a simplicial selected inverse.
-//! [`DenseTail::worthwhile`] decides from the sparse factor's shape.
+//! [`DenseTail::worthwhile`] decides from the sparse factor's shape; a small tail (256 random effects or
+//! fewer) is always taken, whatever the structure (for nested terms `C` is then block-diagonal).
 
 // Index loops mirror the matrix formulas.
 #![allow(clippy::needless_range_loop)]
@@ -28,7 +32,8 @@ use crate::pls::{Modes, TermInfo};
 use crate::sparse::{Accumulated, split_gram};
 
 /// Largest tail (random effects outside the first term) factored densely: 4,096² values are 128 MiB, held
-/// once per evaluation in flight.
+/// once per evaluation in flight (Satterthwaite's derivatives run one per thread), three times while the
+/// conditional modes are computed (`C`'s factor, its inverse and faer's scratch).
 pub(crate) const MAX_TAIL: usize = 4096;
 
 /// One block of `Z'Z` between a level of the first term and a tail level, or between two tail levels.
@@ -100,7 +105,7 @@ impl DenseTail {
             return false;
         }
         let m2: usize = terms[1..].iter().map(|t| t.q * t.levels.len()).sum();
-        m2 <= MAX_TAIL && (m2 <= 256 || 2 * largest_supernode >= m2)
+        m2 > 0 && m2 <= MAX_TAIL && (m2 <= 256 || 2 * largest_supernode >= m2)
     }
 
     /// The blocks from the stored cross-products: `blocks` lists every block of the upper triangle of `Z'Z`
