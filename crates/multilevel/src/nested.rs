@@ -256,7 +256,7 @@ impl NestedBlocks {
 }
 
 /// Dot product with four partial sums (vectorizes; the order is fixed, so the bits are too).
-fn dot(a: &[f64], b: &[f64]) -> f64 {
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
     let mut acc = [0.0; 4];
     let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
     let (ra, rb) = (ca.remainder(), cb.remainder());

@@ -33,7 +33,7 @@ use psmeval_frame::RandomTerm;
 
 use crate::nested::{NestedBlocks, TermProducts};
 use crate::pls::{Modes, TermInfo};
-use crate::tail::{DenseTail, ZtzBlock};
+use crate::tail::{DenseTail, ZtzBlock, lambda_sandwich};
 
 /// One q_r×q_c block of `Z'Z` between a level of one term (rows) and a level of another or the same term
 /// (columns), in the upper triangle of the `u` ordering.
@@ -466,20 +466,7 @@ impl SparseRe {
             let mut per_level = Vec::with_capacity(t.levels.len());
             for _ in 0..t.levels.len() {
                 let zb = inverse.next()?;
-                // Λ Z Λ'.
-                let mut cov = vec![0.0; q * q];
-                for a in 0..q {
-                    for c in 0..q {
-                        let mut s = 0.0;
-                        for i in 0..=a {
-                            for jj in 0..=c {
-                                s += lam[a * q + i] * zb[i * q + jj] * lam[c * q + jj];
-                            }
-                        }
-                        cov[a * q + c] = s;
-                    }
-                }
-                per_level.push(cov);
+                per_level.push(lambda_sandwich(lam, &zb, q));
             }
             cond.push(per_level);
         }

@@ -28,6 +28,7 @@ use faer::linalg::cholesky::llt::factor::LltRegularization;
 use faer::{Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use crate::nested::dot;
 use crate::pls::{Modes, TermInfo};
 use crate::sparse::{Accumulated, split_gram};
 
@@ -496,7 +497,7 @@ fn congruence(lam_r: &[f64], blk: &[f64], lam_c: &[f64], qr: usize, qc: usize, o
 }
 
 /// `Λ Z Λ'` for a lower-triangular Λ (q × q).
-fn lambda_sandwich(lam: &[f64], z: &[f64], q: usize) -> Vec<f64> {
+pub(crate) fn lambda_sandwich(lam: &[f64], z: &[f64], q: usize) -> Vec<f64> {
     let mut cov = vec![0.0; q * q];
     for a in 0..q {
         for c in 0..q {
@@ -562,18 +563,4 @@ fn lower_inverse(l: &[f64], q: usize) -> Vec<f64> {
         }
     }
     inv
-}
-
-/// Dot product with four partial sums (vectorizes; the order is fixed, so the bits are too).
-fn dot(a: &[f64], b: &[f64]) -> f64 {
-    let mut acc = [0.0; 4];
-    let (ca, cb) = (a.chunks_exact(4), b.chunks_exact(4));
-    let (ra, rb) = (ca.remainder(), cb.remainder());
-    for (x, y) in ca.zip(cb) {
-        for i in 0..4 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f64 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    (acc[0] + acc[1]) + (acc[2] + acc[3]) + tail
 }
