@@ -1,5 +1,6 @@
 //! Small dense linear algebra on row-major `Vec<f64>` square matrices: Cholesky, triangular solves and
-//! inverses, used for the per-level blocks of the penalized least-squares system and for p×p matrices.
+//! inverses, used for the per-level blocks of the penalized least-squares system and for p×p matrices, and
+//! the congruences `Λ_r'BΛ_c` and `ΛZΛ'` by lower-triangular relative covariance factors.
 
 // Index loops mirror the matrix formulas (row-major `a[i * n + j]`).
 #![allow(clippy::needless_range_loop)]
@@ -120,4 +121,35 @@ pub(crate) fn inverse(a: &[f64], n: usize) -> Option<Vec<f64>> {
         }
     }
     Some(inv)
+}
+
+/// `Λ_r' B Λ_c` for a qr × qc block `B` (row-major) and lower-triangular Λs, into `out`.
+pub(crate) fn congruence(lam_r: &[f64], blk: &[f64], lam_c: &[f64], qr: usize, qc: usize, out: &mut [f64]) {
+    // Column by column, without scratch: first T = BΛ_c's column b in place, then Λ_r'T's, top down (row a
+    // reads only rows c ≥ a of T, not yet overwritten).
+    for b in 0..qc {
+        for a in 0..qr {
+            out[a * qc + b] = (b..qc).map(|c| blk[a * qc + c] * lam_c[c * qc + b]).sum();
+        }
+        for a in 0..qr {
+            out[a * qc + b] = (a..qr).map(|c| lam_r[c * qr + a] * out[c * qc + b]).sum();
+        }
+    }
+}
+
+/// `Λ Z Λ'` for a lower-triangular Λ (q × q).
+pub(crate) fn lambda_sandwich(lam: &[f64], z: &[f64], q: usize) -> Vec<f64> {
+    let mut cov = vec![0.0; q * q];
+    for a in 0..q {
+        for c in 0..q {
+            let mut s = 0.0;
+            for i in 0..=a {
+                for j in 0..=c {
+                    s += lam[a * q + i] * z[i * q + j] * lam[c * q + j];
+                }
+            }
+            cov[a * q + c] = s;
+        }
+    }
+    cov
 }

@@ -16,6 +16,7 @@
 
 use rayon::prelude::*;
 
+use crate::dense::{cholesky, congruence};
 use crate::pls::TermInfo;
 use crate::sparse::{Accumulated, split_gram};
 
@@ -162,21 +163,12 @@ impl NestedBlocks {
                     }
                 };
                 let mut ldl2 = 0.0;
-                let (mut a_ss, mut b_s, mut l_sc, mut t) =
-                    (vec![0.0; q * q], vec![0.0; q * k], vec![0.0; q], vec![0.0; q * q]);
+                let (mut a_ss, mut b_s, mut l_sc) = (vec![0.0; q * q], vec![0.0; q * k], vec![0.0; q]);
                 for s in levels {
                     // A_ss = Λ' Z'Z_ss Λ + I and b_s = Λ' Z'[X y]_s.
-                    let ztz = &self.outer_ztz[s * q * q..(s + 1) * q * q];
+                    congruence(&lam, &self.outer_ztz[s * q * q..(s + 1) * q * q], &lam, q, q, &mut a_ss);
                     for a in 0..q {
-                        for b in 0..q {
-                            t[a * q + b] = (b..q).map(|c| ztz[a * q + c] * lam[c * q + b]).sum();
-                        }
-                    }
-                    for a in 0..q {
-                        for b in 0..q {
-                            a_ss[a * q + b] =
-                                (a..q).map(|c| lam[c * q + a] * t[c * q + b]).sum::<f64>() + f64::from(a == b);
-                        }
+                        a_ss[a * q + a] += 1.0;
                     }
                     let bxy = &self.outer_ztxy[s * q * k..(s + 1) * q * k];
                     for a in 0..q {
@@ -213,18 +205,11 @@ impl NestedBlocks {
                         }
                     }
                     // L_ss (lower, in place) and r_s = L_ss⁻¹ b_s.
+                    if !cholesky(&mut a_ss, q) {
+                        return None;
+                    }
                     for j in 0..q {
-                        let d = a_ss[j * q + j] - (0..j).map(|c| a_ss[j * q + c] * a_ss[j * q + c]).sum::<f64>();
-                        if !(d > 0.0 && d.is_finite()) {
-                            return None;
-                        }
-                        let d = d.sqrt();
-                        a_ss[j * q + j] = d;
-                        ldl2 += 2.0 * d.ln();
-                        for i in j + 1..q {
-                            a_ss[i * q + j] =
-                                (a_ss[i * q + j] - (0..j).map(|c| a_ss[i * q + c] * a_ss[j * q + c]).sum::<f64>()) / d;
-                        }
+                        ldl2 += 2.0 * a_ss[j * q + j].ln();
                     }
                     for a in 0..q {
                         for j in 0..k {

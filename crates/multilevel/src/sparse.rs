@@ -31,9 +31,10 @@ use faer::sparse::{SparseColMatRef, SymbolicSparseColMatRef};
 use faer::{Conj, MatMut, Par, Side};
 use psmeval_frame::RandomTerm;
 
+use crate::dense::{congruence, lambda_sandwich};
 use crate::nested::{NestedBlocks, TermProducts};
 use crate::pls::{Modes, TermInfo};
-use crate::tail::{DenseTail, ZtzBlock, lambda_sandwich};
+use crate::tail::{DenseTail, ZtzBlock};
 
 /// One q_r×q_c block of `Z'Z` between a level of one term (rows) and a level of another or the same term
 /// (columns), in the upper triangle of the `u` ordering.
@@ -262,20 +263,11 @@ impl SparseRe {
                 values[pr.pos[0]] += lr[0] * pr.ztz[0] * lc[0];
                 continue;
             }
-            // T = B Λ_c (qr×qc), then Λ_r' T.
-            tmp.clear();
             tmp.resize(qr * qc, 0.0);
-            for a in 0..qr {
-                for b in 0..qc {
-                    tmp[a * qc + b] = (b..qc).map(|k| pr.ztz[a * qc + k] * lc[k * qc + b]).sum();
-                }
-            }
-            for a in 0..qr {
-                for b in 0..qc {
-                    let pos = pr.pos[a * qc + b];
-                    if pos != usize::MAX {
-                        values[pos] += (a..qr).map(|k| lr[k * qr + a] * tmp[k * qc + b]).sum::<f64>();
-                    }
+            congruence(lr, &pr.ztz, lc, qr, qc, &mut tmp);
+            for (&pos, &v) in pr.pos.iter().zip(&tmp) {
+                if pos != usize::MAX {
+                    values[pos] += v;
                 }
             }
         }

@@ -28,6 +28,7 @@ use faer::linalg::cholesky::llt::factor::LltRegularization;
 use faer::{Mat, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use crate::dense::{backward_solve, cholesky, congruence, forward_solve, lambda_sandwich};
 use crate::nested::dot;
 use crate::pls::{Modes, TermInfo};
 use crate::sparse::{Accumulated, split_gram};
@@ -203,12 +204,12 @@ impl DenseTail {
             for a in 0..q1 {
                 di[a * q1 + a] += 1.0;
             }
-            cholesky_small(di, q1)?;
+            cholesky(di, q1).then_some(())?;
             for c in &self.cross[self.cross_ptr[i]..self.cross_ptr[i + 1]] {
                 let qc = terms[c.col_term].q;
                 let range = c.offset..c.offset + q1 * qc;
                 congruence(lam1, &self.cross_ztz[range.clone()], &lambdas[c.col_term], q1, qc, &mut w[range.clone()]);
-                forward_small(di, q1, &mut w[range], qc);
+                forward_solve(di, q1, &mut w[range], qc);
             }
         }
         Some(FirstFactor { d, w })
@@ -321,7 +322,7 @@ impl DenseTail {
                     r[a * k + j] = (a..q1).map(|c| lam1[c * q1 + a] * rhs[c * k + j]).sum();
                 }
             }
-            forward_small(&f.d[i * q1 * q1..(i + 1) * q1 * q1], q1, r, k);
+            forward_solve(&f.d[i * q1 * q1..(i + 1) * q1 * q1], q1, r, k);
             for ce in &self.cross[self.cross_ptr[i]..self.cross_ptr[i + 1]] {
                 let qc = terms[ce.col_term].q;
                 let we = &f.w[ce.offset..ce.offset + q1 * qc];
@@ -434,10 +435,14 @@ impl DenseTail {
                     }
                 }
             }
-            backward_small(d, q1, &mut v);
+            backward_solve(d, q1, &mut v, 1);
             u[i * q1..(i + 1) * q1].copy_from_slice(&v);
             // (A⁻¹)_ii = D⁻ᵀ M D⁻¹.
-            let dinv = lower_inverse(d, q1);
+            let mut dinv = vec![0.0; q1 * q1];
+            for a in 0..q1 {
+                dinv[a * q1 + a] = 1.0;
+            }
+            forward_solve(d, q1, &mut dinv, q1);
             let mut zb = vec![0.0; q1 * q1];
             for a in 0..q1 {
                 for b in 0..q1 {
@@ -475,92 +480,4 @@ impl DenseTail {
         }
         Some(Modes { b, cond_cov: cond })
     }
-}
-
-/// `Λ_r' B Λ_c` for a qr × qc block `B` (row-major) and lower-triangular Λs, into `out`.
-fn congruence(lam_r: &[f64], blk: &[f64], lam_c: &[f64], qr: usize, qc: usize, out: &mut [f64]) {
-    if qr == 1 && qc == 1 {
-        out[0] = lam_r[0] * blk[0] * lam_c[0];
-        return;
-    }
-    let mut t = vec![0.0; qr * qc];
-    for a in 0..qr {
-        for b in 0..qc {
-            t[a * qc + b] = (b..qc).map(|c| blk[a * qc + c] * lam_c[c * qc + b]).sum();
-        }
-    }
-    for a in 0..qr {
-        for b in 0..qc {
-            out[a * qc + b] = (a..qr).map(|c| lam_r[c * qr + a] * t[c * qc + b]).sum();
-        }
-    }
-}
-
-/// `Λ Z Λ'` for a lower-triangular Λ (q × q).
-pub(crate) fn lambda_sandwich(lam: &[f64], z: &[f64], q: usize) -> Vec<f64> {
-    let mut cov = vec![0.0; q * q];
-    for a in 0..q {
-        for c in 0..q {
-            let mut s = 0.0;
-            for i in 0..=a {
-                for j in 0..=c {
-                    s += lam[a * q + i] * z[i * q + j] * lam[c * q + j];
-                }
-            }
-            cov[a * q + c] = s;
-        }
-    }
-    cov
-}
-
-/// In-place lower Cholesky factor of a small q × q row-major matrix; `None` when not positive definite.
-fn cholesky_small(a: &mut [f64], q: usize) -> Option<()> {
-    for j in 0..q {
-        let d = a[j * q + j] - (0..j).map(|c| a[j * q + c] * a[j * q + c]).sum::<f64>();
-        if !(d > 0.0 && d.is_finite()) {
-            return None;
-        }
-        let d = d.sqrt();
-        a[j * q + j] = d;
-        for i in j + 1..q {
-            a[i * q + j] = (a[i * q + j] - (0..j).map(|c| a[i * q + c] * a[j * q + c]).sum::<f64>()) / d;
-        }
-        for i in 0..j {
-            a[i * q + j] = 0.0;
-        }
-    }
-    Some(())
-}
-
-/// `X ← L⁻¹X` for a small lower-triangular `L` (q × q) and `X` q × k, both row-major.
-fn forward_small(l: &[f64], q: usize, x: &mut [f64], k: usize) {
-    for a in 0..q {
-        for j in 0..k {
-            let s: f64 = (0..a).map(|c| l[a * q + c] * x[c * k + j]).sum();
-            x[a * k + j] = (x[a * k + j] - s) / l[a * q + a];
-        }
-    }
-}
-
-/// `v ← L⁻ᵀv` for a small lower-triangular `L` (q × q, row-major).
-fn backward_small(l: &[f64], q: usize, v: &mut [f64]) {
-    for a in (0..q).rev() {
-        let s: f64 = (a + 1..q).map(|c| l[c * q + a] * v[c]).sum();
-        v[a] = (v[a] - s) / l[a * q + a];
-    }
-}
-
-/// The inverse of a small lower-triangular `L` (q × q, row-major), lower triangular.
-fn lower_inverse(l: &[f64], q: usize) -> Vec<f64> {
-    let mut inv = vec![0.0; q * q];
-    for a in 0..q {
-        inv[a * q + a] = 1.0;
-    }
-    for j in 0..q {
-        for a in 0..q {
-            let s: f64 = (0..a).map(|c| l[a * q + c] * inv[c * q + j]).sum();
-            inv[a * q + j] = (inv[a * q + j] - s) / l[a * q + a];
-        }
-    }
-    inv
 }
