@@ -328,18 +328,21 @@ impl Table {
     /// The named column as ids: every value present and unique, returned as text.
     pub fn unique_ids(&self, name: &str) -> Result<Vec<String>, TableError> {
         let col = self.column(name)?;
-        let mut seen = std::collections::HashMap::with_capacity(col.len());
-        let mut ids = Vec::with_capacity(col.len());
-        for i in 0..col.len() {
-            let Some(id) = col.text_at(i) else {
-                return Err(TableError::MissingId { name: name.to_string(), row: i + 1 });
-            };
-            if let Some(first) = seen.insert(id.clone(), i) {
-                return Err(TableError::DuplicateId { name: name.to_string(), id, first: first + 1, second: i + 1 });
-            }
-            ids.push(id);
+        let ids: Vec<String> = (0..col.len())
+            .map(|i| col.text_at(i).ok_or_else(|| TableError::MissingId { name: name.to_string(), row: i + 1 }))
+            .collect::<Result<_, _>>()?;
+        // The first repeat in row order is reported, with the row of its first occurrence.
+        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(ids.len());
+        let repeat = ids.iter().enumerate().find_map(|(i, id)| seen.insert(id, i).map(|first| (first, i)));
+        match repeat {
+            Some((first, i)) => Err(TableError::DuplicateId {
+                name: name.to_string(),
+                id: ids[i].clone(),
+                first: first + 1,
+                second: i + 1,
+            }),
+            None => Ok(ids),
         }
-        Ok(ids)
     }
 
     /// Iterates over `(name, column)` pairs.

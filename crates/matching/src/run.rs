@@ -49,9 +49,16 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
             table.n_rows()
         ));
     }
-    let sub = table.take_rows(&rows);
+    // Complete data (the usual case) is used as it is, without a copy.
+    let owned;
+    let sub = if rows.len() == table.n_rows() {
+        table
+    } else {
+        owned = table.take_rows(&rows);
+        &owned
+    };
     let treat: Vec<bool> = rows.iter().map(|&i| treat[i]).collect();
-    let ids: Vec<String> = rows.iter().map(|&i| ids[i].clone()).collect();
+    let ids: Vec<&str> = rows.iter().map(|&i| ids[i].as_str()).collect();
     let all: Vec<usize> = (0..sub.n_rows()).collect();
 
     let (distance, propensity, distance_label) = match &spec.distance_column {
@@ -62,7 +69,7 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
         ),
         None => {
             let link = spec.link.link();
-            let mf = build_model_frame(&formula, &sub).map_err(data)?;
+            let mf = build_model_frame(&formula, sub).map_err(data)?;
             let fit = fit_binomial_glm(mf.x.view(), &mf.x_names, &mf.y, None, link)
                 .map_err(|error| MatchError::Propensity { formula: spec.formula.clone(), error })?;
             let linear = spec.link.is_linear();
@@ -72,7 +79,7 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
         }
     };
     let exact_codes =
-        if spec.exact.is_empty() { None } else { Some(group_codes(&sub, &spec.exact, &all).map_err(data)?.0) };
+        if spec.exact.is_empty() { None } else { Some(group_codes(sub, &spec.exact, &all).map_err(data)?.0) };
     let mahal = if spec.mahvars.is_empty() {
         None
     } else {
@@ -103,7 +110,7 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
     matches.check(&problem).map_err(|error| MatchError::Invariant { error })?;
 
     // Balance on the formula's covariates, every factor level shown, with the distance first (as MatchIt).
-    let (cov, mut names) = covariate_matrix(&formula, &sub, &all).map_err(data)?;
+    let (cov, mut names) = covariate_matrix(&formula, sub, &all).map_err(data)?;
     let mut x = Array2::<f64>::zeros((cov.nrows(), cov.ncols() + 1));
     x.column_mut(0).iter_mut().zip(&distance).for_each(|(d, s)| *d = *s);
     for (k, col) in cov.columns().into_iter().enumerate() {
@@ -117,11 +124,11 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
 
     let units = (0..treat.len())
         .map(|i| Unit {
-            id: ids[i].clone(),
+            id: ids[i].to_string(),
             treated: treat[i],
             distance: distance[i],
             weight: matches.weights[i],
-            subclass: matches.subclass[i].map(|s| ids[matches.sets[s].treated].clone()),
+            subclass: matches.subclass[i].map(|s| ids[matches.sets[s].treated].to_string()),
             discarded: matches.discarded[i],
         })
         .collect();
@@ -136,11 +143,11 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
             .sets
             .iter()
             .map(|s| MatchedSetIds {
-                treated: ids[s.treated].clone(),
-                controls: s.controls.iter().map(|&c| ids[c].clone()).collect(),
+                treated: ids[s.treated].to_string(),
+                controls: s.controls.iter().map(|&c| ids[c].to_string()).collect(),
             })
             .collect(),
-        unmatched_treated: matches.unmatched_treated.iter().map(|&i| ids[i].clone()).collect(),
+        unmatched_treated: matches.unmatched_treated.iter().map(|&i| ids[i].to_string()).collect(),
         balance: BalancePair { before: before.rows, after: after.rows },
         notes,
         units,

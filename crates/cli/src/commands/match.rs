@@ -84,6 +84,6 @@ pub fn matched_frame(run: &MatchResult) -> Result<DataFrame> {
         PlColumn::new("treated".into(), kept.iter().map(|u| i64::from(u.treated)).collect::<Vec<_>>()),
         PlColumn::new("distance".into(), kept.iter().map(|u| u.distance).collect::<Vec<_>>()),
         PlColumn::new("weight".into(), kept.iter().map(|u| u.weight).collect::<Vec<_>>()),
-        PlColumn::new("subclass".into(), kept.iter().map(|u| u.subclass.clone()).collect::<Vec<_>>()),
+        PlColumn::new("subclass".into(), kept.iter().map(|u| u.subclass.as_deref()).collect::<Vec<_>>()),
     ])?)
 }
