@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use ndarray::Array2;
+use rayon::prelude::*;
 use thiserror::Error;
 
 use crate::formula::{Formula, FormulaError, Response, TermList, Var};
@@ -52,7 +53,6 @@ pub struct ModelFrame {
 /// X'X (p × p, row-major, symmetric) by row chunks computed in parallel and added in chunk order, so the
 /// result is the same bits whatever the number of threads.
 pub fn crossprod(x: &Array2<f64>) -> Vec<f64> {
-    use rayon::prelude::*;
     const CHUNK: usize = 32_768;
     let (n, p) = x.dim();
     let part = |start: usize| {
@@ -225,7 +225,8 @@ pub fn complete_rows(table: &Table, columns: &[String]) -> Result<Vec<usize>, Fr
             return Err(FrameError::NonFinite { column: name.to_string(), row: i + 1 });
         }
     }
-    Ok((0..table.n_rows()).filter(|&i| cols.iter().all(|(_, c)| !c.is_missing(i))).collect())
+    // Row-parallel; rayon's indexed collect keeps the rows in order.
+    Ok((0..table.n_rows()).into_par_iter().filter(|&i| cols.iter().all(|(_, c)| !c.is_missing(i))).collect())
 }
 
 /// Factor codes and sorted level labels of a column over `rows` (numbers sort numerically, text bytewise).
@@ -276,18 +277,24 @@ pub fn factor_codes(column: &Column, rows: &[usize]) -> (Vec<u32>, Vec<String>) 
 }
 
 impl Evaluated {
+    /// One variable per task; the first error in `vars` order is the one returned.
     fn new(table: &Table, vars: &[Var], rows: &[usize]) -> Result<Self, FrameError> {
-        let mut values = HashMap::new();
-        for var in vars {
-            let column = table.column(&var.name)?;
-            let v = match column {
-                Column::Numeric(x) if !var.factor => Values::Numeric(rows.iter().map(|&i| x[i]).collect()),
-                _ => {
-                    let (codes, levels) = factor_codes(column, rows);
-                    Values::Factor { codes, levels }
-                }
-            };
-            values.insert(var.clone(), v);
+        let evaluated: Vec<Result<Values, FrameError>> = vars
+            .par_iter()
+            .map(|var| {
+                let column = table.column(&var.name)?;
+                Ok(match column {
+                    Column::Numeric(x) if !var.factor => Values::Numeric(rows.iter().map(|&i| x[i]).collect()),
+                    _ => {
+                        let (codes, levels) = factor_codes(column, rows);
+                        Values::Factor { codes, levels }
+                    }
+                })
+            })
+            .collect();
+        let mut values = HashMap::with_capacity(vars.len());
+        for (var, v) in vars.iter().zip(evaluated) {
+            values.insert(var.clone(), v?);
         }
         Ok(Evaluated { values, n: rows.len() })
     }
@@ -383,24 +390,29 @@ fn model_matrix(terms: &TermList, ev: &Evaluated, coding: Coding) -> Result<(Arr
             columns.push(parts);
         }
     }
-    // Row-major, written once in memory order, with no column built on the way.
+    // Row-major, written once in memory order, with no column built on the way; blocks of rows in parallel
+    // (each value is computed alone, so the result does not depend on the number of threads).
     let p = columns.len();
     let mut data = vec![0.0; ev.n * p];
     if p > 0 {
-        for (i, row) in data.chunks_exact_mut(p).enumerate() {
-            for (d, parts) in row.iter_mut().zip(&columns) {
-                *d = parts.iter().fold(1.0, |v, part| match part {
-                    Part::Numeric(x) => v * x[i],
-                    Part::Level(codes, k) => {
-                        if codes[i] == *k {
-                            v
-                        } else {
-                            0.0
+        const BLOCK_ROWS: usize = 8192;
+        data.par_chunks_mut(BLOCK_ROWS * p).enumerate().for_each(|(b, block)| {
+            for (r, row) in block.chunks_exact_mut(p).enumerate() {
+                let i = b * BLOCK_ROWS + r;
+                for (d, parts) in row.iter_mut().zip(&columns) {
+                    *d = parts.iter().fold(1.0, |v, part| match part {
+                        Part::Numeric(x) => v * x[i],
+                        Part::Level(codes, k) => {
+                            if codes[i] == *k {
+                                v
+                            } else {
+                                0.0
+                            }
                         }
-                    }
-                });
+                    });
+                }
             }
-        }
+        });
     }
     let x = Array2::from_shape_vec((ev.n, p), data).expect("n × p values");
     Ok((x, names))
@@ -443,11 +455,17 @@ pub fn build_model_frame(formula: &Formula, table: &Table) -> Result<ModelFrame,
         vars.extend(r.lhs.variables());
     }
     let ev = Evaluated::new(table, &vars, &rows)?;
-    let (x, x_names) = model_matrix(&formula.fixed, &ev, Coding::Contrasts)?;
+    // The grouping factors are coded while the fixed-effects matrix is filled; errors are reported in the
+    // order of the sequential build (fixed effects first, then each random term's matrix and grouping).
+    let (fixed, groups) = rayon::join(
+        || model_matrix(&formula.fixed, &ev, Coding::Contrasts),
+        || formula.random.par_iter().map(|spec| group_codes(table, &spec.group, &rows)).collect::<Vec<_>>(),
+    );
+    let (x, x_names) = fixed?;
     let mut random = Vec::with_capacity(formula.random.len());
-    for spec in &formula.random {
+    for (spec, group) in formula.random.iter().zip(groups) {
         let (z, names) = model_matrix(&spec.lhs, &ev, Coding::Contrasts)?;
-        let (codes, levels) = group_codes(table, &spec.group, &rows)?;
+        let (codes, levels) = group?;
         random.push(RandomTerm { group: spec.group_label(), levels, codes, names, z });
     }
     Ok(ModelFrame { response_name: formula.response.label(), y, x, x_names, random, rows, n_dropped })
@@ -574,6 +592,36 @@ mod tests {
             .unwrap()
             .with("g", Column::Text(["b", "a", "b", "c", "a", "c"].iter().map(|s| Some(s.to_string())).collect()))
             .unwrap()
+    }
+
+    /// A frame of several row blocks (the matrix is filled in parallel by blocks of rows, missing rows are
+    /// found in parallel): every value sits in its own row, whatever block it fell in.
+    #[test]
+    fn large_frames_keep_rows_in_place() {
+        let n = 20_001;
+        let x: Vec<f64> = (0..n).map(|i| i as f64).collect();
+        let y: Vec<f64> = (0..n).map(|i| if i % 7 == 3 { f64::NAN } else { 2.0 * i as f64 }).collect();
+        let g: Vec<Option<String>> = (0..n).map(|i| Some(["a", "b", "c"][i % 3].to_string())).collect();
+        let t = Table::new()
+            .with("y", Column::Numeric(y))
+            .unwrap()
+            .with("x", Column::Numeric(x))
+            .unwrap()
+            .with("g", Column::Text(g))
+            .unwrap();
+        let mf = build_model_frame(&parse_formula("y ~ x * g + (x | g)").unwrap(), &t).unwrap();
+        assert_eq!(mf.x_names, ["(Intercept)", "x", "gb", "gc", "x:gb", "x:gc"]);
+        assert_eq!(mf.n_dropped, (0..n).filter(|i| i % 7 == 3).count());
+        for (r, &i) in mf.rows.iter().enumerate() {
+            assert_ne!(i % 7, 3);
+            let (xi, gi) = (i as f64, i % 3);
+            let expected =
+                [1.0, xi, f64::from(gi == 1), f64::from(gi == 2), xi * f64::from(gi == 1), xi * f64::from(gi == 2)];
+            assert_eq!(mf.x.row(r).to_vec(), expected, "row {i}");
+            assert_eq!(mf.y[r], 2.0 * xi);
+            assert_eq!(mf.random[0].codes[r] as usize, gi);
+            assert_eq!(mf.random[0].z.row(r).to_vec(), [1.0, xi]);
+        }
     }
 
     /// The integer-key path of an interaction gives the codes and levels of the general path.
