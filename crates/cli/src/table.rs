@@ -69,8 +69,23 @@ pub fn load_table(path: &Path) -> Result<Table> {
     Ok(table)
 }
 
+/// [`load_table`] reading only `columns`: the other columns of the file are neither parsed nor converted.
+/// When a named column is not in the file, or its name is repeated in the header, the whole file is read, so
+/// the error a command then gives (listing the columns the file has) is the same as with [`load_table`].
+pub fn load_columns(path: &Path, columns: &[String]) -> Result<Table> {
+    let (table, warnings) = load_with(path, Some(columns))?;
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(table)
+}
+
 /// [`load_table`] returning the warnings instead of printing them.
 pub fn load_table_with_warnings(path: &Path) -> Result<(Table, Vec<String>)> {
+    load_with(path, None)
+}
+
+fn load_with(path: &Path, columns: Option<&[String]>) -> Result<(Table, Vec<String>)> {
     let format = Format::from_path(path)?;
     if !path.exists() {
         return Err(InputError::new(format!("{}: no such file", path.display())).into());
@@ -82,8 +97,9 @@ pub fn load_table_with_warnings(path: &Path) -> Result<(Table, Vec<String>)> {
         Format::Csv => Some(csv_header(path)?),
         Format::Parquet => None,
     };
+    let select = columns.and_then(|c| projection(path, format, header.as_deref(), c));
     let loaded = without_panics(|| {
-        let df = read_dataframe(path, format)?;
+        let df = read_dataframe(path, format, select.as_deref())?;
         dataframe_to_table(&df, path, header.as_ref())
     })
     .unwrap_or_else(|| {
@@ -96,16 +112,46 @@ pub fn load_table_with_warnings(path: &Path) -> Result<(Table, Vec<String>)> {
     })
 }
 
-fn read_dataframe(path: &Path, format: Format) -> Result<DataFrame> {
+/// The columns of the file to read for a command that uses `wanted`, in file order; `None` (read everything)
+/// when one of them is not in the file or is named twice in its header.
+fn projection(path: &Path, format: Format, header: Option<&[String]>, wanted: &[String]) -> Option<Vec<String>> {
+    let names: Vec<String> = match (format, header) {
+        (Format::Csv, Some(h)) => h.to_vec(),
+        _ => {
+            let file = File::open(path).ok()?;
+            let schema = without_panics(|| ParquetReader::new(file).schema().ok())??;
+            schema.iter_names().map(|n| n.to_string()).collect()
+        }
+    };
+    let once = |w: &String| names.iter().filter(|n| *n == w).count() == 1;
+    if !wanted.iter().all(once) {
+        return None;
+    }
+    Some(names.into_iter().filter(|n| wanted.contains(n)).collect())
+}
+
+fn read_dataframe(path: &Path, format: Format, select: Option<&[String]>) -> Result<DataFrame> {
     if format == Format::Parquet {
+        if let Some(cols) = select {
+            let open = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+            let some = without_panics(|| ParquetReader::new(open).with_columns(Some(cols.to_vec())).finish());
+            if let Some(Ok(df)) = some {
+                return Ok(df);
+            }
+        }
+        // Read column by column where a column cannot be read, so it is named.
         return read_parquet(path);
     }
     // polars infers a column's type from its values; when a later value does not fit the type inferred
     // (an integer beyond i64), read that column as text and let the conversion decide.
     let mut text_columns: Vec<String> = Vec::new();
+    let projected = |options: CsvReadOptions| match select {
+        Some(cols) => options.with_columns(Some(cols.iter().map(|c| c.as_str().into()).collect())),
+        None => options,
+    };
     loop {
         let options = if text_columns.is_empty() { csv_options(None) } else { csv_text_options(&text_columns) };
-        match options.try_into_reader_with_file_path(Some(path.to_path_buf())).and_then(|r| r.finish()) {
+        match projected(options).try_into_reader_with_file_path(Some(path.to_path_buf())).and_then(|r| r.finish()) {
             Ok(df) => return Ok(df),
             Err(e) => {
                 let message = e.to_string();
@@ -804,6 +850,45 @@ mod tests {
         let p = dir.path().join("t.parquet");
         write_dataframe(&p, &mut df, Format::Parquet).unwrap();
         assert_eq!(load_table(&p).unwrap(), src);
+    }
+
+    /// A command reads only the columns it uses, from CSV and Parquet alike; a column it names that the file
+    /// lacks (or names twice) means the whole file is read, so the error lists every column.
+    #[test]
+    fn only_the_columns_used_are_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = csv(dir.path(), "t.csv", "id,livch,x,g,id2\n1,0,1.5,a,1\n2,3+,2.5,b,2\n3,1,0.5,a,3\n4,2,0.5,c,4\n");
+        let names = |t: &Table| t.names().to_vec();
+        let want = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let (t, warnings) = load_with(&p, Some(&want(&["g", "id"]))).unwrap();
+        assert_eq!(names(&t), ["id", "g"], "file order");
+        assert!(warnings.is_empty(), "no warning about a column not read: {warnings:?}");
+        let pick = |t: &Table, c: &[&str]| {
+            c.iter().fold(Table::new(), |out, n| out.with(*n, t.column(n).unwrap().clone()).unwrap())
+        };
+        assert_eq!(t, pick(&load_table(&p).unwrap(), &["id", "g"]));
+        let (t, warnings) = load_with(&p, Some(&want(&["id", "nope"]))).unwrap();
+        assert_eq!(names(&t), ["id", "livch", "x", "g", "id2"]);
+        assert_eq!(warnings.len(), 1, "the whole file was read");
+        let e = t.column("nope").unwrap_err().to_string();
+        assert!(e.contains("livch") && e.contains("id2"), "{e}");
+
+        let mut df = DataFrame::new_infer_height(vec![
+            polars::prelude::Column::new("id".into(), &[1i64, 2]),
+            polars::prelude::Column::new("x".into(), &[1.5f64, 2.5]),
+            polars::prelude::Column::new("g".into(), &["a", "b"]),
+        ])
+        .unwrap();
+        let q = dir.path().join("t.parquet");
+        write_dataframe(&q, &mut df, Format::Parquet).unwrap();
+        let t = load_columns(&q, &want(&["g", "x"])).unwrap();
+        assert_eq!(names(&t), ["x", "g"]);
+        assert_eq!(t, pick(&load_table(&q).unwrap(), &["x", "g"]));
+        assert_eq!(names(&load_columns(&q, &want(&["g", "y"])).unwrap()), ["id", "x", "g"]);
+
+        let p = csv(dir.path(), "r.csv", "id,x,x\n1,2,3\n");
+        let t = load_columns(&p, &want(&["id", "x"])).unwrap();
+        assert!(t.column("x").unwrap_err().to_string().contains("2 times"), "a repeated name is still named");
     }
 
     #[test]

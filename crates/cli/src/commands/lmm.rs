@@ -12,7 +12,7 @@ use psmeval_frame::{build_model_frame, parse_formula};
 
 use crate::args::{FamilyArg, LmmArgs, VcovArg};
 use crate::error::InputError;
-use crate::table::{Outputs, check_output_file, load_table};
+use crate::table::{Outputs, check_output_file, load_columns};
 
 /// Runs `psmeval lmm`.
 pub fn run(a: &LmmArgs) -> Result<()> {
@@ -56,7 +56,10 @@ pub fn run(a: &LmmArgs) -> Result<()> {
     {
         return Err(InputError::new(format!("{}: named for both --json and --ranef", j.display())).into());
     }
-    let table = load_table(&a.data)?;
+    // Only the columns the model uses are read.
+    let mut used = formula.columns();
+    used.extend(a.weights.iter().chain(&a.cluster).cloned());
+    let table = load_columns(&a.data, &used)?;
     step.finish();
     let step = progress.step("building the model frame");
     let frame = build_model_frame(&formula, &table).map_err(|e| at(e.to_string()))?;

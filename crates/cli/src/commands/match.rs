@@ -10,7 +10,7 @@ use psmeval_report::plot;
 use crate::args::MatchArgs;
 use crate::error::InputError;
 use crate::table::{
-    Format, Outputs, check_output_file, dataframe_bytes, load_table, require_binary, require_unique_ids,
+    Format, Outputs, check_output_file, dataframe_bytes, load_columns, require_binary, require_unique_ids,
 };
 
 /// Runs the command.
@@ -36,13 +36,18 @@ pub fn run(a: &MatchArgs) -> Result<()> {
             return Err(InputError::new(format!("{}: named for two outputs", p.display())).into());
         }
     }
-    let table = load_table(&a.data)?;
     let formula =
         psmeval_frame::parse_formula(&a.spec.formula).map_err(|e| InputError::new(format!("--formula: {e}")))?;
+    // Only the columns the matching uses are read.
+    let spec = a.spec.spec();
+    let mut used = formula.columns();
+    used.push(a.id.clone());
+    used.extend(spec.distance_column.iter().chain(&spec.exact).chain(&spec.mahvars).cloned());
+    let table = load_columns(&a.data, &used)?;
     let treatment = formula.response.label();
     let treat = require_binary(&table, &treatment, &a.data)?;
     let ids = require_unique_ids(&table, &a.id, &a.data)?;
-    let run = match_units(&a.spec.spec(), &table, &treat, &ids).map_err(|e| {
+    let run = match_units(&spec, &table, &treat, &ids).map_err(|e| {
         let message = format!("{}: {e}", a.data.display());
         if e.is_internal() { anyhow::anyhow!(message) } else { InputError::new(message).into() }
     })?;
