@@ -837,19 +837,24 @@ mod tests {
         assert!(float_values(&dense)[1].is_sign_positive());
     }
 
-    #[test]
-    fn parquet_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let src = load_table(&csv(dir.path(), "t.csv", "id,x,g\n1,1.5,a\n2,2.5,b\n")).unwrap();
+    /// Writes the table `id,x,g / 1,1.5,a / 2,2.5,b` as `dir/t.parquet`.
+    fn small_parquet(dir: &Path) -> PathBuf {
         let mut df = DataFrame::new_infer_height(vec![
             polars::prelude::Column::new("id".into(), &[1i64, 2]),
             polars::prelude::Column::new("x".into(), &[1.5f64, 2.5]),
             polars::prelude::Column::new("g".into(), &["a", "b"]),
         ])
         .unwrap();
-        let p = dir.path().join("t.parquet");
+        let p = dir.join("t.parquet");
         write_dataframe(&p, &mut df, Format::Parquet).unwrap();
-        assert_eq!(load_table(&p).unwrap(), src);
+        p
+    }
+
+    #[test]
+    fn parquet_round_trip() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = load_table(&csv(dir.path(), "t.csv", "id,x,g\n1,1.5,a\n2,2.5,b\n")).unwrap();
+        assert_eq!(load_table(&small_parquet(dir.path())).unwrap(), src);
     }
 
     /// A command reads only the columns it uses, from CSV and Parquet alike; a column it names that the file
@@ -873,14 +878,7 @@ mod tests {
         let e = t.column("nope").unwrap_err().to_string();
         assert!(e.contains("livch") && e.contains("id2"), "{e}");
 
-        let mut df = DataFrame::new_infer_height(vec![
-            polars::prelude::Column::new("id".into(), &[1i64, 2]),
-            polars::prelude::Column::new("x".into(), &[1.5f64, 2.5]),
-            polars::prelude::Column::new("g".into(), &["a", "b"]),
-        ])
-        .unwrap();
-        let q = dir.path().join("t.parquet");
-        write_dataframe(&q, &mut df, Format::Parquet).unwrap();
+        let q = small_parquet(dir.path());
         let t = load_columns(&q, &want(&["g", "x"])).unwrap();
         assert_eq!(names(&t), ["x", "g"]);
         assert_eq!(t, pick(&load_table(&q).unwrap(), &["x", "g"]));
