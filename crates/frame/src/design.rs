@@ -84,38 +84,42 @@ pub fn crossprod(x: &Array2<f64>) -> Vec<f64> {
     xtx
 }
 
+/// The columns of X that are linear combinations of the columns kept before them, from X'X (`xtx`, p × p
+/// row-major): see [`ModelFrame::aliased_columns`].
+pub fn aliased_in(xtx: &[f64], p: usize) -> Vec<usize> {
+    // Cholesky over the kept columns only; `l[j][k]` for kept k.
+    let mut kept: Vec<usize> = Vec::new();
+    let mut l = vec![0.0; p * p];
+    let mut aliased = Vec::new();
+    for j in 0..p {
+        let orig = xtx[j * p + j];
+        let mut row = vec![0.0; p];
+        let mut d = orig;
+        for (m, &k) in kept.iter().enumerate() {
+            let mut s = xtx[j * p + k];
+            for &k2 in &kept[..m] {
+                s -= row[k2] * l[k * p + k2];
+            }
+            row[k] = s / l[k * p + k];
+            d -= row[k] * row[k];
+        }
+        if !(orig > 0.0 && d > 1e-14 * orig) {
+            aliased.push(j);
+            continue;
+        }
+        row[j] = d.sqrt();
+        l[j * p..(j + 1) * p].copy_from_slice(&row);
+        kept.push(j);
+    }
+    aliased
+}
+
 impl ModelFrame {
     /// Fixed-effects columns that are linear combinations of the columns kept before them, scanning left to
     /// right: a column is aliased when its residual norm after projection on the kept columns is below 1e-7
     /// of its own norm (the tolerance of R's pivoting QR in lme4's rank check). lme4 drops these columns.
     pub fn aliased_columns(&self) -> Vec<usize> {
-        let p = self.x.ncols();
-        let xtx = crossprod(&self.x);
-        // Cholesky over the kept columns only; `l[j][k]` for kept k.
-        let mut kept: Vec<usize> = Vec::new();
-        let mut l = vec![0.0; p * p];
-        let mut aliased = Vec::new();
-        for j in 0..p {
-            let orig = xtx[j * p + j];
-            let mut row = vec![0.0; p];
-            let mut d = orig;
-            for (m, &k) in kept.iter().enumerate() {
-                let mut s = xtx[j * p + k];
-                for &k2 in &kept[..m] {
-                    s -= row[k2] * l[k * p + k2];
-                }
-                row[k] = s / l[k * p + k];
-                d -= row[k] * row[k];
-            }
-            if !(orig > 0.0 && d > 1e-14 * orig) {
-                aliased.push(j);
-                continue;
-            }
-            row[j] = d.sqrt();
-            l[j * p..(j + 1) * p].copy_from_slice(&row);
-            kept.push(j);
-        }
-        aliased
+        aliased_in(&crossprod(&self.x), self.x.ncols())
     }
 
     /// The same frame without the fixed-effects columns `drop` (indices into `x_names`).

@@ -168,23 +168,30 @@ pub(crate) fn fit_lmm_with(
 
 /// The fit of a validated frame (weights already applied): aliased columns dropped, then the full-rank fit.
 fn fit_unweighted(frame: &ModelFrame, options: &LmmOptions, multi: MultiTerm) -> Result<LmmFit, MixedModelError> {
-    let aliased = frame.aliased_columns();
+    // X'X once: for the rank check and, when X has full rank, for the fit.
+    let xtx = psmeval_frame::design::crossprod(&frame.x);
+    let aliased = psmeval_frame::design::aliased_in(&xtx, frame.x.ncols());
     if aliased.is_empty() {
-        return fit_full_rank(frame, options, multi);
+        return fit_full_rank(frame, options, multi, Some(xtx));
     }
     if aliased.len() == frame.x.ncols() {
         return Err(MixedModelError::RankDeficient { column: frame.x_names[aliased[0]].clone() });
     }
-    let mut fit = fit_full_rank(&frame.without_columns(&aliased), options, multi)?;
+    let mut fit = fit_full_rank(&frame.without_columns(&aliased), options, multi, None)?;
     fit.dropped_columns = aliased.iter().map(|&j| frame.x_names[j].clone()).collect();
     Ok(fit)
 }
 
-/// The fit of a frame whose X has full column rank.
-fn fit_full_rank(frame: &ModelFrame, options: &LmmOptions, multi: MultiTerm) -> Result<LmmFit, MixedModelError> {
+/// The fit of a frame whose X has full column rank (`xtx`: its X'X when already computed).
+fn fit_full_rank(
+    frame: &ModelFrame,
+    options: &LmmOptions,
+    multi: MultiTerm,
+    xtx: Option<Vec<f64>>,
+) -> Result<LmmFit, MixedModelError> {
     let reml = options.reml;
     let order: Vec<&RandomTerm> = lme4_term_order(&frame.random).into_iter().map(|k| &frame.random[k]).collect();
-    let pls = Pls::new(&frame.y, &frame.x, &order, multi)?;
+    let pls = Pls::new(&frame.y, &frame.x, xtx, &order, multi)?;
     let lower = pls.lower_bounds();
     let theta_initial = pls.theta_start();
     let mut theta = theta_initial.clone();

@@ -62,6 +62,30 @@ impl TermInfo {
 }
 
 /// The terms' places in θ and `u`, in the order given (lme4's): the terms, the length of θ and of `u`.
+/// The rows of each level of a grouping factor, in row order: level `j`'s rows are
+/// `rows[start[j]..start[j + 1]]` (a counting sort of the codes).
+pub(crate) struct RowsByLevel {
+    pub start: Vec<usize>,
+    pub rows: Vec<usize>,
+}
+
+pub(crate) fn rows_by_level(codes: &[u32], levels: usize) -> RowsByLevel {
+    let mut start = vec![0usize; levels + 1];
+    for &c in codes {
+        start[c as usize + 1] += 1;
+    }
+    for j in 0..levels {
+        start[j + 1] += start[j];
+    }
+    let mut next = start.clone();
+    let mut rows = vec![0usize; codes.len()];
+    for (i, &c) in codes.iter().enumerate() {
+        rows[next[c as usize]] = i;
+        next[c as usize] += 1;
+    }
+    RowsByLevel { start, rows }
+}
+
 pub(crate) fn term_layout(random: &[&RandomTerm]) -> (Vec<TermInfo>, usize, usize) {
     let mut terms = Vec::with_capacity(random.len());
     let (mut t_off, mut u_off) = (0, 0);
@@ -138,48 +162,80 @@ pub(crate) struct Modes {
 }
 
 impl Pls {
-    /// Sets up cross-products. `terms` must already be in lme4's order. `Err` when several terms need a
-    /// sparse factor larger than [`MAX_FACTOR_BYTES`] or the factorization cannot be set up.
+    /// Sets up cross-products (`xtx`: X'X when the caller has it). `terms` must already be in lme4's order.
+    /// `Err` when several terms need a sparse factor larger than [`MAX_FACTOR_BYTES`] or the factorization
+    /// cannot be set up.
+    ///
+    /// The sums run in parallel over columns of X (X'y) and over levels (a single term's blocks), each sum
+    /// still taken over the rows in row order: the same bits as a serial pass, whatever the thread count.
     pub fn new(
         y: &[f64],
         x: &ndarray::Array2<f64>,
+        xtx: Option<Vec<f64>>,
         random: &[&RandomTerm],
         multi: MultiTerm,
     ) -> Result<Pls, MixedModelError> {
         let n = y.len();
         let p = x.ncols();
         let (terms, t_off, u_off) = term_layout(random);
-        let xtx = psmeval_frame::design::crossprod(x);
-        let mut xty = vec![0.0; p];
-        let mut yty = 0.0;
-        for i in 0..n {
-            let xi = x.row(i);
-            for a in 0..p {
-                xty[a] += xi[a] * y[i];
-            }
-            yty += y[i] * y[i];
-        }
+        let xtx = xtx.unwrap_or_else(|| psmeval_frame::design::crossprod(x));
+        // X'y by groups of 8 columns (one cache line of a row), y'y alongside.
+        let column_groups: Vec<usize> = (0..p).step_by(8).collect();
+        let (xty_parts, yty) = rayon::join(
+            || {
+                column_groups
+                    .par_iter()
+                    .map(|&lo| {
+                        let hi = (lo + 8).min(p);
+                        let mut s = vec![0.0; hi - lo];
+                        match x.as_slice() {
+                            Some(rows) => {
+                                for (xi, &yi) in rows.chunks_exact(p).zip(y) {
+                                    for (sa, &xa) in s.iter_mut().zip(&xi[lo..hi]) {
+                                        *sa += xa * yi;
+                                    }
+                                }
+                            }
+                            None => {
+                                for (xi, &yi) in x.outer_iter().zip(y) {
+                                    for (k, sa) in s.iter_mut().enumerate() {
+                                        *sa += xi[lo + k] * yi;
+                                    }
+                                }
+                            }
+                        }
+                        s
+                    })
+                    .collect::<Vec<_>>()
+            },
+            || y.iter().fold(0.0, |s, v| s + v * v),
+        );
+        let xty: Vec<f64> = xty_parts.concat();
         let m = u_off;
         let storage = if random.len() == 1 {
             let rt = random[0];
             let q = rt.z.ncols();
-            let mut blocks: Vec<Block> = (0..rt.levels.len())
-                .map(|_| Block { m: q, ztz: vec![0.0; q * q], ztx: vec![0.0; q * p], zty: vec![0.0; q] })
+            let rows = rows_by_level(&rt.codes, rt.levels.len());
+            let blocks: Vec<Block> = (0..rt.levels.len())
+                .into_par_iter()
+                .map(|j| {
+                    let mut blk = Block { m: q, ztz: vec![0.0; q * q], ztx: vec![0.0; q * p], zty: vec![0.0; q] };
+                    for &i in &rows.rows[rows.start[j]..rows.start[j + 1]] {
+                        let zi = rt.z.row(i);
+                        let xi = x.row(i);
+                        for a in 0..q {
+                            blk.zty[a] += zi[a] * y[i];
+                            for b in 0..q {
+                                blk.ztz[a * q + b] += zi[a] * zi[b];
+                            }
+                            for b in 0..p {
+                                blk.ztx[a * p + b] += zi[a] * xi[b];
+                            }
+                        }
+                    }
+                    blk
+                })
                 .collect();
-            for i in 0..n {
-                let blk = &mut blocks[rt.codes[i] as usize];
-                let zi = rt.z.row(i);
-                let xi = x.row(i);
-                for a in 0..q {
-                    blk.zty[a] += zi[a] * y[i];
-                    for b in 0..q {
-                        blk.ztz[a * q + b] += zi[a] * zi[b];
-                    }
-                    for b in 0..p {
-                        blk.ztx[a * p + b] += zi[a] * xi[b];
-                    }
-                }
-            }
             Storage::PerLevel(blocks)
         } else if m <= MAX_DENSE && multi == MultiTerm::Auto {
             // Several terms share one dense block of size Σ levels·q (see `MAX_DENSE`).
@@ -451,5 +507,19 @@ impl Pls {
             off += m;
         }
         Some(Modes { b: b_all, cond_cov })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each level's rows, in row order, whatever the order of the codes (levels without rows included).
+    #[test]
+    fn rows_by_level_is_a_stable_counting_sort() {
+        let codes = [2u32, 0, 2, 3, 0, 2];
+        let r = rows_by_level(&codes, 5);
+        assert_eq!(r.start, [0, 2, 2, 5, 6, 6]);
+        assert_eq!(r.rows, [1, 4, 0, 2, 5, 3]);
     }
 }

@@ -2,7 +2,9 @@
 //! parts' lengths agree, level codes are in range and every value is finite, with the column and the
 //! 1-based row at fault.
 
+use ndarray::Array2;
 use psmeval_frame::ModelFrame;
+use rayon::prelude::*;
 
 use crate::error::MixedModelError;
 
@@ -27,8 +29,7 @@ pub(crate) fn validate_frame(frame: &ModelFrame) -> Result<(), MixedModelError> 
     if let Some(i) = frame.y.iter().position(|v| !v.is_finite()) {
         return Err(MixedModelError::NonFinite { what: frame.response_name.clone(), row: i + 1 });
     }
-    // One pass in memory order (the first row with a non-finite value, and its first such column).
-    if let Some(((i, j), _)) = frame.x.indexed_iter().find(|(_, v)| !v.is_finite()) {
+    if let Some((i, j)) = first_non_finite(&frame.x) {
         return Err(MixedModelError::NonFinite { what: frame.x_names[j].clone(), row: i + 1 });
     }
     for rt in &frame.random {
@@ -45,11 +46,25 @@ pub(crate) fn validate_frame(frame: &ModelFrame) -> Result<(), MixedModelError> 
                 found: rt.codes[i] as usize,
             });
         }
-        if let Some(((i, c), _)) = rt.z.indexed_iter().find(|(_, v)| !v.is_finite()) {
+        if let Some((i, c)) = first_non_finite(&rt.z) {
             return Err(MixedModelError::NonFinite { what: format!("{} | {}", rt.names[c], rt.group), row: i + 1 });
         }
     }
     Ok(())
+}
+
+/// The first (row, column) of `a` in row order holding a non-finite value, searched in parallel.
+fn first_non_finite(a: &Array2<f64>) -> Option<(usize, usize)> {
+    let p = a.ncols();
+    match a.as_slice() {
+        Some(s) if p > 0 => {
+            const CHUNK: usize = 1 << 16;
+            let c = s.par_chunks(CHUNK).position_first(|c| c.iter().any(|v| !v.is_finite()))?;
+            let k = c * CHUNK + s[c * CHUNK..].iter().position(|v| !v.is_finite()).expect("in this chunk");
+            Some((k / p, k % p))
+        }
+        _ => a.indexed_iter().find(|(_, v)| !v.is_finite()).map(|(ij, _)| ij),
+    }
 }
 
 /// One prior weight per row, each positive and finite.
@@ -64,5 +79,27 @@ pub(crate) fn validate_weights(weights: &[f64], n: usize) -> Result<(), MixedMod
     match weights.iter().position(|w| !(w.is_finite() && *w > 0.0)) {
         Some(i) => Err(MixedModelError::NonPositiveWeight { row: i + 1, value: weights[i] }),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parallel search finds the first non-finite value in row order, also past its first chunk and with
+    /// a later one in an earlier-finishing chunk.
+    #[test]
+    fn first_non_finite_is_the_first_in_row_order() {
+        let (n, p) = (100_000, 3);
+        let mut a = Array2::<f64>::ones((n, p));
+        assert_eq!(first_non_finite(&a), None);
+        a[[90_000, 0]] = f64::INFINITY;
+        a[[30_000, 2]] = f64::NAN;
+        a[[30_001, 0]] = f64::NAN;
+        assert_eq!(first_non_finite(&a), Some((30_000, 2)));
+        // A matrix that is not in row-major memory order takes the general path, with the same answer.
+        let t = a.t().to_owned();
+        assert_eq!(first_non_finite(&t.t().to_owned()), Some((30_000, 2)));
+        assert_eq!(first_non_finite(&t.reversed_axes()), Some((30_000, 2)));
     }
 }
