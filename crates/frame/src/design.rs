@@ -2,6 +2,7 @@
 //! [`ModelFrame`] with the response, the fixed-effects matrix `X` (R's column names and treatment
 //! contrasts) and the random-effects terms (grouping factor codes and per-term model matrices).
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use ndarray::Array2;
@@ -204,17 +205,18 @@ pub enum Coding {
     AllLevels,
 }
 
-/// A variable's values over the used rows: numbers, or factor codes with their level labels.
+/// A variable's values over the used rows: numbers (the table's own column when every row is used), or
+/// factor codes with their level labels.
 #[derive(Debug, Clone)]
-enum Values {
-    Numeric(Vec<f64>),
+enum Values<'a> {
+    Numeric(Cow<'a, [f64]>),
     Factor { codes: Vec<u32>, levels: Vec<String> },
 }
 
 /// Variables evaluated on the used rows, keyed by label (`x`, `factor(x)`).
 #[derive(Debug)]
-struct Evaluated {
-    values: HashMap<Var, Values>,
+struct Evaluated<'a> {
+    values: HashMap<Var, Values<'a>>,
     n: usize,
 }
 
@@ -280,14 +282,17 @@ pub fn factor_codes(column: &Column, rows: &[usize]) -> (Vec<u32>, Vec<String>) 
     }
 }
 
-impl Evaluated {
+impl<'a> Evaluated<'a> {
     /// One variable per task; the first error in `vars` order is the one returned.
-    fn new(table: &Table, vars: &[Var], rows: &[usize]) -> Result<Self, FrameError> {
-        let evaluated: Vec<Result<Values, FrameError>> = vars
+    fn new(table: &'a Table, vars: &[Var], rows: &[usize]) -> Result<Self, FrameError> {
+        // Every row, in order (the usual case of complete data): numeric columns are used without a copy.
+        let all_rows = rows.len() == table.n_rows() && rows.iter().enumerate().all(|(k, &i)| k == i);
+        let evaluated: Vec<Result<Values<'a>, FrameError>> = vars
             .par_iter()
             .map(|var| {
                 let column = table.column(&var.name)?;
                 Ok(match column {
+                    Column::Numeric(x) if !var.factor && all_rows => Values::Numeric(Cow::Borrowed(x)),
                     Column::Numeric(x) if !var.factor => Values::Numeric(rows.iter().map(|&i| x[i]).collect()),
                     _ => {
                         let (codes, levels) = factor_codes(column, rows);
@@ -327,7 +332,7 @@ fn model_matrix(terms: &TermList, ev: &Evaluated, coding: Coding) -> Result<(Arr
         let mut pieces: Vec<(String, Piece)> = Vec::new();
         for var in &term.vars {
             match &ev.values[var] {
-                Values::Numeric(x) => pieces.push((var.label(), Piece::Numeric(x))),
+                Values::Numeric(x) => pieces.push((var.label(), Piece::Numeric(x.as_ref()))),
                 Values::Factor { codes, levels } => {
                     let contrasts = match coding {
                         Coding::AllLevels => false,

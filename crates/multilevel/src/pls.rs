@@ -375,12 +375,27 @@ impl Pls {
         };
         let lam = self.block_lambda(theta);
         let zero = || Some((0.0, vec![0.0; p * p], vec![0.0; p], 0.0));
-        let one = |blk: &Block| -> Option<(f64, Vec<f64>, Vec<f64>, f64)> {
+        // Adds one block's pieces into `acc`. A block's sums start from zero and are then added (for one
+        // random effect per block, `acc + (0 + v)` is `acc + v`, so they go straight in); `scratch` is reused.
+        let one_into = |acc: &mut (f64, Vec<f64>, Vec<f64>, f64), scratch: &mut (Vec<f64>, Vec<f64>), blk: &Block| {
             let (l, rzx, rzy) = Self::factor_block(blk, &lam, p)?;
             let m = blk.m;
             let ld: f64 = (0..m).map(|i| 2.0 * l[i * m + i].ln()).sum();
-            let mut sxx = vec![0.0; p * p];
-            let mut sxy = vec![0.0; p];
+            acc.0 += ld;
+            if m == 1 {
+                for a in 0..p {
+                    let ra = rzx[a];
+                    acc.2[a] += ra * rzy[0];
+                    for b in 0..=a {
+                        acc.1[a * p + b] += ra * rzx[b];
+                    }
+                }
+                acc.3 += rzy[0] * rzy[0];
+                return Some(());
+            }
+            let (sxx, sxy) = scratch;
+            sxx.fill(0.0);
+            sxy.fill(0.0);
             let mut syy = 0.0;
             for r in 0..m {
                 for a in 0..p {
@@ -392,7 +407,18 @@ impl Pls {
                 }
                 syy += rzy[r] * rzy[r];
             }
-            Some((ld, sxx, sxy, syy))
+            acc.1.iter_mut().zip(sxx.iter()).for_each(|(u, v)| *u += v);
+            acc.2.iter_mut().zip(sxy.iter()).for_each(|(u, v)| *u += v);
+            acc.3 += syy;
+            Some(())
+        };
+        let fold = |chunk: &[Block]| {
+            let mut acc = zero()?;
+            let mut scratch = (vec![0.0; p * p], vec![0.0; p]);
+            for blk in chunk {
+                one_into(&mut acc, &mut scratch, blk)?;
+            }
+            Some(acc)
         };
         let add = |x: Option<(f64, Vec<f64>, Vec<f64>, f64)>, y: Option<(f64, Vec<f64>, Vec<f64>, f64)>| {
             let (mut a, b) = (x?, y?);
@@ -404,10 +430,10 @@ impl Pls {
         };
         if blocks.len() >= 2048 {
             // Fixed chunks, combined in chunk order: the same floating-point sums whatever the thread count.
-            let parts: Vec<_> = blocks.par_chunks(512).map(|ch| ch.iter().map(one).fold(zero(), add)).collect();
+            let parts: Vec<_> = blocks.par_chunks(512).map(fold).collect();
             parts.into_iter().fold(zero(), add)
         } else {
-            blocks.iter().map(one).fold(zero(), add)
+            fold(blocks)
         }
     }
 
