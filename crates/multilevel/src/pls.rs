@@ -61,7 +61,6 @@ impl TermInfo {
     }
 }
 
-/// The terms' places in θ and `u`, in the order given (lme4's): the terms, the length of θ and of `u`.
 /// The rows of each level of a grouping factor, in row order: level `j`'s rows are
 /// `rows[start[j]..start[j + 1]]` (a counting sort of the codes).
 pub(crate) struct RowsByLevel {
@@ -86,6 +85,7 @@ pub(crate) fn rows_by_level(codes: &[u32], levels: usize) -> RowsByLevel {
     RowsByLevel { start, rows }
 }
 
+/// The terms' places in θ and `u`, in the order given (lme4's): the terms, the length of θ and of `u`.
 pub(crate) fn term_layout(random: &[&RandomTerm]) -> (Vec<TermInfo>, usize, usize) {
     let mut terms = Vec::with_capacity(random.len());
     let (mut t_off, mut u_off) = (0, 0);
