@@ -10,13 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 work=${1:-out/bench-nested-national}
-mkdir -p "$work"
-cargo build --release -p psmeval
-bin=target/release/psmeval
-if [[ ! -f "$work/national_ks2.csv" ]]; then
-  $bin simulate --out "$work/sim" > /dev/null
-  Rscript benches/lmm/lmm_nested_national.R prepare "$work/sim" "$work/national_ks2.csv"
-fi
+source benches/lmm/national_ks2.sh
 formula='maths_z ~ factor(year) * lead + fsm + eal + sen + female + prior + (1 | school_id) + (1 | school_id:year)'
 for run in 1 2 3; do
   /usr/bin/time -f "psmeval run $run: %e s wall (read + frame + fit), %M KB peak RSS" \
