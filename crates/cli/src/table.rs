@@ -393,8 +393,14 @@ fn convert_column(col: &polars::prelude::Column, name: &str, source: &Path, csv:
         }
         DataType::Null => Converted::Column(Column::Numeric(vec![f64::NAN; series.len()])),
         dt if dt.is_integer() => {
-            let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
-            let v = float_values(f.f64().map_err(|e| column_error(source, &name, e))?);
+            // CSV integers (i64) convert in one pass; other integer types by a cast first.
+            let v = match series.i64() {
+                Ok(ca) => int64_values(ca),
+                Err(_) => {
+                    let f = series.cast(&DataType::Float64).map_err(|e| column_error(source, &name, e))?;
+                    float_values(f.f64().map_err(|e| column_error(source, &name, e))?)
+                }
+            };
             if v.iter().any(|v| v.abs() >= EXACT_INTEGER_LIMIT) {
                 let t = series.cast(&DataType::String).map_err(|e| column_error(source, &name, e))?;
                 let t = t.str().map_err(|e| column_error(source, &name, e))?;
@@ -469,6 +475,20 @@ fn float_values(f: &polars::prelude::Float64Chunked) -> Vec<f64> {
             None => out.extend(chunk.values().iter().map(|x| x + 0.0)),
             Some(valid) => {
                 out.extend(chunk.values().iter().zip(valid.iter()).map(|(x, ok)| if ok { x + 0.0 } else { f64::NAN }))
+            }
+        }
+    }
+    out
+}
+
+/// The values of an integer column as numbers (exact below 2^53 in magnitude), missing values as NaN.
+fn int64_values(ca: &polars::prelude::Int64Chunked) -> Vec<f64> {
+    let mut out = Vec::with_capacity(ca.len());
+    for chunk in ca.downcast_iter() {
+        match chunk.validity().filter(|v| v.unset_bits() > 0) {
+            None => out.extend(chunk.values().iter().map(|&x| x as f64)),
+            Some(valid) => {
+                out.extend(chunk.values().iter().zip(valid.iter()).map(|(&x, ok)| if ok { x as f64 } else { f64::NAN }))
             }
         }
     }
@@ -826,6 +846,17 @@ mod tests {
         assert!(warnings.iter().any(|w| w.contains("`w`") && w.contains("high")), "{warnings:?}");
         assert!(t.numeric("m").unwrap()[10_050].is_nan() && t.numeric("m").unwrap()[7] == 7.0);
         assert_eq!(t.numeric("id").unwrap()[10_050], 10_050.0);
+    }
+
+    #[test]
+    fn integer_values_keep_missing_values() {
+        let ca = polars::prelude::Int64Chunked::from_iter([Some(-3), None, Some(1 << 52)]);
+        let v = int64_values(&ca);
+        assert!(v[0] == -3.0 && v[1].is_nan() && v[2] == 4_503_599_627_370_496.0);
+        let mut two = polars::prelude::Int64Chunked::from_vec("x".into(), vec![1, 2]);
+        two.append(&polars::prelude::Int64Chunked::from_iter([None, Some(4)])).unwrap();
+        let v = int64_values(&two);
+        assert!(v[..2] == [1.0, 2.0] && v[2].is_nan() && v[3] == 4.0, "chunks in order: {v:?}");
     }
 
     #[test]
