@@ -5,8 +5,12 @@ use rayon::prelude::*;
 
 /// Symmetrized central finite-difference Jacobian of the gradient `g` at `x` with step `delta`: a Hessian
 /// from 2k gradient evaluations (each column independent, so they run in parallel; the result does not
-/// depend on the thread count).
-pub(super) fn fd_jacobian(g: &(impl Fn(&[f64]) -> Vec<f64> + Sync), x: &[f64], delta: f64) -> Vec<f64> {
+/// depend on the thread count). `g` is as in [`fd_columns`].
+pub(super) fn fd_jacobian<S>(
+    g: &(impl Fn(&[f64], Option<&S>) -> (Vec<f64>, S) + Sync),
+    x: &[f64],
+    delta: f64,
+) -> Vec<f64> {
     let k = x.len();
     let cols = fd_columns(g, x, delta, k);
     let mut h = vec![0.0; k * k];
@@ -19,9 +23,11 @@ pub(super) fn fd_jacobian(g: &(impl Fn(&[f64]) -> Vec<f64> + Sync), x: &[f64], d
 }
 
 /// The first `ncols` columns of the central finite-difference Jacobian of `g` at `x` (2 `ncols` gradient
-/// evaluations, in parallel).
-pub(super) fn fd_columns(
-    g: &(impl Fn(&[f64]) -> Vec<f64> + Sync),
+/// evaluations, in parallel). `g(y, hint)` returns the gradient at `y` and a hint for the point mirrored
+/// through `x` (where the conditional modes should start, say); the `x − δe_j` evaluation gets the hint of
+/// the `x + δe_j` one, the `x + δe_j` evaluation none.
+pub(super) fn fd_columns<S>(
+    g: &(impl Fn(&[f64], Option<&S>) -> (Vec<f64>, S) + Sync),
     x: &[f64],
     delta: f64,
     ncols: usize,
@@ -31,9 +37,9 @@ pub(super) fn fd_columns(
         .map(|j| {
             let mut v = x.to_vec();
             v[j] = x[j] + delta;
-            let ga = g(&v);
+            let (ga, hint) = g(&v, None);
             v[j] = x[j] - delta;
-            let gs = g(&v);
+            let (gs, _) = g(&v, Some(&hint));
             ga.iter().zip(&gs).map(|(a, s)| (a - s) / (2.0 * delta)).collect()
         })
         .collect()
@@ -108,4 +114,42 @@ pub(super) fn fd_hessian_par(f: &(impl Fn(&[f64]) -> f64 + Sync), x: &[f64], del
         }
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    /// Each column's `x − δe_j` evaluation gets the hint of its `x + δe_j` one, the `x + δe_j` none; the
+    /// Jacobian of a linear gradient is its matrix.
+    #[test]
+    fn minus_points_get_the_plus_points_hints() {
+        let a = [[2.0, 0.5, 0.0], [0.5, 1.0, -0.25], [0.0, -0.25, 3.0]];
+        let seen = Mutex::new(Vec::new());
+        let g = |y: &[f64], hint: Option<&Vec<f64>>| {
+            seen.lock().unwrap().push((y.to_vec(), hint.cloned()));
+            let grad: Vec<f64> = a.iter().map(|r| r.iter().zip(y).map(|(a, y)| a * y).sum()).collect();
+            (grad, y.to_vec())
+        };
+        let x = [0.3, -0.2, 1.0];
+        let h = fd_jacobian(&g, &x, 1e-3);
+        for i in 0..3 {
+            for j in 0..3 {
+                assert!((h[i * 3 + j] - a[i][j]).abs() < 1e-9);
+            }
+        }
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen.len(), 6);
+        for (y, hint) in &seen {
+            let j = (0..3).find(|&j| y[j] != x[j]).unwrap();
+            if y[j] > x[j] {
+                assert!(hint.is_none());
+            } else {
+                let mut plus = x.to_vec();
+                plus[j] = x[j] + 1e-3;
+                assert_eq!(hint.as_ref(), Some(&plus));
+            }
+        }
+    }
 }

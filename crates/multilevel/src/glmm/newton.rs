@@ -27,6 +27,12 @@ pub(super) trait Laplace: Sync {
     /// column of Λ and the matching components of `u` change sign together), returning the start with those
     /// signs changed, or `None` when nothing was reflected.
     fn reflect(&self, x: &mut [f64], start: &Self::Start) -> Option<Self::Start>;
+    /// Where PIRLS should start at the mirror image through `x` of a nearby point `x + δ` whose modes gave
+    /// `plus`, when the modes at `x` gave `centre` (a central difference's second point): `2 centre − plus`
+    /// is within O(δ²) of the modes there, so PIRLS needs a step fewer. `None`: start from `centre`.
+    fn mirror(&self, _centre: &Self::Start, _plus: &Self::Start) -> Option<Self::Start> {
+        None
+    }
     /// The Hessian's fixed-effects block (the last `p` coordinates of `x`, p × p) without finite differences,
     /// when the objective has a cheap approximation of it. The first Hessian then takes only θ's columns by
     /// differences (2 nθ gradients instead of 2k), which is what Newton's steps need; the Hessian that ends
@@ -136,9 +142,10 @@ pub(super) fn newton_stage<L: Laplace>(
     let starts = |modes: &L::Modes| pr.start_of(modes);
     let point = |x: &[f64], start: &L::Start| pr.point(x, start);
     let hessian_at = |x: &[f64], start: &L::Start| -> Option<(Vec<f64>, Vec<f64>)> {
-        let grad = |y: &[f64]| {
-            let (_, modes) = pr.point(y, start);
-            pr.gradient(y, &modes)
+        let grad = |y: &[f64], hint: Option<&Option<L::Start>>| {
+            let (_, modes) = pr.point(y, hint.and_then(Option::as_ref).unwrap_or(start));
+            let mirrored = if hint.is_none() { pr.mirror(start, &pr.start_of(&modes)) } else { None };
+            (pr.gradient(y, &modes), mirrored)
         };
         let h = fd_jacobian(&grad, x, FD_STEP);
         let mut l = h.clone();
@@ -154,9 +161,10 @@ pub(super) fn newton_stage<L: Laplace>(
         }
         let nth = k - p;
         let start = starts(modes);
-        let grad = |y: &[f64]| {
-            let (_, modes) = pr.point(y, &start);
-            pr.gradient(y, &modes)
+        let grad = |y: &[f64], hint: Option<&Option<L::Start>>| {
+            let (_, modes) = pr.point(y, hint.and_then(Option::as_ref).unwrap_or(&start));
+            let mirrored = if hint.is_none() { pr.mirror(&start, &pr.start_of(&modes)) } else { None };
+            (pr.gradient(y, &modes), mirrored)
         };
         let cols = fd_columns(&grad, x, FD_STEP, nth);
         let mut h = vec![0.0; k * k];
