@@ -5,6 +5,7 @@ use std::process::Command;
 
 mod common;
 use common::{ok, psmeval, read};
+use sha2::{Digest, Sha256};
 
 #[test]
 fn simulate_is_deterministic_across_thread_counts_and_formats() {
@@ -256,6 +257,27 @@ fn evaluate_without_an_effect_covers_zero() {
     let e = pooled(&json(&out.join("results.json")), "KS2 maths");
     let (lo, hi) = (e["ci_low"].as_f64().unwrap(), e["ci_high"].as_f64().unwrap());
     assert!(lo < 0.0 && 0.0 < hi, "no true effect, but the 95% CI is {lo}..{hi}");
+}
+
+/// `evaluate --example` evaluates its population in memory while it writes the data: the same results.json
+/// (inputs' digests included) and report as evaluating the written study file, and the digests are those
+/// of the written files.
+#[test]
+fn the_example_in_memory_is_the_written_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let (example, rerun) = (dir.path().join("example"), dir.path().join("rerun"));
+    let args = ["evaluate", "--example", "--schools", "300", "--seed", "11", "--quiet", "--out"];
+    ok(&psmeval(&[&args[..], &[example.to_str().unwrap()]].concat(), None));
+    let study = example.join("study.toml");
+    ok(&psmeval(&["evaluate", study.to_str().unwrap(), "--out", rerun.to_str().unwrap(), "--quiet"], None));
+    assert!(read(&example.join("results.json")) == read(&rerun.join("results.json")));
+    assert!(read(&example.join("report.md")) == read(&rerun.join("report.md")));
+    let results = json(&example.join("results.json"));
+    for (input, file) in results["inputs"].as_array().unwrap().iter().zip(["schools.csv", "pupils.csv"]) {
+        let digest: String =
+            Sha256::digest(read(&example.join("data").join(file))).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(input["sha256"].as_str().unwrap(), digest, "{file}");
+    }
 }
 
 #[test]

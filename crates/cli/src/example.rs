@@ -6,11 +6,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
-use psmeval_synth::{SimConfig, simulate};
+use psmeval_synth::{Population, SimConfig};
+use sha2::{Digest, Sha256};
 
-use crate::error::input;
-use crate::population::write_population;
-use crate::table::{Format, write_text};
+use crate::population::population_outputs;
+use crate::table::Format;
 
 /// The study file written next to the example data (paths relative to it).
 pub fn study_text(cfg: &SimConfig) -> String {
@@ -98,13 +98,29 @@ pub fn config(a: &crate::args::EvaluateArgs) -> SimConfig {
     SimConfig { schools: a.schools.unwrap_or(base.schools), effect: a.effect, seed: a.seed, ..base }
 }
 
-/// Simulates the example population under `dir/data/` and writes `dir/study.toml`; returns the study path.
-pub fn write_example(dir: &Path, cfg: &SimConfig) -> Result<PathBuf> {
-    let pop = simulate(cfg).map_err(input("invalid simulation parameters"))?;
-    write_population(&pop, &dir.join("data"), Format::Csv)?;
+/// Writes the example population under `dir/data/` (as `psmeval simulate` writes it, with `truth.json`) and
+/// the study file `dir/study.toml`, all or nothing.
+pub fn write_example(dir: &Path, cfg: &SimConfig, pop: &Population) -> Result<ExampleFiles> {
+    let mut outputs = population_outputs(pop, &dir.join("data"), Format::Csv)?;
+    let digest = |name: &str| outputs.bytes(&dir.join("data").join(name)).map(sha256_hex).unwrap_or_default();
+    let (schools_sha256, pupils_sha256) = (digest("schools.csv"), digest("pupils.csv"));
     let study = dir.join("study.toml");
-    write_text(&study, &study_text(cfg))?;
-    Ok(study)
+    outputs.add(&study, study_text(cfg));
+    outputs.commit()?;
+    Ok(ExampleFiles { study, schools_sha256, pupils_sha256 })
+}
+
+/// What [`write_example`] wrote: the study file's path and the data files' SHA-256 digests.
+#[derive(Debug)]
+pub struct ExampleFiles {
+    pub study: PathBuf,
+    pub schools_sha256: String,
+    pub pupils_sha256: String,
+}
+
+/// The SHA-256 digest of `bytes` in lower-case hexadecimal.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

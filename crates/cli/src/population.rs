@@ -48,12 +48,17 @@ pub fn pupils_frame(pop: &Population) -> Result<DataFrame> {
 
 /// Writes `schools.<ext>`, `pupils.<ext>` and `truth.json` under `dir`.
 pub fn write_population(pop: &Population, dir: &Path, format: Format) -> Result<()> {
+    population_outputs(pop, dir, format)?.commit()
+}
+
+/// `schools.<ext>`, `pupils.<ext>` and `truth.json` under `dir`, rendered and not yet written.
+pub fn population_outputs(pop: &Population, dir: &Path, format: Format) -> Result<Outputs> {
     let ext = format.extension();
     let mut outputs = Outputs::new();
     outputs.add(dir.join(format!("schools.{ext}")), dataframe_bytes(&mut schools_frame(pop)?, format)?);
     outputs.add(dir.join(format!("pupils.{ext}")), dataframe_bytes(&mut pupils_frame(pop)?, format)?);
     outputs.add(dir.join("truth.json"), serde_json::to_string_pretty(&pop.truth)? + "\n");
-    outputs.commit()
+    Ok(outputs)
 }
 
 /// The built-in national synthetic population (`simulate`'s defaults) as school and pupil tables, for the

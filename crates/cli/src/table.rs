@@ -744,6 +744,11 @@ impl Outputs {
         self.files.push((path.into(), bytes.into()));
     }
 
+    /// The bytes of the file added at `path`, if one was.
+    pub fn bytes(&self, path: &Path) -> Option<&[u8]> {
+        self.files.iter().find(|(p, _)| p == path).map(|(_, b)| b.as_slice())
+    }
+
     /// Adds rendered files under `dir`.
     pub fn add_artifacts(&mut self, dir: &Path, files: &[psmeval_report::Artifact]) {
         for f in files {

@@ -1,7 +1,8 @@
 //! `psmeval evaluate`: a whole evaluation from one study file (or the built-in example). Reads the study
 //! and its tables, hashes the inputs, runs [`psmeval_evaluation::evaluate`], and writes `results.json` and
 //! the report rendered by [`psmeval_report::render_evaluation`]. Everything is rendered in memory before the
-//! first file is written, so an evaluation that fails writes nothing.
+//! first file is written, so an evaluation that fails writes nothing. The built-in example writes its data
+//! and study file on a thread of its own while the same tables are evaluated in memory.
 
 use std::path::{Path, PathBuf};
 
@@ -17,13 +18,11 @@ use crate::table::{Outputs, check_output_dir, load_table};
 /// Runs `psmeval evaluate` from its arguments and writes every output.
 pub fn run(a: &EvaluateArgs) -> Result<()> {
     let progress = Progress::new(a.quiet);
-    let (study_path, out): (PathBuf, PathBuf) = if a.example {
+    let (study_path, out, evaluation) = if a.example {
         let out = a.out.clone().unwrap_or_else(|| PathBuf::from("out/example"));
-        let cfg = crate::example::config(a);
-        let step = progress.step("simulating the example population");
-        let study = crate::example::write_example(&out, &cfg)?;
-        step.finish();
-        (study, out)
+        check_output_dir(&out)?;
+        let (study_path, evaluation) = run_example(a, &out, &progress)?;
+        (study_path, out, evaluation)
     } else {
         let Some(study) = a.study.clone() else {
             return Err(InputError::new("give a study file, or --example to run the built-in example").into());
@@ -32,10 +31,10 @@ pub fn run(a: &EvaluateArgs) -> Result<()> {
             PathBuf::from("out")
                 .join(study.file_stem().map_or("evaluation".into(), |s| s.to_string_lossy().to_string()))
         });
-        (study, out)
+        check_output_dir(&out)?;
+        let evaluation = run_study(&study, &progress)?;
+        (study, out, evaluation)
     };
-    check_output_dir(&out)?;
-    let evaluation = run_study(&study_path, &progress)?;
     let step = progress.step("rendering tables, figures and report");
     let files = psmeval_report::render_evaluation(&evaluation)?;
     let results = serde_json::to_string_pretty(&evaluation)? + "\n";
@@ -52,6 +51,47 @@ pub fn run(a: &EvaluateArgs) -> Result<()> {
     step.finish();
     progress.message(&format!("wrote {}", out.display()));
     Ok(())
+}
+
+/// The built-in example: simulates the population, then writes it with the study file (`out/data/`,
+/// `out/study.toml`) while the same tables are evaluated in memory. The written CSV files hold every value
+/// exactly (shortest round-trip text), so this is the evaluation of the written study, without reading the
+/// data back (a test compares the two `results.json`). Returns the study file's path and the evaluation.
+fn run_example(a: &EvaluateArgs, out: &Path, progress: &Progress) -> Result<(PathBuf, Evaluation)> {
+    let cfg = crate::example::config(a);
+    let step = progress.step("simulating the example population");
+    let pop = psmeval_synth::simulate(&cfg).map_err(crate::error::input("invalid simulation parameters"))?;
+    step.finish();
+    let text = crate::example::study_text(&cfg);
+    let study_path = out.join("study.toml");
+    let plan = Plan::new(Study::from_toml(&text)?)?;
+    let (schools_path, pupils_path) = table_paths(&study_path, &plan.study);
+    progress.message("writing the example data and study file while the evaluation runs");
+    // The writer has a thread of its own: on a worker of the pool that the evaluation uses, it would wait for
+    // the evaluation's tasks that worker takes up while polars formats the CSV.
+    let (written, evaluation) = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| crate::example::write_example(out, &cfg, &pop));
+        let evaluation = (|| -> Result<Evaluation> {
+            let (schools, pupils) = psmeval_evaluation::population_tables(&pop)?;
+            let input = |path: &Path, rows: usize| InputFile {
+                path: display_relative(path, &study_path),
+                sha256: String::new(),
+                rows,
+            };
+            let inputs = vec![input(&schools_path, schools.n_rows()), input(&pupils_path, pupils.n_rows())];
+            let observer = progress.observer();
+            evaluate(&plan, &schools, &pupils, inputs, text.clone(), &|p| observer.observe(p))
+                .map_err(|e| evaluation_error(&e, &study_path, &schools_path))
+        })();
+        let written = writer.join().unwrap_or_else(|_| Err(anyhow::anyhow!("writing the example data failed")));
+        (written, evaluation)
+    });
+    let written = written?;
+    let mut evaluation = evaluation?;
+    for (input, sha256) in evaluation.inputs.iter_mut().zip([written.schools_sha256, written.pupils_sha256]) {
+        input.sha256 = sha256;
+    }
+    Ok((written.study, evaluation))
 }
 
 /// Reads, checks and evaluates the study at `study_path`.
