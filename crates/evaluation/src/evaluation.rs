@@ -21,7 +21,7 @@ use crate::mdes::{AnalyticMdes, bloom};
 use crate::plan::Plan;
 use crate::record::ModelRecord;
 use crate::sample::{MatchedSchool, SampleCounts, build_sample};
-use crate::sensitivity::Sensitivity;
+use crate::sensitivity::{Sensitivity, SensitivityRow};
 use crate::study::{Family, OutcomeSpec, Study, SubgroupSpec};
 use crate::trend::{CellMean, clustered_means};
 
@@ -190,66 +190,91 @@ pub fn evaluate(
     progress(Progress::Finished);
     let matched = matched_schools(&matching);
 
-    // Outcome-major order: all pupils, then each subgroup.
-    let mut jobs = Vec::new();
+    // Every model at once: the impact analyses (outcome-major: all pupils, then each subgroup), the
+    // gap-closing models and the sensitivity refits of the primary outcome (the first when none is marked).
+    // None needs another's result to be fitted; the gap-closing effect sizes (which divide by the all-pupils
+    // analysis's SD) and the sensitivity table (which starts from the main analysis) are completed after.
+    let years = plan.years();
+    let primary = study.outcomes.iter().find(|o| o.primary).or(study.outcomes.first());
+    let mut tasks = Vec::new();
     for o in &study.outcomes {
-        jobs.push((o, None));
+        tasks.push(Task::Impact(o, None));
         for s in &study.subgroups {
-            jobs.push((o, Some(s)));
+            tasks.push(Task::Impact(o, Some(s)));
         }
     }
-    progress(Progress::Started { stage: "fitting impact models", total: Some(jobs.len() as u64) });
-    let outcomes: Vec<OutcomeResult> = jobs
-        .par_iter()
-        .map(|(o, s)| {
-            let r = analyse(plan, pupils, &matched, o, *s);
-            progress(Progress::Advanced);
-            r
-        })
-        .collect::<Result<_, _>>()?;
-    progress(Progress::Finished);
-    // Gap closing: for each analysed outcome and each subgroup defined by a 0/1 pupil column, one model of all
-    // pupils with the year × group × subgroup interaction.
-    let mut gap_jobs = Vec::new();
+    let n_impact = tasks.len();
     if study.model.gap_closing {
         for o in &study.outcomes {
-            let Some(all) = outcomes.iter().find(|r| r.name == o.name && r.subgroup.is_none() && r.skipped.is_none())
-            else {
-                continue;
-            };
             for s in &study.subgroups {
                 if let Some(v) = subgroup_variable(s, pupils) {
-                    gap_jobs.push((o, s, v, all.effect_size_sd));
+                    tasks.push(Task::Gap(o, s, v));
                 }
             }
         }
     }
-    let years = plan.years();
-    let gap_closing: Vec<GapClosing> = if gap_jobs.is_empty() {
-        Vec::new()
-    } else {
-        progress(Progress::Started { stage: "fitting gap-closing models", total: Some(gap_jobs.len() as u64) });
-        let fits = gap_jobs
-            .par_iter()
-            .map(|(o, s, v, sd)| {
-                let r = crate::gap_closing::gap_closing(study, pupils, &matched, o, s, v, (&years, *sd));
-                progress(Progress::Advanced);
-                r
-            })
-            .collect();
-        progress(Progress::Finished);
-        fits
-    };
-    // Sensitivity analyses of the primary outcome (the first when none is marked).
-    let primary = study.outcomes.iter().find(|o| o.primary).or(study.outcomes.first());
-    let main =
-        primary.and_then(|p| outcomes.iter().find(|r| r.name == p.name && r.subgroup.is_none() && r.skipped.is_none()));
-    let sensitivity = match main {
-        Some(main) if study.model.sensitivity => {
-            progress(Progress::Started { stage: "sensitivity analyses of the primary outcome", total: None });
-            let s = crate::sensitivity::sensitivity(plan, schools, pupils, &matched, main);
-            progress(Progress::Finished);
-            Some(s)
+    let n_gap = tasks.len() - n_impact;
+    if let Some(p) = primary.filter(|_| study.model.sensitivity) {
+        tasks.extend(crate::sensitivity::REFITS.iter().map(|&v| Task::Sensitivity(p, v)));
+    }
+    let stage = "fitting impact, gap-closing and sensitivity models";
+    progress(Progress::Started { stage, total: Some(tasks.len() as u64) });
+    let done: Vec<Done> = tasks
+        .par_iter()
+        .with_max_len(1)
+        .map(|t| {
+            let d = match t {
+                Task::Impact(o, s) => Done::Impact(analyse(plan, pupils, &matched, o, *s)),
+                Task::Gap(o, s, v) => {
+                    Done::Gap(crate::gap_closing::fit_gap_closing(study, pupils, &matched, o, s, v, &years))
+                }
+                Task::Sensitivity(o, v) => {
+                    Done::Sensitivity(crate::sensitivity::variant_row(plan, schools, pupils, &matched, o, None, *v))
+                }
+            };
+            progress(Progress::Advanced);
+            d
+        })
+        .collect();
+    progress(Progress::Finished);
+    let mut done = done.into_iter();
+    let outcomes: Vec<OutcomeResult> = done
+        .by_ref()
+        .take(n_impact)
+        .map(|d| match d {
+            Done::Impact(r) => r,
+            _ => unreachable!("the impact analyses come first"),
+        })
+        .collect::<Result<_, _>>()?;
+    let all_pupils =
+        |name: &str| outcomes.iter().find(|r| r.name == name && r.subgroup.is_none() && r.skipped.is_none());
+    // A gap-closing analysis is reported for an outcome whose all-pupils analysis was fitted.
+    let gap_closing: Vec<GapClosing> = tasks[n_impact..n_impact + n_gap]
+        .iter()
+        .zip(done.by_ref().take(n_gap))
+        .filter_map(|(t, d)| match (t, d) {
+            (Task::Gap(o, ..), Done::Gap(fit)) => all_pupils(&o.name).map(|all| fit.finish(all.effect_size_sd)),
+            _ => unreachable!("the gap-closing models come second"),
+        })
+        .collect();
+    let refits: Vec<SensitivityRow> = done
+        .map(|d| match d {
+            Done::Sensitivity(row) => row,
+            _ => unreachable!("the sensitivity refits come last"),
+        })
+        .collect();
+    let sensitivity = match (primary.filter(|_| study.model.sensitivity), primary.and_then(|p| all_pupils(&p.name))) {
+        (Some(p), Some(main)) => {
+            let inference = crate::sensitivity::variant_row(
+                plan,
+                schools,
+                pupils,
+                &matched,
+                p,
+                Some(main),
+                crate::sensitivity::Variant::Inference,
+            );
+            Some(crate::sensitivity::assemble(main, std::iter::once(inference).chain(refits).collect()))
         }
         _ => None,
     };
@@ -265,6 +290,24 @@ pub fn evaluate(
         gap_closing,
         sensitivity,
     })
+}
+
+/// One model of an evaluation, as [`evaluate`] runs them side by side.
+enum Task<'a> {
+    /// The impact analysis of an outcome, for all pupils or a subgroup.
+    Impact(&'a OutcomeSpec, Option<&'a SubgroupSpec>),
+    /// The gap-closing model of an outcome for a subgroup's 0/1 column.
+    Gap(&'a OutcomeSpec, &'a SubgroupSpec, String),
+    /// A sensitivity refit of the primary outcome.
+    Sensitivity(&'a OutcomeSpec, crate::sensitivity::Variant),
+}
+
+/// A [`Task`]'s result (a dozen or so per evaluation, each moved once: their sizes do not matter).
+#[allow(clippy::large_enum_variant)]
+enum Done {
+    Impact(Result<OutcomeResult, EvaluationError>),
+    Gap(crate::gap_closing::GapFit),
+    Sensitivity(SensitivityRow),
 }
 
 /// The matched schools of a matching result (weight above 0) with their group, weight and matched set

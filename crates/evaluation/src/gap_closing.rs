@@ -91,6 +91,56 @@ pub fn gap_closing(
     variable: &str,
     (years, es_sd): (&[i64], f64),
 ) -> GapClosing {
+    fit_gap_closing(study, pupils, matched, outcome, subgroup, variable, years).finish(es_sd)
+}
+
+/// A gap-closing analysis fitted before the all-pupils analysis's effect-size SD is known (so the two can
+/// run side by side): [`GapFit::finish`] divides by it. Its effect sizes meanwhile are on the outcome's scale.
+#[derive(Debug, Clone)]
+pub(crate) struct GapFit {
+    result: GapClosing,
+    /// Whether the analysis got past the checks that come before the SD's (sample, subgroup, years): a
+    /// missing SD then skips it.
+    checked: bool,
+}
+
+impl GapFit {
+    /// The analysis with its effect sizes in SDs of `es_sd` (the all-pupils analysis's), or skipped when there
+    /// is no such SD, with nothing of the fit kept.
+    pub(crate) fn finish(self, es_sd: f64) -> GapClosing {
+        let mut r = self.result;
+        r.effect_size_sd = es_sd;
+        if !self.checked {
+            return r;
+        }
+        if !es_sd.is_finite() {
+            r.formula.clear();
+            r.notes.clear();
+            r.effects.clear();
+            r.event_study.clear();
+            (r.event_reference, r.pretrend, r.inference) = (None, None, None);
+            r.skipped = Some("the all-pupils analysis of this outcome has no effect-size SD".into());
+            return r;
+        }
+        for e in r.effects.iter_mut().chain(r.event_study.iter_mut()) {
+            e.effect_size = e.estimate / es_sd;
+        }
+        r
+    }
+}
+
+/// [`gap_closing`] without the effect-size SD (see [`GapFit`]).
+pub(crate) fn fit_gap_closing(
+    study: &Study,
+    pupils: &Table,
+    matched: &HashMap<String, MatchedSchool>,
+    outcome: &OutcomeSpec,
+    subgroup: &SubgroupSpec,
+    variable: &str,
+    years: &[i64],
+) -> GapFit {
+    // Effect sizes on the outcome's scale until `finish`.
+    let es_sd = 1.0;
     let mut result = GapClosing {
         outcome: outcome.name.clone(),
         subgroup: subgroup.name.clone(),
@@ -113,7 +163,7 @@ pub fn gap_closing(
         Ok(s) => s,
         Err(e) => {
             result.skipped = Some(e);
-            return result;
+            return GapFit { result, checked: false };
         }
     };
     result.n_pupils = sample.counts.n_pupils;
@@ -122,19 +172,15 @@ pub fn gap_closing(
     result.n_subgroup_pupils = by.iter().filter(|&&v| v == 1.0).count();
     if result.n_subgroup_pupils == 0 || result.n_subgroup_pupils == result.n_pupils {
         result.skipped = Some(format!("`{variable}` does not vary among the analysed pupils"));
-        return result;
+        return GapFit { result, checked: false };
     }
     let present: Vec<i64> = match sample.table.numeric(&study.data.year) {
         Ok(y) => years.iter().copied().filter(|&v| y.contains(&(v as f64))).collect(),
         Err(e) => {
             result.skipped = Some(e.to_string());
-            return result;
+            return GapFit { result, checked: false };
         }
     };
-    if !es_sd.is_finite() {
-        result.skipped = Some("the all-pupils analysis of this outcome has no effect-size SD".into());
-        return result;
-    }
     let (text, notes) = match &study.model.formula {
         None => design_formula(study, &sample, Some(variable)),
         Some(f) => {
@@ -142,7 +188,7 @@ pub fn gap_closing(
             if !f.contains(&design) {
                 result.skipped =
                     Some(format!("the study's own model formula has no `{design}` term to extend with `* {variable}`"));
-                return result;
+                return GapFit { result, checked: true };
             }
             (f.replacen(&design, &format!("{design} * {variable}"), 1), Vec::new())
         }
@@ -153,7 +199,7 @@ pub fn gap_closing(
         Ok(f) => f,
         Err(e) => {
             result.skipped = Some(format!("formula `{text}`: {e}"));
-            return result;
+            return GapFit { result, checked: true };
         }
     };
     let term = format!("group:{variable}");
@@ -169,5 +215,56 @@ pub fn gap_closing(
         }
         Err(e) => result.skipped = Some(format!("the gap-closing model could not be fitted: {e}")),
     }
-    result
+    GapFit { result, checked: true }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::effects::Period;
+
+    fn fitted() -> GapClosing {
+        GapClosing {
+            outcome: "KS2 maths".into(),
+            subgroup: "FSM pupils".into(),
+            variable: "fsm".into(),
+            family: Family::Gaussian,
+            formula: "outcome ~ factor(year) * group * fsm + (1 | school_id)".into(),
+            n_pupils: 100,
+            n_subgroup_pupils: 30,
+            n_schools: 10,
+            effect_size_sd: 1.0,
+            effects: vec![Effect::new(Period::Year(2015), 0.3, 0.1, 20.0, 1.0)],
+            event_study: vec![Effect::new(Period::Year(2013), -0.05, 0.1, 20.0, 1.0)],
+            event_reference: Some(2014),
+            pretrend: None,
+            inference: None,
+            notes: vec!["a note".into()],
+            skipped: None,
+        }
+    }
+
+    /// The effect sizes of a fit made before the all-pupils SD was known are those of a fit made with it; with
+    /// no SD the analysis is skipped with nothing of the fit kept; an analysis skipped before the SD's check
+    /// keeps its reason.
+    #[test]
+    fn effect_sizes_divide_by_the_sd_given_later() {
+        let done = GapFit { result: fitted(), checked: true }.finish(0.8);
+        assert_eq!(done.effect_size_sd, 0.8);
+        let direct = Effect::new(Period::Year(2015), 0.3, 0.1, 20.0, 0.8);
+        assert_eq!(done.effects[0], direct);
+        assert_eq!(done.event_study[0].effect_size, -0.05 / 0.8);
+        assert!(done.skipped.is_none());
+
+        let none = GapFit { result: fitted(), checked: true }.finish(f64::NAN);
+        assert_eq!(none.skipped.as_deref(), Some("the all-pupils analysis of this outcome has no effect-size SD"));
+        assert!(none.effects.is_empty() && none.event_study.is_empty() && none.formula.is_empty());
+        assert!(none.notes.is_empty() && none.event_reference.is_none());
+
+        let mut early = fitted();
+        early.skipped = Some("`fsm` does not vary among the analysed pupils".into());
+        let kept = GapFit { result: early.clone(), checked: false }.finish(f64::NAN);
+        assert_eq!(kept.skipped, early.skipped);
+        assert!(kept.effect_size_sd.is_nan());
+    }
 }

@@ -526,11 +526,13 @@ pub fn true_effect(
     // estimate is the mean of the years' contrasts.
     let scale: HashMap<i64, f64> = match outcome.family {
         Family::Binomial => HashMap::new(),
-        _ if outcome.standardize_within_year => standardization(&outcome.column, years, y, &outcome_rows)
-            .ok()?
-            .into_iter()
-            .map(|(k, (_, s))| (k, s))
-            .collect(),
+        _ if outcome.standardize_within_year => {
+            standardization(&outcome.column, years, y, outcome_rows.iter().copied())
+                .ok()?
+                .into_iter()
+                .map(|(k, (_, s))| (k, s))
+                .collect()
+        }
         _ => HashMap::new(),
     };
     let unit = if outcome.family == Family::Binomial { 100.0 } else { 1.0 };

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use psmeval_frame::{Column, Table};
 use serde::{Deserialize, Serialize};
 
-use crate::study::{ClusterBy, OutcomeSpec, Study, SubgroupSpec, filter_rows};
+use crate::study::{ClusterBy, OutcomeSpec, RowFilter, Study, SubgroupSpec};
 
 /// A matched school: its group, matching weight and matched set.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -84,10 +84,10 @@ pub fn standardization(
     column: &str,
     years: &[f64],
     y: &[f64],
-    rows: &[usize],
+    rows: impl IntoIterator<Item = usize>,
 ) -> Result<BTreeMap<i64, (f64, f64)>, String> {
     let mut acc: BTreeMap<i64, (f64, f64, f64)> = BTreeMap::new();
-    for &i in rows {
+    for i in rows {
         if y[i].is_finite() {
             let e = acc.entry(years[i] as i64).or_default();
             e.0 += 1.0;
@@ -126,25 +126,37 @@ pub fn build_sample(
     let years = pupils.numeric(&d.year).map_err(|e| e.to_string())?;
     let y_all = pupils.numeric(&outcome.column).map_err(|e| e.to_string())?;
     let school = pupils.column(&d.school_id).map_err(|e| e.to_string())?;
-    let in_years: Vec<usize> = (0..pupils.n_rows())
-        .filter(|&i| years[i] >= study.years.first as f64 && years[i] <= study.years.last as f64)
-        .collect();
-    let outcome_rows = filter_rows(pupils, &outcome.filter, &in_years);
+    // The outcome's rows (of the study's years, through its filter) and of those the eligible ones (in the
+    // subgroup), tested row by row: a national table has millions of rows, the matched schools' are a few
+    // per cent of them.
+    let (first, last) = (study.years.first as f64, study.years.last as f64);
+    let outcome_filter = RowFilter::new(pupils, &outcome.filter);
+    let is_outcome_row = |i: usize| years[i] >= first && years[i] <= last && outcome_filter.matches(i);
+    let subgroup_filter = subgroup.map(|s| RowFilter::new(pupils, &s.filter));
     let standardization = if outcome.standardize_within_year {
-        standardization(&outcome.column, years, y_all, &outcome_rows)?
+        standardization(&outcome.column, years, y_all, (0..pupils.n_rows()).filter(|&i| is_outcome_row(i)))?
     } else {
         BTreeMap::new()
     };
-    let rows = match subgroup {
-        Some(s) => filter_rows(pupils, &s.filter, &outcome_rows),
-        None => outcome_rows,
-    };
-    let eligible_rows = rows.len();
-    let in_matched: Vec<(usize, MatchedSchool)> = rows
-        .iter()
-        .zip(school.map_text(&rows, |id| id.and_then(|id| matched.get(&id).copied())))
-        .filter_map(|(&i, m)| m.map(|m| (i, m)))
-        .collect();
+    let mut eligible_rows = 0;
+    let mut in_matched: Vec<(usize, MatchedSchool)> = Vec::new();
+    // The school's match, looked up once per run of rows of one school (ids repeat row after row in a
+    // sorted table, and formatting a number is the costly part): the last eligible row and its match.
+    let mut last_school: Option<(usize, Option<MatchedSchool>)> = None;
+    for i in 0..pupils.n_rows() {
+        if !is_outcome_row(i) || subgroup_filter.as_ref().is_some_and(|f| !f.matches(i)) {
+            continue;
+        }
+        eligible_rows += 1;
+        let m = match last_school {
+            Some((j, m)) if school.same_value(j, i) => m,
+            _ => school.text_at(i).and_then(|id| matched.get(&id).copied()),
+        };
+        last_school = Some((i, m));
+        if let Some(m) = m {
+            in_matched.push((i, m));
+        }
+    }
     let matched_school_rows = in_matched.len();
     let kept = |name: &str| study.model.covariates.iter().any(|c| c == name) || extra.contains(&name);
     let covs: Vec<&Column> = study
@@ -193,10 +205,9 @@ pub fn build_sample(
     push(&mut table, &d.year, Column::Numeric(idx.iter().map(|&i| years[i]).collect()))?;
     push(&mut table, "year_c", Column::Numeric(idx.iter().map(|&i| years[i] - centre).collect()))?;
     push(&mut table, "group", Column::Numeric(complete.iter().map(|(_, m)| f64::from(u8::from(m.treated))).collect()))?;
-    let sub = pupils.take_rows(&idx);
-    for (name, col) in sub.iter() {
+    for (name, col) in pupils.iter() {
         if name == d.school_id || kept(name) {
-            push(&mut table, name, col.clone())?;
+            push(&mut table, name, col.take(&idx))?;
         }
     }
     let weights: Vec<f64> = complete.iter().map(|(_, m)| m.weight).collect();

@@ -17,14 +17,13 @@ use std::collections::HashMap;
 
 use psmeval_frame::Table;
 use psmeval_matching::match_units;
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::evaluation::{OutcomeResult, analyse, matched_schools};
 use crate::float::nan_if_null;
 use crate::plan::Plan;
 use crate::sample::MatchedSchool;
-use crate::study::Family;
+use crate::study::{Family, OutcomeSpec};
 
 /// The sensitivity analyses of one outcome.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,9 +113,9 @@ impl SensitivityRow {
     }
 }
 
-/// The variants of the sensitivity table.
-#[derive(Debug, Clone, Copy)]
-enum Variant {
+/// The variants of the sensitivity table, in its order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Variant {
     Inference,
     Cohort,
     Slope,
@@ -124,138 +123,148 @@ enum Variant {
     Caliper,
 }
 
+/// The variants that refit the model without needing the main analysis's result (every one but the
+/// inference variant, which reads the main analysis's model-based test), so they can run beside it.
+pub(crate) const REFITS: [Variant; 4] = [Variant::Cohort, Variant::Slope, Variant::Pre2016, Variant::Caliper];
+
 /// The last year before the 2016 change of the KS1 and KS2 assessments in England.
 const LAST_OLD_REGIME: i64 = 2015;
 
 /// The caliper of the caliper variant, in SDs of the matching distance.
 const CALIPER: f64 = 0.2;
 
-/// Runs the sensitivity analyses of `main` (an all-pupils analysis of `plan`'s outcome of the same name).
-pub(crate) fn sensitivity(
+/// The sensitivity table of `main` from its variants' rows (in [`Variant`]'s order): the main analysis's row
+/// first.
+pub(crate) fn assemble(main: &OutcomeResult, variants: Vec<SensitivityRow>) -> Sensitivity {
+    let mut rows = vec![SensitivityRow::from_result("Main analysis", "as reported above".into(), main)];
+    rows.extend(variants);
+    Sensitivity { outcome: main.name.clone(), rows }
+}
+
+/// One variant's row of the sensitivity analyses of `outcome` (all pupils). `main` is the main analysis's
+/// result, which the inference variant needs (and only it).
+pub(crate) fn variant_row(
     plan: &Plan,
     schools: &Table,
     pupils: &Table,
     matched: &HashMap<String, MatchedSchool>,
-    main: &OutcomeResult,
-) -> Sensitivity {
+    outcome: &OutcomeSpec,
+    main: Option<&OutcomeResult>,
+    v: Variant,
+) -> SensitivityRow {
     let study = &plan.study;
-    let mut rows = vec![SensitivityRow::from_result("Main analysis", "as reported above".into(), main)];
-    let Some(outcome) = study.outcomes.iter().find(|o| o.name == main.name) else {
-        return Sensitivity { outcome: main.name.clone(), rows };
-    };
-    let variants = [Variant::Inference, Variant::Cohort, Variant::Slope, Variant::Pre2016, Variant::Caliper];
     let refit = |name: &str, detail: String, p: &Plan, m: &HashMap<String, MatchedSchool>| match analyse(
         p, pupils, m, outcome, None,
     ) {
         Ok(r) => SensitivityRow::from_result(name, detail, &r),
         Err(e) => SensitivityRow::skipped(name, detail, e.to_string()),
     };
-    let more: Vec<SensitivityRow> = variants
-        .par_iter()
-        .map(|v| {
-            let mut p = plan.clone();
-            match v {
-                Variant::Inference => {
-                    let pooled = main.effects.iter().find(|e| e.year.is_pooled());
-                    match pooled.and_then(|e| e.model_based.as_ref()) {
-                        Some(m) => {
-                            let mut row = SensitivityRow::from_result(
-                                "Model-based SEs",
-                                format!(
-                                    "the {} model's own standard errors instead of the design-based ones",
-                                    if main.family == Family::Binomial { "logistic (glmer)" } else { "mixed (lme4)" }
-                                ),
-                                main,
-                            );
-                            row.std_error = m.std_error;
-                            row.ci_low = m.ci_low;
-                            row.ci_high = m.ci_high;
-                            row.p_value = m.p_value;
-                            row.inference = if main.family == Family::Binomial { "Wald z" } else { "model" }.into();
-                            row
-                        }
-                        None => {
-                            p.study.inference.method = crate::study::InferenceMethod::Cr2;
-                            let by = match study.inference.cluster {
-                                crate::study::ClusterBy::School => "school",
-                                crate::study::ClusterBy::MatchedSet => "matched set",
-                            };
-                            refit(
-                                "CR2 SEs",
-                                format!("cluster-robust CR2 standard errors by {by} instead of the model's own"),
-                                &p,
-                                matched,
-                            )
-                        }
-                    }
+    let mut p = plan.clone();
+    match v {
+        Variant::Inference => {
+            let Some(main) = main else {
+                return SensitivityRow::skipped(
+                    "Model-based SEs",
+                    "the model's own standard errors".into(),
+                    "the main analysis was not fitted",
+                );
+            };
+            let pooled = main.effects.iter().find(|e| e.year.is_pooled());
+            match pooled.and_then(|e| e.model_based.as_ref()) {
+                Some(m) => {
+                    let mut row = SensitivityRow::from_result(
+                        "Model-based SEs",
+                        format!(
+                            "the {} model's own standard errors instead of the design-based ones",
+                            if main.family == Family::Binomial { "logistic (glmer)" } else { "mixed (lme4)" }
+                        ),
+                        main,
+                    );
+                    row.std_error = m.std_error;
+                    row.ci_low = m.ci_low;
+                    row.ci_high = m.ci_high;
+                    row.p_value = m.p_value;
+                    row.inference = if main.family == Family::Binomial { "Wald z" } else { "model" }.into();
+                    row
                 }
-                Variant::Cohort | Variant::Slope if study.model.formula.is_some() => SensitivityRow::skipped(
-                    if matches!(v, Variant::Cohort) { "Cohort term" } else { "Random slope" },
-                    "another random-effect structure".into(),
-                    "the study gives its own model formula, which fixes the random effects",
-                ),
-                Variant::Cohort => {
-                    let has = study.model.cohort_random_effect;
-                    p.study.model.cohort_random_effect = !has;
-                    let (name, detail) = if has {
-                        ("No cohort term", "without the cohort (school × year) random intercept")
-                    } else {
-                        ("With cohort term", "with a cohort (school × year) random intercept")
+                None => {
+                    p.study.inference.method = crate::study::InferenceMethod::Cr2;
+                    let by = match study.inference.cluster {
+                        crate::study::ClusterBy::School => "school",
+                        crate::study::ClusterBy::MatchedSet => "matched set",
                     };
-                    refit(name, detail.into(), &p, matched)
-                }
-                Variant::Slope => {
-                    let has = study.model.random_slope_year;
-                    p.study.model.random_slope_year = !has;
-                    let (name, detail) = if has {
-                        ("No random slope", "without the schools' random slopes on year")
-                    } else {
-                        ("Random slope on year", "with a random slope on year per school")
-                    };
-                    refit(name, detail.into(), &p, matched)
-                }
-                Variant::Pre2016 => {
-                    let y = &study.years;
-                    let name = "Before 2016 only";
-                    if !(y.last > LAST_OLD_REGIME && y.programme_start <= LAST_OLD_REGIME) {
-                        return SensitivityRow::skipped(
-                            name,
-                            "programme years before the 2016 assessment change".into(),
-                            "the study has no programme year before 2016, or none after it",
-                        );
-                    }
-                    p.study.years.last = LAST_OLD_REGIME;
-                    let detail = if y.programme_start == LAST_OLD_REGIME {
-                        "2014/15 alone: the only programme year before the 2016 assessment change".to_string()
-                    } else {
-                        "the programme years before the 2016 assessment change only".to_string()
-                    };
-                    refit(name, detail, &p, matched)
-                }
-                Variant::Caliper => {
-                    let name = "Caliper 0.2 SD";
-                    p.study.matching.caliper = Some(CALIPER);
-                    let detail = "matched again with a caliper of 0.2 SD of the matching distance".to_string();
-                    let rematch = schools.binary(&study.data.treatment).map_err(|e| e.to_string()).and_then(|treat| {
-                        let ids = schools.unique_ids(&study.data.school_id).map_err(|e| e.to_string())?;
-                        match_units(&p.study.matching, schools, &treat, &ids).map_err(|e| e.to_string())
-                    });
-                    match rematch {
-                        Ok(m) => {
-                            let dropped = m.unmatched_treated.len();
-                            let detail = format!(
-                                "{detail} ({} treatment school{} left without a match)",
-                                dropped,
-                                if dropped == 1 { "" } else { "s" }
-                            );
-                            refit(name, detail, &p, &matched_schools(&m))
-                        }
-                        Err(e) => SensitivityRow::skipped(name, detail, format!("matching failed: {e}")),
-                    }
+                    refit(
+                        "CR2 SEs",
+                        format!("cluster-robust CR2 standard errors by {by} instead of the model's own"),
+                        &p,
+                        matched,
+                    )
                 }
             }
-        })
-        .collect();
-    rows.extend(more);
-    Sensitivity { outcome: main.name.clone(), rows }
+        }
+        Variant::Cohort | Variant::Slope if study.model.formula.is_some() => SensitivityRow::skipped(
+            if matches!(v, Variant::Cohort) { "Cohort term" } else { "Random slope" },
+            "another random-effect structure".into(),
+            "the study gives its own model formula, which fixes the random effects",
+        ),
+        Variant::Cohort => {
+            let has = study.model.cohort_random_effect;
+            p.study.model.cohort_random_effect = !has;
+            let (name, detail) = if has {
+                ("No cohort term", "without the cohort (school × year) random intercept")
+            } else {
+                ("With cohort term", "with a cohort (school × year) random intercept")
+            };
+            refit(name, detail.into(), &p, matched)
+        }
+        Variant::Slope => {
+            let has = study.model.random_slope_year;
+            p.study.model.random_slope_year = !has;
+            let (name, detail) = if has {
+                ("No random slope", "without the schools' random slopes on year")
+            } else {
+                ("Random slope on year", "with a random slope on year per school")
+            };
+            refit(name, detail.into(), &p, matched)
+        }
+        Variant::Pre2016 => {
+            let y = &study.years;
+            let name = "Before 2016 only";
+            if !(y.last > LAST_OLD_REGIME && y.programme_start <= LAST_OLD_REGIME) {
+                return SensitivityRow::skipped(
+                    name,
+                    "programme years before the 2016 assessment change".into(),
+                    "the study has no programme year before 2016, or none after it",
+                );
+            }
+            p.study.years.last = LAST_OLD_REGIME;
+            let detail = if y.programme_start == LAST_OLD_REGIME {
+                "2014/15 alone: the only programme year before the 2016 assessment change".to_string()
+            } else {
+                "the programme years before the 2016 assessment change only".to_string()
+            };
+            refit(name, detail, &p, matched)
+        }
+        Variant::Caliper => {
+            let name = "Caliper 0.2 SD";
+            p.study.matching.caliper = Some(CALIPER);
+            let detail = "matched again with a caliper of 0.2 SD of the matching distance".to_string();
+            let rematch = schools.binary(&study.data.treatment).map_err(|e| e.to_string()).and_then(|treat| {
+                let ids = schools.unique_ids(&study.data.school_id).map_err(|e| e.to_string())?;
+                match_units(&p.study.matching, schools, &treat, &ids).map_err(|e| e.to_string())
+            });
+            match rematch {
+                Ok(m) => {
+                    let dropped = m.unmatched_treated.len();
+                    let detail = format!(
+                        "{detail} ({} treatment school{} left without a match)",
+                        dropped,
+                        if dropped == 1 { "" } else { "s" }
+                    );
+                    refit(name, detail, &p, &matched_schools(&m))
+                }
+                Err(e) => SensitivityRow::skipped(name, detail, format!("matching failed: {e}")),
+            }
+        }
+    }
 }

@@ -437,19 +437,30 @@ pub fn file_stem(name: &str) -> String {
 
 /// The rows of `rows` (of `table`) that pass every equality filter.
 pub fn filter_rows(table: &Table, filter: &BTreeMap<String, FilterValue>, rows: &[usize]) -> Vec<usize> {
-    // Each column is looked up once, not once per row.
-    let tests: Vec<(Option<&Column>, &FilterValue)> =
-        filter.iter().map(|(col, value)| (table.column(col).ok(), value)).collect();
-    rows.iter()
-        .copied()
-        .filter(|&i| {
-            tests.iter().all(|(column, value)| match (column, value) {
-                (Some(Column::Numeric(v)), FilterValue::Number(x)) => v[i] == *x,
-                (Some(Column::Text(v)), FilterValue::Text(t)) => v[i].as_deref() == Some(t.as_str()),
-                _ => false,
-            })
+    let test = RowFilter::new(table, filter);
+    rows.iter().copied().filter(|&i| test.matches(i)).collect()
+}
+
+/// A filter's test of single rows (each column looked up once, not once per row).
+#[derive(Debug)]
+pub struct RowFilter<'a> {
+    tests: Vec<(Option<&'a Column>, &'a FilterValue)>,
+}
+
+impl<'a> RowFilter<'a> {
+    /// The test of `filter` on `table`'s rows (a column the table lacks matches no row).
+    pub fn new(table: &'a Table, filter: &'a BTreeMap<String, FilterValue>) -> RowFilter<'a> {
+        RowFilter { tests: filter.iter().map(|(col, value)| (table.column(col).ok(), value)).collect() }
+    }
+
+    /// Whether row `i` has every value of the filter.
+    pub fn matches(&self, i: usize) -> bool {
+        self.tests.iter().all(|(column, value)| match (column, value) {
+            (Some(Column::Numeric(v)), FilterValue::Number(x)) => v[i] == *x,
+            (Some(Column::Text(v)), FilterValue::Text(t)) => v[i].as_deref() == Some(t.as_str()),
+            _ => false,
         })
-        .collect()
+    }
 }
 
 #[cfg(test)]

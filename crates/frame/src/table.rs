@@ -43,6 +43,14 @@ impl Column {
         }
     }
 
+    /// The values of `rows`, in that order.
+    pub fn take(&self, rows: &[usize]) -> Column {
+        match self {
+            Column::Numeric(v) => Column::Numeric(rows.iter().map(|&i| v[i]).collect()),
+            Column::Text(v) => Column::Text(rows.iter().map(|&i| v[i].clone()).collect()),
+        }
+    }
+
     /// `f` of each row's text value ([`Column::text_at`]) over `rows`, evaluated once per run of equal
     /// values (ids of sorted tables repeat row after row, and formatting a number is the costly part).
     pub fn map_text<T: Clone>(&self, rows: &[usize], mut f: impl FnMut(Option<String>) -> T) -> Vec<T> {
@@ -377,14 +385,7 @@ impl Table {
 
     /// A new table with only the rows in `rows` (in that order).
     pub fn take_rows(&self, rows: &[usize]) -> Table {
-        let columns = self
-            .columns
-            .iter()
-            .map(|c| match c {
-                Column::Numeric(v) => Column::Numeric(rows.iter().map(|&i| v[i]).collect()),
-                Column::Text(v) => Column::Text(rows.iter().map(|&i| v[i].clone()).collect()),
-            })
-            .collect();
+        let columns = self.columns.iter().map(|c| c.take(rows)).collect();
         Table { names: self.names.clone(), columns, unusable: self.unusable.clone() }
     }
 }
