@@ -229,7 +229,7 @@ pub fn evaluate(
                     Done::Gap(crate::gap_closing::fit_gap_closing(study, pupils, &matched, o, s, v, &years))
                 }
                 Task::Sensitivity(o, v) => {
-                    Done::Sensitivity(crate::sensitivity::variant_row(plan, schools, pupils, &matched, o, None, *v))
+                    Done::Sensitivity(crate::sensitivity::variant_row(plan, schools, pupils, &matched, o, *v))
                 }
             };
             progress(Progress::Advanced);
@@ -265,15 +265,7 @@ pub fn evaluate(
         .collect();
     let sensitivity = match (primary.filter(|_| study.model.sensitivity), primary.and_then(|p| all_pupils(&p.name))) {
         (Some(p), Some(main)) => {
-            let inference = crate::sensitivity::variant_row(
-                plan,
-                schools,
-                pupils,
-                &matched,
-                p,
-                Some(main),
-                crate::sensitivity::Variant::Inference,
-            );
+            let inference = crate::sensitivity::inference_row(plan, pupils, &matched, p, main);
             Some(crate::sensitivity::assemble(main, std::iter::once(inference).chain(refits).collect()))
         }
         _ => None,

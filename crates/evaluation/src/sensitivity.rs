@@ -113,18 +113,17 @@ impl SensitivityRow {
     }
 }
 
-/// The variants of the sensitivity table, in its order.
+/// The refitted variants of the sensitivity table, in its order (after the main analysis and the inference
+/// row, [`inference_row`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Variant {
-    Inference,
     Cohort,
     Slope,
     Pre2016,
     Caliper,
 }
 
-/// The variants that refit the model without needing the main analysis's result (every one but the
-/// inference variant, which reads the main analysis's model-based test), so they can run beside it.
+/// The refitted variants: none needs the main analysis's result, so they can run beside it.
 pub(crate) const REFITS: [Variant; 4] = [Variant::Cohort, Variant::Slope, Variant::Pre2016, Variant::Caliper];
 
 /// The last year before the 2016 change of the KS1 and KS2 assessments in England.
@@ -133,75 +132,87 @@ const LAST_OLD_REGIME: i64 = 2015;
 /// The caliper of the caliper variant, in SDs of the matching distance.
 const CALIPER: f64 = 0.2;
 
-/// The sensitivity table of `main` from its variants' rows (in [`Variant`]'s order): the main analysis's row
-/// first.
+/// The sensitivity table of `main` from its other rows (the inference row, then the refits in [`REFITS`]'
+/// order): the main analysis's row first.
 pub(crate) fn assemble(main: &OutcomeResult, variants: Vec<SensitivityRow>) -> Sensitivity {
     let mut rows = vec![SensitivityRow::from_result("Main analysis", "as reported above".into(), main)];
     rows.extend(variants);
     Sensitivity { outcome: main.name.clone(), rows }
 }
 
-/// One variant's row of the sensitivity analyses of `outcome` (all pupils). `main` is the main analysis's
-/// result, which the inference variant needs (and only it).
+/// The analysis of `outcome` (all pupils) refitted under `p` in the matched schools `m`, as a row.
+fn refit(
+    name: &str,
+    detail: String,
+    p: &Plan,
+    pupils: &Table,
+    m: &HashMap<String, MatchedSchool>,
+    outcome: &OutcomeSpec,
+) -> SensitivityRow {
+    match analyse(p, pupils, m, outcome, None) {
+        Ok(r) => SensitivityRow::from_result(name, detail, &r),
+        Err(e) => SensitivityRow::skipped(name, detail, e.to_string()),
+    }
+}
+
+/// The inference row of the sensitivity analyses of `main` (the all-pupils analysis of `outcome`): its
+/// model-based test beside the design-based one, or CR2 refitted when the main analysis is model-based.
+pub(crate) fn inference_row(
+    plan: &Plan,
+    pupils: &Table,
+    matched: &HashMap<String, MatchedSchool>,
+    outcome: &OutcomeSpec,
+    main: &OutcomeResult,
+) -> SensitivityRow {
+    let pooled = main.effects.iter().find(|e| e.year.is_pooled());
+    match pooled.and_then(|e| e.model_based.as_ref()) {
+        Some(m) => {
+            let mut row = SensitivityRow::from_result(
+                "Model-based SEs",
+                format!(
+                    "the {} model's own standard errors instead of the design-based ones",
+                    if main.family == Family::Binomial { "logistic (glmer)" } else { "mixed (lme4)" }
+                ),
+                main,
+            );
+            row.std_error = m.std_error;
+            row.ci_low = m.ci_low;
+            row.ci_high = m.ci_high;
+            row.p_value = m.p_value;
+            row.inference = if main.family == Family::Binomial { "Wald z" } else { "model" }.into();
+            row
+        }
+        None => {
+            let mut p = plan.clone();
+            p.study.inference.method = crate::study::InferenceMethod::Cr2;
+            let by = match plan.study.inference.cluster {
+                crate::study::ClusterBy::School => "school",
+                crate::study::ClusterBy::MatchedSet => "matched set",
+            };
+            refit(
+                "CR2 SEs",
+                format!("cluster-robust CR2 standard errors by {by} instead of the model's own"),
+                &p,
+                pupils,
+                matched,
+                outcome,
+            )
+        }
+    }
+}
+
+/// One refitted variant's row of the sensitivity analyses of `outcome` (all pupils).
 pub(crate) fn variant_row(
     plan: &Plan,
     schools: &Table,
     pupils: &Table,
     matched: &HashMap<String, MatchedSchool>,
     outcome: &OutcomeSpec,
-    main: Option<&OutcomeResult>,
     v: Variant,
 ) -> SensitivityRow {
     let study = &plan.study;
-    let refit = |name: &str, detail: String, p: &Plan, m: &HashMap<String, MatchedSchool>| match analyse(
-        p, pupils, m, outcome, None,
-    ) {
-        Ok(r) => SensitivityRow::from_result(name, detail, &r),
-        Err(e) => SensitivityRow::skipped(name, detail, e.to_string()),
-    };
     let mut p = plan.clone();
     match v {
-        Variant::Inference => {
-            let Some(main) = main else {
-                return SensitivityRow::skipped(
-                    "Model-based SEs",
-                    "the model's own standard errors".into(),
-                    "the main analysis was not fitted",
-                );
-            };
-            let pooled = main.effects.iter().find(|e| e.year.is_pooled());
-            match pooled.and_then(|e| e.model_based.as_ref()) {
-                Some(m) => {
-                    let mut row = SensitivityRow::from_result(
-                        "Model-based SEs",
-                        format!(
-                            "the {} model's own standard errors instead of the design-based ones",
-                            if main.family == Family::Binomial { "logistic (glmer)" } else { "mixed (lme4)" }
-                        ),
-                        main,
-                    );
-                    row.std_error = m.std_error;
-                    row.ci_low = m.ci_low;
-                    row.ci_high = m.ci_high;
-                    row.p_value = m.p_value;
-                    row.inference = if main.family == Family::Binomial { "Wald z" } else { "model" }.into();
-                    row
-                }
-                None => {
-                    p.study.inference.method = crate::study::InferenceMethod::Cr2;
-                    let by = match study.inference.cluster {
-                        crate::study::ClusterBy::School => "school",
-                        crate::study::ClusterBy::MatchedSet => "matched set",
-                    };
-                    refit(
-                        "CR2 SEs",
-                        format!("cluster-robust CR2 standard errors by {by} instead of the model's own"),
-                        &p,
-                        matched,
-                    )
-                }
-            }
-        }
         Variant::Cohort | Variant::Slope if study.model.formula.is_some() => SensitivityRow::skipped(
             if matches!(v, Variant::Cohort) { "Cohort term" } else { "Random slope" },
             "another random-effect structure".into(),
@@ -215,7 +226,7 @@ pub(crate) fn variant_row(
             } else {
                 ("With cohort term", "with a cohort (school × year) random intercept")
             };
-            refit(name, detail.into(), &p, matched)
+            refit(name, detail.into(), &p, pupils, matched, outcome)
         }
         Variant::Slope => {
             let has = study.model.random_slope_year;
@@ -225,7 +236,7 @@ pub(crate) fn variant_row(
             } else {
                 ("Random slope on year", "with a random slope on year per school")
             };
-            refit(name, detail.into(), &p, matched)
+            refit(name, detail.into(), &p, pupils, matched, outcome)
         }
         Variant::Pre2016 => {
             let y = &study.years;
@@ -243,7 +254,7 @@ pub(crate) fn variant_row(
             } else {
                 "the programme years before the 2016 assessment change only".to_string()
             };
-            refit(name, detail, &p, matched)
+            refit(name, detail, &p, pupils, matched, outcome)
         }
         Variant::Caliper => {
             let name = "Caliper 0.2 SD";
@@ -261,7 +272,7 @@ pub(crate) fn variant_row(
                         dropped,
                         if dropped == 1 { "" } else { "s" }
                     );
-                    refit(name, detail, &p, &matched_schools(&m))
+                    refit(name, detail, &p, pupils, &matched_schools(&m), outcome)
                 }
                 Err(e) => SensitivityRow::skipped(name, detail, format!("matching failed: {e}")),
             }

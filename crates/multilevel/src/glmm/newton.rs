@@ -141,13 +141,15 @@ pub(super) fn newton_stage<L: Laplace>(
     let k = par.len();
     let starts = |modes: &L::Modes| pr.start_of(modes);
     let point = |x: &[f64], start: &L::Start| pr.point(x, start);
+    // The gradient at a point near one whose modes gave `start`, PIRLS from `start` (or from the hint of a
+    // central difference's first point), with the hint for its mirror image.
+    let grad_near = |start: &L::Start, y: &[f64], hint: Option<&Option<L::Start>>| {
+        let (_, modes) = pr.point(y, hint.and_then(Option::as_ref).unwrap_or(start));
+        let mirrored = if hint.is_none() { pr.mirror(start, &pr.start_of(&modes)) } else { None };
+        (pr.gradient(y, &modes), mirrored)
+    };
     let hessian_at = |x: &[f64], start: &L::Start| -> Option<(Vec<f64>, Vec<f64>)> {
-        let grad = |y: &[f64], hint: Option<&Option<L::Start>>| {
-            let (_, modes) = pr.point(y, hint.and_then(Option::as_ref).unwrap_or(start));
-            let mirrored = if hint.is_none() { pr.mirror(start, &pr.start_of(&modes)) } else { None };
-            (pr.gradient(y, &modes), mirrored)
-        };
-        let h = fd_jacobian(&grad, x, FD_STEP);
+        let h = fd_jacobian(&|y: &[f64], hint: Option<&Option<L::Start>>| grad_near(start, y, hint), x, FD_STEP);
         let mut l = h.clone();
         (h.iter().all(|v| v.is_finite()) && cholesky(&mut l, k)).then_some((h, l))
     };
@@ -161,11 +163,7 @@ pub(super) fn newton_stage<L: Laplace>(
         }
         let nth = k - p;
         let start = starts(modes);
-        let grad = |y: &[f64], hint: Option<&Option<L::Start>>| {
-            let (_, modes) = pr.point(y, hint.and_then(Option::as_ref).unwrap_or(&start));
-            let mirrored = if hint.is_none() { pr.mirror(&start, &pr.start_of(&modes)) } else { None };
-            (pr.gradient(y, &modes), mirrored)
-        };
+        let grad = |y: &[f64], hint: Option<&Option<L::Start>>| grad_near(&start, y, hint);
         let cols = fd_columns(&grad, x, FD_STEP, nth);
         let mut h = vec![0.0; k * k];
         for i in 0..k {
