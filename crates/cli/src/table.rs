@@ -594,7 +594,7 @@ pub fn require_binary(table: &Table, column: &str, source: &Path) -> Result<Vec<
 }
 
 /// The id column `column` of `table` (read from `source`): every value present and unique.
-pub fn require_unique_ids(table: &Table, column: &str, source: &Path) -> Result<Vec<String>> {
+pub fn require_unique_ids(table: &Table, column: &str, source: &Path) -> Result<Vec<std::sync::Arc<str>>> {
     table.unique_ids(column).map_err(|e| InputError::new(format!("{}: {e}", source.display())).into())
 }
 
@@ -808,6 +808,11 @@ impl Outputs {
 
 #[cfg(test)]
 mod tests {
+    /// Ids as plain text, for comparisons.
+    fn strs(ids: &[std::sync::Arc<str>]) -> Vec<&str> {
+        ids.iter().map(|s| &**s).collect()
+    }
+
     use super::*;
 
     fn csv(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -998,11 +1003,11 @@ mod tests {
             "id,big,x\n9007199254740993,12345678901234567891,1\n9007199254740995,12345678901234567892,2\n",
         );
         let (t, _) = load_table_with_warnings(&p).unwrap();
-        assert_eq!(t.unique_ids("id").unwrap(), ["9007199254740993", "9007199254740995"]);
-        assert_eq!(t.unique_ids("big").unwrap(), ["12345678901234567891", "12345678901234567892"]);
+        assert_eq!(strs(&t.unique_ids("id").unwrap()), ["9007199254740993", "9007199254740995"]);
+        assert_eq!(strs(&t.unique_ids("big").unwrap()), ["12345678901234567891", "12345678901234567892"]);
         assert_eq!(t.numeric("x").unwrap(), [1.0, 2.0]);
         let q = csv(dir.path(), "q.csv", "id\n\"9007199254740993\"\n\"9007199254740995\"\n");
-        assert_eq!(load_table(&q).unwrap().unique_ids("id").unwrap(), ["9007199254740993", "9007199254740995"]);
+        assert_eq!(strs(&load_table(&q).unwrap().unique_ids("id").unwrap()), ["9007199254740993", "9007199254740995"]);
         // A float column with one large whole number stays numeric.
         let r = csv(dir.path(), "r.csv", "x\n1.5\n10000000000000000\n");
         assert_eq!(load_table(&r).unwrap().numeric("x").unwrap(), [1.5, 1e16]);

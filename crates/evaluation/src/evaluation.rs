@@ -305,15 +305,14 @@ enum Done {
 /// The matched schools of a matching result (weight above 0) with their group, weight and matched set
 /// (numbered in the order of the result's matched sets).
 pub(crate) fn matched_schools(matching: &MatchResult) -> HashMap<String, MatchedSchool> {
-    let sets: HashMap<&str, u32> =
-        matching.matches.iter().enumerate().map(|(k, s)| (s.treated.as_str(), k as u32)).collect();
+    let sets: HashMap<&str, u32> = matching.matches.iter().enumerate().map(|(k, s)| (&*s.treated, k as u32)).collect();
     matching
         .units
         .iter()
         .filter(|u| u.weight > 0.0)
         .map(|u| {
             let set = u.subclass.as_deref().and_then(|s| sets.get(s).copied());
-            (u.id.clone(), MatchedSchool { treated: u.treated, weight: u.weight, set })
+            (u.id.to_string(), MatchedSchool { treated: u.treated, weight: u.weight, set })
         })
         .collect()
 }

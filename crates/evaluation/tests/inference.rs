@@ -260,7 +260,7 @@ filter = { fsm = 1 }
 
     // Missing data by year and group, against a direct count in the matched schools.
     let weight: HashMap<String, f64> =
-        ev.matching.units.iter().filter(|u| u.weight > 0.0).map(|u| (u.id.clone(), u.weight)).collect();
+        ev.matching.units.iter().filter(|u| u.weight > 0.0).map(|u| (u.id.to_string(), u.weight)).collect();
     let ks2 = &ev.outcomes.iter().find(|o| o.name == "KS2 maths" && o.subgroup.is_none()).unwrap().counts;
     let (fsm, prior) = (num(&injected, "fsm"), num(&injected, "prior"));
     for c in &ks2.by_year {

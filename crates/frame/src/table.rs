@@ -2,6 +2,8 @@
 //!
 //! Numeric columns hold `f64` with `NaN` for a missing value; text columns hold `Option<String>`.
 
+use std::sync::Arc;
+
 use thiserror::Error;
 
 /// One column of a [`Table`].
@@ -333,19 +335,28 @@ impl Table {
             .collect()
     }
 
-    /// The named column as ids: every value present and unique, returned as text.
-    pub fn unique_ids(&self, name: &str) -> Result<Vec<String>, TableError> {
+    /// The named column as ids: every value present and unique, returned as shared text (results that name
+    /// a unit several times, such as a matching's units and matched sets, hold one copy of each id).
+    pub fn unique_ids(&self, name: &str) -> Result<Vec<Arc<str>>, TableError> {
         let col = self.column(name)?;
-        let ids: Vec<String> = (0..col.len())
-            .map(|i| col.text_at(i).ok_or_else(|| TableError::MissingId { name: name.to_string(), row: i + 1 }))
-            .collect::<Result<_, _>>()?;
+        let missing = |i: usize| TableError::MissingId { name: name.to_string(), row: i + 1 };
+        let ids: Vec<Arc<str>> = match col {
+            Column::Text(v) => v
+                .iter()
+                .enumerate()
+                .map(|(i, t)| t.as_deref().map(Arc::<str>::from).ok_or_else(|| missing(i)))
+                .collect::<Result<_, _>>()?,
+            Column::Numeric(_) => (0..col.len())
+                .map(|i| col.text_at(i).map(Arc::<str>::from).ok_or_else(|| missing(i)))
+                .collect::<Result<_, _>>()?,
+        };
         // The first repeat in row order is reported, with the row of its first occurrence.
         let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(ids.len());
-        let repeat = ids.iter().enumerate().find_map(|(i, id)| seen.insert(id, i).map(|first| (first, i)));
+        let repeat = ids.iter().enumerate().find_map(|(i, id)| seen.insert(&**id, i).map(|first| (first, i)));
         match repeat {
             Some((first, i)) => Err(TableError::DuplicateId {
                 name: name.to_string(),
-                id: ids[i].clone(),
+                id: ids[i].to_string(),
                 first: first + 1,
                 second: i + 1,
             }),
@@ -392,6 +403,11 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    /// Ids as plain text, for comparisons.
+    fn strs(ids: &[std::sync::Arc<str>]) -> Vec<&str> {
+        ids.iter().map(|s| &**s).collect()
+    }
+
     use super::*;
 
     #[test]
@@ -434,6 +450,6 @@ mod tests {
         assert_eq!(e.to_string(), "column `gap` cannot be used: its name appears twice in the header");
         assert!(!ok.has("gap") && ok.names() == ["lead", "id"]);
         assert_eq!(ok.binary("lead").unwrap(), [false, true]);
-        assert_eq!(ok.unique_ids("id").unwrap(), ["a", "b"]);
+        assert_eq!(strs(&ok.unique_ids("id").unwrap()), ["a", "b"]);
     }
 }

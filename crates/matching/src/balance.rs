@@ -178,68 +178,129 @@ pub fn balance_with(
     weights: Option<&[f64]>,
     options: &BalanceOptions<'_>,
 ) -> Result<BalanceTable, BalanceError> {
+    check_inputs(covariates, names, treat)?;
+    let w = Weighting::new(treat, weights, options)?;
+    let rows = (0..covariates.ncols())
+        .into_par_iter()
+        .map(|j| {
+            let x: Vec<f64> = covariates.column(j).to_vec();
+            bal1var(&names[j], &x, treat, &w, None)
+        })
+        .collect();
+    Ok(w.table(rows, treat, options))
+}
+
+/// Balance before matching (weights 1, as [`balance_with`] with no weights and no discarded units) and after
+/// (`weights`, with `options` as given), computed together: each covariate is sorted once for both tables'
+/// eCDF statistics. The tables equal those of the two separate calls.
+pub fn balance_before_after(
+    covariates: ArrayView2<f64>,
+    names: &[String],
+    treat: &[bool],
+    weights: &[f64],
+    options: &BalanceOptions<'_>,
+) -> Result<(BalanceTable, BalanceTable), BalanceError> {
+    check_inputs(covariates, names, treat)?;
+    let before_options = BalanceOptions { discarded: None, ..*options };
+    let before = Weighting::new(treat, None, &before_options)?;
+    let after = Weighting::new(treat, Some(weights), options)?;
+    let (rows_before, rows_after): (Vec<BalanceRow>, Vec<BalanceRow>) = (0..covariates.ncols())
+        .into_par_iter()
+        .map(|j| {
+            let x: Vec<f64> = covariates.column(j).to_vec();
+            let ord = (!is_binary(&x)).then(|| order(&x));
+            (
+                bal1var(&names[j], &x, treat, &before, ord.as_deref()),
+                bal1var(&names[j], &x, treat, &after, ord.as_deref()),
+            )
+        })
+        .unzip();
+    Ok((before.table(rows_before, treat, &before_options), after.table(rows_after, treat, options)))
+}
+
+/// The checks on the covariates and their names that do not depend on the weights.
+fn check_inputs(covariates: ArrayView2<f64>, names: &[String], treat: &[bool]) -> Result<(), BalanceError> {
     let (n, k) = covariates.dim();
-    let len =
-        |what, found| if found == n { Ok(()) } else { Err(BalanceError::LengthMismatch { what, expected: n, found }) };
-    len("treat", treat.len())?;
+    if treat.len() != n {
+        return Err(BalanceError::LengthMismatch { what: "treat", expected: n, found: treat.len() });
+    }
     if names.len() != k {
         return Err(BalanceError::LengthMismatch { what: "names", expected: k, found: names.len() });
-    }
-    let check = |w: &[f64], sampling: bool| match w.iter().enumerate().find(|(_, v)| !v.is_finite() || **v < 0.0) {
-        Some((row, &value)) => Err(BalanceError::InvalidWeight { sampling, row, value }),
-        None => Ok(()),
-    };
-    if let Some(w) = weights {
-        len("weights", w.len())?;
-        check(w, false)?;
-    }
-    if let Some(w) = options.sampling_weights {
-        len("sampling weights", w.len())?;
-        check(w, true)?;
-    }
-    if let Some(d) = options.discarded {
-        len("discarded", d.len())?;
     }
     for (j, c) in covariates.columns().into_iter().enumerate() {
         if let Some((row, &value)) = c.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(BalanceError::NonFiniteCovariate { term: names[j].clone(), row, value });
         }
     }
-    let sw: Vec<f64> = options.sampling_weights.map_or_else(|| vec![1.0; n], <[f64]>::to_vec);
-    let ww: Vec<f64> = match weights {
-        Some(w) => w.iter().zip(&sw).map(|(a, b)| a * b).collect(),
-        None => sw.clone(),
-    };
-    for g in [true, false] {
-        if !(0..n).any(|i| treat[i] == g && ww[i] > 0.0) {
-            return Err(BalanceError::EmptyGroup { treated: g });
+    Ok(())
+}
+
+/// The weights of one balance table: `ww` = matching × sampling weights (the means, variance ratios and
+/// eCDFs), `sw` = sampling weights (the standardizing SD).
+struct Weighting {
+    ww: Vec<f64>,
+    sw: Vec<f64>,
+    denom: SdDenominator,
+    weighted: bool,
+}
+
+impl Weighting {
+    /// The weights after their checks (lengths, finite and non-negative, each group with a positive weight).
+    fn new(treat: &[bool], weights: Option<&[f64]>, options: &BalanceOptions<'_>) -> Result<Weighting, BalanceError> {
+        let n = treat.len();
+        let len = |what, found| {
+            if found == n { Ok(()) } else { Err(BalanceError::LengthMismatch { what, expected: n, found }) }
+        };
+        let check = |w: &[f64], sampling: bool| match w.iter().enumerate().find(|(_, v)| !v.is_finite() || **v < 0.0) {
+            Some((row, &value)) => Err(BalanceError::InvalidWeight { sampling, row, value }),
+            None => Ok(()),
+        };
+        if let Some(w) = weights {
+            len("weights", w.len())?;
+            check(w, false)?;
+        }
+        if let Some(w) = options.sampling_weights {
+            len("sampling weights", w.len())?;
+            check(w, true)?;
+        }
+        if let Some(d) = options.discarded {
+            len("discarded", d.len())?;
+        }
+        let sw: Vec<f64> = options.sampling_weights.map_or_else(|| vec![1.0; n], <[f64]>::to_vec);
+        let ww: Vec<f64> = match weights {
+            Some(w) => w.iter().zip(&sw).map(|(a, b)| a * b).collect(),
+            None => sw.clone(),
+        };
+        for g in [true, false] {
+            if !(0..n).any(|i| treat[i] == g && ww[i] > 0.0) {
+                return Err(BalanceError::EmptyGroup { treated: g });
+            }
+        }
+        Ok(Weighting { ww, sw, denom: options.sd_denominator, weighted: weights.is_some() })
+    }
+
+    /// The table of `rows` with the groups' sizes.
+    fn table(&self, rows: Vec<BalanceRow>, treat: &[bool], options: &BalanceOptions<'_>) -> BalanceTable {
+        let (ww, sw) = (&self.ww, &self.sw);
+        let group = |g: bool| {
+            let idx = || (0..treat.len()).filter(move |&i| treat[i] == g);
+            let disc = |i: usize| options.discarded.is_some_and(|d| d[i]);
+            GroupSizes {
+                all_ess: ess(idx().map(|i| sw[i])),
+                all: idx().count(),
+                matched_ess: ess(idx().map(|i| ww[i])),
+                matched: idx().filter(|&i| ww[i] > 0.0).count(),
+                unmatched: idx().filter(|&i| ww[i] == 0.0 && !disc(i)).count(),
+                discarded: idx().filter(|&i| disc(i)).count(),
+            }
+        };
+        BalanceTable {
+            rows,
+            sd_denominator: self.denom,
+            weighted: self.weighted,
+            n: SampleSizes { control: group(false), treated: group(true) },
         }
     }
-    let rows = (0..k)
-        .into_par_iter()
-        .map(|j| {
-            let x: Vec<f64> = covariates.column(j).to_vec();
-            bal1var(&names[j], &x, treat, &ww, &sw, options.sd_denominator)
-        })
-        .collect();
-    let group = |g: bool| {
-        let idx = || (0..n).filter(move |&i| treat[i] == g);
-        let disc = |i: usize| options.discarded.is_some_and(|d| d[i]);
-        GroupSizes {
-            all_ess: ess(idx().map(|i| sw[i])),
-            all: idx().count(),
-            matched_ess: ess(idx().map(|i| ww[i])),
-            matched: idx().filter(|&i| ww[i] > 0.0).count(),
-            unmatched: idx().filter(|&i| ww[i] == 0.0 && !disc(i)).count(),
-            discarded: idx().filter(|&i| disc(i)).count(),
-        }
-    };
-    Ok(BalanceTable {
-        rows,
-        sd_denominator: options.sd_denominator,
-        weighted: weights.is_some(),
-        n: SampleSizes { control: group(false), treated: group(true) },
-    })
 }
 
 /// Effective sample size `(Σw)²/Σw²`.
@@ -303,8 +364,15 @@ fn pooled_sd_proportional(x: &[f64], treat: &[bool], w: &[f64], binary: bool) ->
     var.sqrt()
 }
 
-fn bal1var(term: &str, x: &[f64], treat: &[bool], ww: &[f64], sw: &[f64], denom: SdDenominator) -> BalanceRow {
-    let binary = x.iter().all(|&v| v == 0.0 || v == 1.0);
+/// Whether every value is 0 or 1.
+fn is_binary(x: &[f64]) -> bool {
+    x.iter().all(|&v| v == 0.0 || v == 1.0)
+}
+
+/// One covariate's row; `ord` is `x`'s [`order`] when already known.
+fn bal1var(term: &str, x: &[f64], treat: &[bool], w: &Weighting, ord: Option<&[usize]>) -> BalanceRow {
+    let (ww, sw, denom) = (&w.ww[..], &w.sw[..], w.denom);
+    let binary = is_binary(x);
     let i1: Vec<usize> = (0..x.len()).filter(|&i| treat[i]).collect();
     let i0: Vec<usize> = (0..x.len()).filter(|&i| !treat[i]).collect();
     let nonzero = |idx: &[usize]| idx.iter().filter(|&&i| ww[i] != 0.0).count();
@@ -335,19 +403,30 @@ fn bal1var(term: &str, x: &[f64], treat: &[bool], ww: &[f64], sw: &[f64], denom:
         (None, f64::NAN, f64::NAN)
     } else {
         let vr = wvar(x, ww, &i1, false) / wvar(x, ww, &i0, false);
-        let (m, mx) = ecdf_diff(x, treat, ww);
+        let (m, mx) = match ord {
+            Some(ord) => ecdf_diff(x, treat, ww, ord),
+            None => ecdf_diff(x, treat, ww, &order(x)),
+        };
         (Some(vr).filter(|v| v.is_finite()), m, mx)
     };
     BalanceRow { term: term.to_string(), mean_treated, mean_control, smd, var_ratio, ecdf_mean, ecdf_max, binary }
 }
 
-/// MatchIt's `qqsum(standardize = TRUE)`: mean and max of |F₁ − F₀| over the distinct values of `x`.
-fn ecdf_diff(x: &[f64], treat: &[bool], w: &[f64]) -> (f64, f64) {
+/// R's `order(x)` for finite values: ascending, ties in their original order.
+fn order(x: &[f64]) -> Vec<usize> {
+    // Sorting (value, row) pairs by both keeps the values next to each other in memory (an index sort would
+    // fetch `x` at random for every comparison) and gives the same permutation as a stable sort by value;
+    // `+ 0.0` makes −0 and 0 one value, as they compare equal.
+    let mut keyed: Vec<(f64, usize)> = x.iter().map(|&v| v + 0.0).zip(0..).collect();
+    keyed.sort_unstable_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// MatchIt's `qqsum(standardize = TRUE)`: mean and max of |F₁ − F₀| over the distinct values of `x`, given
+/// `ord = order(x)`.
+fn ecdf_diff(x: &[f64], treat: &[bool], w: &[f64], ord: &[usize]) -> (f64, f64) {
     let tot = |g: bool| ksum((0..x.len()).filter(|&i| treat[i] == g).map(|i| w[i]));
     let (t1, t0) = (tot(true), tot(false));
-    let mut ord: Vec<usize> = (0..x.len()).collect();
-    // Stable, like R's order(): ties keep their original order.
-    ord.sort_by(|&a, &b| x[a].partial_cmp(&x[b]).expect("finite"));
     let first = treat[ord[0]];
     let mut acc = (0.0, 0.0);
     let (mut sum, mut count, mut max) = ((0.0, 0.0), 0usize, 0.0_f64);
@@ -363,4 +442,24 @@ fn ecdf_diff(x: &[f64], treat: &[bool], w: &[f64]) -> (f64, f64) {
         }
     }
     ((sum.0 + sum.1) / count as f64, max)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::order;
+
+    /// `order` is R's `order()`: a stable sort by value, in which −0 and 0 are one value.
+    #[test]
+    fn order_is_a_stable_sort_by_value() {
+        let x: Vec<f64> = (0..500)
+            .map(|i: usize| match i % 6 {
+                0 => -0.0,
+                1 => 0.0,
+                _ => ((i * 37) % 11) as f64 - 5.0,
+            })
+            .collect();
+        let mut stable: Vec<usize> = (0..x.len()).collect();
+        stable.sort_by(|&a, &b| x[a].partial_cmp(&x[b]).unwrap());
+        assert_eq!(order(&x), stable);
+    }
 }

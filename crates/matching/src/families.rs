@@ -193,7 +193,7 @@ pub fn families(
         let col = table.numeric(v)?;
         for i in 0..n {
             if !col[i].is_finite() {
-                return Err(FamilyError::Missing { variable: v.clone(), id: ids[i].clone(), row: i + 1 });
+                return Err(FamilyError::Missing { variable: v.clone(), id: ids[i].to_string(), row: i + 1 });
             }
             x[[i, j]] = col[i];
         }
@@ -259,7 +259,7 @@ pub fn families(
             let members: Vec<Member> = found
                 .iter()
                 .enumerate()
-                .map(|(r, &(d2, j))| Member { id: ids[j].clone(), rank: r + 1, distance: d2.sqrt() })
+                .map(|(r, &(d2, j))| Member { id: ids[j].to_string(), rank: r + 1, distance: d2.sqrt() })
                 .collect();
             let m = found.len() as f64;
             let mean: Vec<f64> =
@@ -275,7 +275,7 @@ pub fn families(
                 .collect();
             let mean_distance = members.iter().map(|mb| mb.distance).sum::<f64>() / m;
             Family {
-                id: ids[i].clone(),
+                id: ids[i].to_string(),
                 group: groups[i].clone(),
                 members,
                 mean,
@@ -568,7 +568,7 @@ mod tests {
                 let mut others: Vec<usize> = (0..n).filter(|&j| j != i && group(j) == group(i)).collect();
                 others
                     .sort_by(|&a, &b| dist2(&pts, d, i, a).total_cmp(&dist2(&pts, d, i, b)).then(ids[a].cmp(&ids[b])));
-                others.into_iter().take(k).map(|j| ids[j].clone()).collect()
+                others.into_iter().take(k).map(|j| ids[j].to_string()).collect()
             })
             .collect()
     }
@@ -624,7 +624,7 @@ mod tests {
         let fam = &f.families[17];
         assert!((fam.propensity.unwrap() - fit.fitted[17]).abs() < 1e-12);
         for m in &fam.members {
-            let j = ids.iter().position(|i| *i == m.id).unwrap();
+            let j = ids.iter().position(|i| **i == *m.id).unwrap();
             assert!((m.distance - (lp[17] - lp[j]).abs() / sd).abs() < 1e-9, "{m:?}");
         }
         assert_eq!(f.propensity.len(), 3);
@@ -691,7 +691,7 @@ mod tests {
         let ids = t.unique_ids("id").unwrap();
         let a = t.numeric("a").unwrap();
         let fam = &f.families[10];
-        let vals: Vec<f64> = fam.members.iter().map(|m| a[ids.iter().position(|i| *i == m.id).unwrap()]).collect();
+        let vals: Vec<f64> = fam.members.iter().map(|m| a[ids.iter().position(|i| **i == *m.id).unwrap()]).collect();
         let mean = vals.iter().sum::<f64>() / 4.0;
         let sd = (vals.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 3.0).sqrt();
         assert!((fam.mean[0] - mean).abs() < 1e-12 && (fam.sd[0] - sd).abs() < 1e-12);

@@ -58,6 +58,6 @@ mod validate;
 
 pub use error::{MatchError, MethodError, SpecField};
 pub use nearest::Order;
-pub use result::{BalancePair, MatchResult, MatchSampleSizes, MatchedSetIds, PropensitySummary, Unit};
+pub use result::{BalancePair, Id, MatchResult, MatchSampleSizes, MatchedSetIds, PropensitySummary, Unit};
 pub use run::match_units;
 pub use spec::{CommonSupport, DistanceLink, MatchSpec, Method};

@@ -4,10 +4,16 @@
 //! Serialized field names and their order are part of the results file format: `n`, `propensity`,
 //! `distance_label`, `matches`, `unmatched_treated`, `balance`, `notes`, then `units`.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::balance::{self, BalanceRow};
 use crate::propensity::{Link, PropensityFit};
+
+/// A unit's id as the result holds it: shared, so that the units, their matched sets and the sets' lists name
+/// a unit without a copy of its id each (a national table has hundreds of thousands). Serialized as a string.
+pub type Id = Arc<str>;
 
 /// Everything a matching run produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,7 +28,7 @@ pub struct MatchResult {
     /// Matched sets, in the treated units' input order.
     pub matches: Vec<MatchedSetIds>,
     /// Treated units not discarded but left without a match, by id.
-    pub unmatched_treated: Vec<String>,
+    pub unmatched_treated: Vec<Id>,
     /// Balance before and after, the distance first.
     pub balance: BalancePair,
     /// Diagnostics worth a reader's attention.
@@ -89,7 +95,7 @@ pub struct BalancePair {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Unit {
     /// The unit's id.
-    pub id: String,
+    pub id: Id,
     /// Treated.
     pub treated: bool,
     /// Matching distance.
@@ -97,7 +103,7 @@ pub struct Unit {
     /// Matching weight (0 = not matched).
     pub weight: f64,
     /// Matched set: the treated unit's id (without replacement; `None` with replacement or unmatched).
-    pub subclass: Option<String>,
+    pub subclass: Option<Id>,
     /// Discarded for lack of common support.
     pub discarded: bool,
 }
@@ -106,9 +112,9 @@ pub struct Unit {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatchedSetIds {
     /// Treated unit's id.
-    pub treated: String,
+    pub treated: Id,
     /// Control ids (in MatchIt's match-matrix order).
-    pub controls: Vec<String>,
+    pub controls: Vec<Id>,
 }
 
 /// The propensity model of a run.

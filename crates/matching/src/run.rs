@@ -6,13 +6,13 @@ use ndarray::Array2;
 use psmeval_frame::design::{complete_rows, group_codes};
 use psmeval_frame::{FrameError, Table, build_model_frame, covariate_matrix};
 
-use crate::balance::{BalanceOptions, balance, balance_with};
+use crate::balance::{BalanceOptions, balance_before_after};
 use crate::error::{MatchError, MethodError, SpecField};
 use crate::matches::{Matches, Problem};
 use crate::nearest::{Caliper, NearestOptions, nearest};
 use crate::optimal::{OptimalOptions, optimal};
 use crate::propensity::fit_binomial_glm;
-use crate::result::{BalancePair, MatchResult, MatchSampleSizes, MatchedSetIds, PropensitySummary, Unit};
+use crate::result::{BalancePair, Id, MatchResult, MatchSampleSizes, MatchedSetIds, PropensitySummary, Unit};
 use crate::spec::{MatchSpec, Method};
 use crate::validate;
 
@@ -31,8 +31,13 @@ use crate::validate;
 /// 5. balance ([`crate::balance`]) on the formula's covariates with every factor level, the distance first
 ///    (named `distance`, as MatchIt), before (weights 1) and after matching;
 /// 6. sample sizes and effective sample sizes from the balance table, the units, and notes.
-pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[String]) -> Result<MatchResult, MatchError> {
-    let formula = validate::spec(spec, table, treat, ids)?;
+pub fn match_units<I: Clone + Into<Id>>(
+    spec: &MatchSpec,
+    table: &Table,
+    treat: &[bool],
+    ids: &[I],
+) -> Result<MatchResult, MatchError> {
+    let formula = validate::spec(spec, table, treat, ids.len())?;
     let data = |error: FrameError| MatchError::Data { error };
     let mut used = formula.columns();
     used.extend(spec.exact.iter().cloned());
@@ -58,7 +63,8 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
         &owned
     };
     let treat: Vec<bool> = rows.iter().map(|&i| treat[i]).collect();
-    let ids: Vec<&str> = rows.iter().map(|&i| ids[i].as_str()).collect();
+    // Shared ids ([`Id`]): the units, their sets and the sets' lists hold the same one.
+    let ids: Vec<Id> = rows.iter().map(|&i| ids[i].clone().into()).collect();
     let all: Vec<usize> = (0..sub.n_rows()).collect();
 
     let (distance, propensity, distance_label) = match &spec.distance_column {
@@ -118,17 +124,17 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
     }
     names.insert(0, "distance".into());
     let bal = |error| MatchError::Balance { error };
-    let before = balance(x.view(), &names, &treat, None).map_err(bal)?;
     let after_options = BalanceOptions { discarded: Some(&matches.discarded), ..BalanceOptions::default() };
-    let after = balance_with(x.view(), &names, &treat, Some(&matches.weights), &after_options).map_err(bal)?;
+    let (before, after) =
+        balance_before_after(x.view(), &names, &treat, &matches.weights, &after_options).map_err(bal)?;
 
     let units = (0..treat.len())
         .map(|i| Unit {
-            id: ids[i].to_string(),
+            id: ids[i].clone(),
             treated: treat[i],
             distance: distance[i],
             weight: matches.weights[i],
-            subclass: matches.subclass[i].map(|s| ids[matches.sets[s].treated].to_string()),
+            subclass: matches.subclass[i].map(|s| ids[matches.sets[s].treated].clone()),
             discarded: matches.discarded[i],
         })
         .collect();
@@ -143,11 +149,11 @@ pub fn match_units(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[Strin
             .sets
             .iter()
             .map(|s| MatchedSetIds {
-                treated: ids[s.treated].to_string(),
-                controls: s.controls.iter().map(|&c| ids[c].to_string()).collect(),
+                treated: ids[s.treated].clone(),
+                controls: s.controls.iter().map(|&c| ids[c].clone()).collect(),
             })
             .collect(),
-        unmatched_treated: matches.unmatched_treated.iter().map(|&i| ids[i].to_string()).collect(),
+        unmatched_treated: matches.unmatched_treated.iter().map(|&i| ids[i].clone()).collect(),
         balance: BalancePair { before: before.rows, after: after.rows },
         notes,
         units,

@@ -20,10 +20,10 @@ impl MatchSpec {
 
 /// The checks of [`MatchSpec::validate`] plus one treatment indicator and one id per row; returns the
 /// parsed formula.
-pub(crate) fn spec(spec: &MatchSpec, table: &Table, treat: &[bool], ids: &[String]) -> Result<Formula, MatchError> {
+pub(crate) fn spec(spec: &MatchSpec, table: &Table, treat: &[bool], n_ids: usize) -> Result<Formula, MatchError> {
     let formula = options(spec, table)?;
     let rows = table.n_rows();
-    for (what, len) in [("treat", treat.len()), ("ids", ids.len())] {
+    for (what, len) in [("treat", treat.len()), ("ids", n_ids)] {
         if len != rows {
             return Err(MatchError::Length { what, len, rows });
         }

@@ -145,3 +145,41 @@ fn errors_name_what_is_wrong() {
     assert!(matches!(e, BalanceError::NonFiniteCovariate { ref term, row: 5, .. } if term == "b"), "{e}");
     assert!(e.to_string().contains("`b`") && e.to_string().contains("row 5"));
 }
+
+#[test]
+fn before_and_after_together_equal_the_separate_tables() {
+    use psmeval_matching::balance::balance_before_after;
+    // Ties, signed zeros, a binary column, zero matching weights, sampling weights and discarded units.
+    let n = 400;
+    let mut x = Array2::<f64>::zeros((n, 3));
+    let (mut t, mut w, mut sw, mut disc) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let u = ((i * 7919) % 997) as f64 / 997.0;
+        x[[i, 0]] = (u * 10.0).round() / 10.0 - 0.5;
+        x[[i, 1]] = if i % 5 == 0 {
+            -0.0
+        } else if i % 5 == 1 {
+            0.0
+        } else {
+            (u * 4.0).round()
+        };
+        x[[i, 2]] = f64::from(u8::from(u > 0.4));
+        t.push(i % 4 == 0);
+        w.push(if i % 3 == 0 { 0.0 } else { 1.0 + (i % 5) as f64 / 4.0 });
+        sw.push(0.5 + (i % 7) as f64 / 7.0);
+        disc.push(i % 11 == 0 && w[i] == 0.0);
+    }
+    let nm = names(&["x", "z", "b"]);
+    for denom in [SdDenominator::Treated, SdDenominator::Control, SdDenominator::Pooled] {
+        for sampling in [None, Some(&sw[..])] {
+            let opts = BalanceOptions { sd_denominator: denom, sampling_weights: sampling, discarded: Some(&disc) };
+            let (before, after) = balance_before_after(x.view(), &nm, &t, &w, &opts).unwrap();
+            let before_opts = BalanceOptions { discarded: None, ..opts };
+            assert_eq!(before, balance_with(x.view(), &nm, &t, None, &before_opts).unwrap());
+            assert_eq!(after, balance_with(x.view(), &nm, &t, Some(&w), &opts).unwrap());
+        }
+    }
+    // The checks of the separate calls apply.
+    let e = balance_before_after(x.view(), &nm, &t, &w[1..], &BalanceOptions::default()).unwrap_err();
+    assert!(matches!(e, BalanceError::LengthMismatch { what: "weights", .. }), "{e:?}");
+}

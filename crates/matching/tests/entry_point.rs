@@ -70,7 +70,7 @@ fn direct_fit(link: Link) -> PropensityFit {
 }
 
 fn sets_by_id(r: &MatchResult) -> Vec<(String, Vec<String>)> {
-    r.matches.iter().map(|s| (s.treated.clone(), s.controls.clone())).collect()
+    r.matches.iter().map(|s| (s.treated.to_string(), s.controls.iter().map(|c| c.to_string()).collect())).collect()
 }
 
 fn direct_sets(m: &psmeval_matching::matches::Matches, ids: &[String]) -> Vec<(String, Vec<String>)> {
@@ -83,7 +83,7 @@ fn check_sizes(r: &MatchResult, treat: &[bool]) {
     assert_eq!(n.all_treated, treat.iter().filter(|t| **t).count());
     assert_eq!(n.all_control, treat.len() - n.all_treated);
     assert_eq!(n.matched_treated, r.matches.len());
-    let mut controls: Vec<&String> = r.matches.iter().flat_map(|s| &s.controls).collect();
+    let mut controls: Vec<&psmeval_matching::Id> = r.matches.iter().flat_map(|s| &s.controls).collect();
     controls.sort();
     controls.dedup();
     assert_eq!(n.matched_control, controls.len());
@@ -206,7 +206,7 @@ fn distance_column_and_missing_values() {
     assert_eq!(r.distance_label, "Distance (`score`)");
     assert_eq!(r.notes, ["1 of 614 units have a missing value in a matching variable and were left out"]);
     assert_eq!(r.units.len(), 613);
-    assert!(r.units.iter().all(|u| u.id != d.ids[3]));
+    assert!(r.units.iter().all(|u| *u.id != *d.ids[3]));
     check_sizes(&r, &d.treat.iter().enumerate().filter(|(i, _)| *i != 3).map(|(_, t)| *t).collect::<Vec<_>>());
 }
 

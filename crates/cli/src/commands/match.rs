@@ -85,7 +85,7 @@ fn figure(fig: &impl plot::Figure, path: &std::path::Path) -> Result<Vec<u8>> {
 pub fn matched_frame(run: &MatchResult) -> Result<DataFrame> {
     let kept: Vec<&psmeval_matching::Unit> = run.units.iter().filter(|u| u.weight > 0.0).collect();
     Ok(DataFrame::new_infer_height(vec![
-        PlColumn::new("id".into(), kept.iter().map(|u| u.id.as_str()).collect::<Vec<_>>()),
+        PlColumn::new("id".into(), kept.iter().map(|u| &*u.id).collect::<Vec<_>>()),
         PlColumn::new("treated".into(), kept.iter().map(|u| i64::from(u.treated)).collect::<Vec<_>>()),
         PlColumn::new("distance".into(), kept.iter().map(|u| u.distance).collect::<Vec<_>>()),
         PlColumn::new("weight".into(), kept.iter().map(|u| u.weight).collect::<Vec<_>>()),
