@@ -195,8 +195,15 @@ fn fit_full_rank(
     let lower = pls.lower_bounds();
     let theta_initial = pls.theta_start();
     let mut theta = theta_initial.clone();
-    // A coarse-to-fine run from lme4's start, then a restart with a smaller radius to polish.
-    let schedule = Schedule { runs: &[(0.5, 1e-9), (1e-3, 1e-11)], max_fun_per_parameter: 20_000 };
+    // A coarse-to-fine run from lme4's start to a trust radius of 1e-9, and a restart with a smaller radius only
+    // when that run stopped short of convergence: after a converged run the restart moved the criterion by at
+    // most 6e-11 on every model measured (the national example's impact models, InstEval), at the cost of
+    // 30-40% more evaluations.
+    let schedule = Schedule {
+        runs: &[(0.5, 1e-9), (1e-3, 1e-11)],
+        max_fun_per_parameter: 20_000,
+        restart_after_convergence: false,
+    };
     let runs = minimize(|t| pls.objective(t, reml), &mut theta, &lower, schedule, OptParameters::Theta);
     let eval = pls
         .eval(&theta)

@@ -106,11 +106,13 @@ impl OptSummary {
 }
 
 /// A restart schedule: BOBYQA runs with these `(rho_begin, rho_end)`, each from the best point so far, with
-/// at most `max_fun_per_parameter` evaluations per parameter per run.
+/// at most `max_fun_per_parameter` evaluations per parameter per run; with `restart_after_convergence` false,
+/// a run after one that converged is not made (a restart then only rescues a run that stopped short).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Schedule<'a> {
     pub runs: &'a [(f64, f64)],
     pub max_fun_per_parameter: usize,
+    pub restart_after_convergence: bool,
 }
 
 /// Minimizes `f` from `x` (updated in place) with lower bounds `lower` (no upper bounds) by the runs of
@@ -128,6 +130,9 @@ pub(crate) fn minimize(
     let mut best = f64::INFINITY;
     let mut runs = Vec::with_capacity(schedule.runs.len());
     for &(rho_begin, rho_end) in schedule.runs {
+        if !schedule.restart_after_convergence && runs.last().is_some_and(|r: &OptRun| r.accepted && r.converged) {
+            break;
+        }
         let method = OptMethod::Bobyqa { rho_begin, rho_end };
         let mut cfg = Config::new(n);
         cfg.npt = if n == 1 { 3 } else { 2 * n + 1 };
@@ -168,4 +173,35 @@ pub(crate) fn minimize(
         });
     }
     runs
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A convex quadratic in two parameters with its minimum at (1, 2).
+    fn bowl(x: &[f64]) -> f64 {
+        (x[0] - 1.0).powi(2) + 3.0 * (x[1] - 2.0).powi(2) + 0.5 * (x[0] - 1.0) * (x[1] - 2.0)
+    }
+
+    /// Without `restart_after_convergence`, a converged run is not restarted, and a run stopped short (by its
+    /// evaluation budget) is.
+    #[test]
+    fn restart_only_rescues_a_run_stopped_short() {
+        let lower = [f64::NEG_INFINITY; 2];
+        let runs: &[(f64, f64)] = &[(0.5, 1e-9), (1e-3, 1e-11)];
+        let mut x = [0.0, 0.0];
+        let converged = Schedule { runs, max_fun_per_parameter: 20_000, restart_after_convergence: false };
+        let r = minimize(bowl, &mut x, &lower, converged, OptParameters::Theta);
+        assert_eq!(r.len(), 1);
+        assert!(r[0].converged);
+        assert!((x[0] - 1.0).abs() < 1e-7 && (x[1] - 2.0).abs() < 1e-7, "{x:?}");
+        let always = Schedule { restart_after_convergence: true, ..converged };
+        assert_eq!(minimize(bowl, &mut [0.0, 0.0], &lower, always, OptParameters::Theta).len(), 2);
+        // Four evaluations per parameter cannot converge: the restart runs.
+        let short = Schedule { max_fun_per_parameter: 4, ..converged };
+        let r = minimize(bowl, &mut [0.0, 0.0], &lower, short, OptParameters::Theta);
+        assert!(!r[0].converged);
+        assert_eq!(r.len(), 2);
+    }
 }

@@ -137,7 +137,11 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
         &mut theta,
         &th_lower,
         // Stage 1 only supplies a start for stage 2, so a coarse tolerance suffices.
-        Schedule { runs: &[(0.2, 1e-2)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER },
+        Schedule {
+            runs: &[(0.2, 1e-2)],
+            max_fun_per_parameter: MAX_FUN_PER_PARAMETER,
+            restart_after_convergence: true,
+        },
         OptParameters::Theta,
     );
     let (beta1, u1, _) = joint_pirls(&pr, &theta, &warm.0, &warm.1);
@@ -170,7 +174,11 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
         }
     }
     if h_newton.is_none() {
-        let schedule = Schedule { runs: &[(0.1, 1e-8), (1e-3, 1e-10)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER };
+        let schedule = Schedule {
+            runs: &[(0.1, 1e-8), (1e-3, 1e-10)],
+            max_fun_per_parameter: MAX_FUN_PER_PARAMETER,
+            restart_after_convergence: true,
+        };
         runs.extend(minimize(|x: &[f64]| eval(x, &mut u_warm), &mut par, &lower, schedule, OptParameters::ThetaBeta));
     }
     let (theta, beta) = (par[..nth].to_vec(), par[nth..].to_vec());

@@ -887,7 +887,11 @@ pub(super) fn fit_multi(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFi
         &mut theta,
         &th_lower,
         // Stage 1 only supplies a start for the Newton steps, so a coarse tolerance suffices.
-        Schedule { runs: &[(0.2, 1e-2)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER },
+        Schedule {
+            runs: &[(0.2, 1e-2)],
+            max_fun_per_parameter: MAX_FUN_PER_PARAMETER,
+            restart_after_convergence: true,
+        },
         OptParameters::Theta,
     );
     let (beta1, modes1, _) = pr.joint(&theta, &warm.0, &warm.1);
@@ -904,7 +908,11 @@ pub(super) fn fit_multi(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFi
         Err((why, evaluations)) => runs.push(newton_failed(why, evaluations)),
     }
     if h_newton.is_none() {
-        let schedule = Schedule { runs: &[(0.1, 1e-8), (1e-3, 1e-10)], max_fun_per_parameter: MAX_FUN_PER_PARAMETER };
+        let schedule = Schedule {
+            runs: &[(0.1, 1e-8), (1e-3, 1e-10)],
+            max_fun_per_parameter: MAX_FUN_PER_PARAMETER,
+            restart_after_convergence: true,
+        };
         runs.extend(minimize(
             |x: &[f64]| {
                 let modes = pr.modes(&x[..nth], &x[nth..], &u_warm);
