@@ -100,7 +100,7 @@ pub fn config(a: &crate::args::EvaluateArgs) -> SimConfig {
 
 /// Writes the example population under `dir/data/` (as `psmeval simulate` writes it, with `truth.json`) and
 /// the study file `dir/study.toml`, all or nothing.
-pub fn write_example(dir: &Path, cfg: &SimConfig, pop: &Population) -> Result<ExampleFiles> {
+pub fn write_example(dir: &Path, cfg: &SimConfig, pop: Population) -> Result<ExampleFiles> {
     let mut outputs = population_outputs(pop, &dir.join("data"), Format::Csv)?;
     let digest = |name: &str| outputs.bytes(&dir.join("data").join(name)).map(sha256_hex).unwrap_or_default();
     let (schools_sha256, pupils_sha256) = (digest("schools.csv"), digest("pupils.csv"));

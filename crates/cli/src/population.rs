@@ -4,60 +4,70 @@
 use std::path::Path;
 
 use anyhow::Result;
-use polars::prelude::{Column as PlColumn, DataFrame};
-use psmeval_synth::Population;
+use polars::prelude::{Column as PlColumn, DataFrame, NamedFromOwned, NumericNative, Series};
+use psmeval_synth::{Population, Pupils, Schools};
 
 use crate::table::{Format, Outputs, dataframe_bytes};
 
-/// The school table as a polars frame.
-pub fn schools_frame(pop: &Population) -> Result<DataFrame> {
-    let s = &pop.schools;
+/// A polars column that takes `values` over without a copy.
+fn owned<T: NumericNative>(name: &str, values: Vec<T>) -> PlColumn
+where
+    Series: NamedFromOwned<Vec<T>>,
+{
+    Series::from_vec(name.into(), values).into()
+}
+
+/// The school table as a polars frame (the columns moved, not copied).
+pub fn schools_frame(schools: Schools) -> Result<DataFrame> {
+    let s = schools;
     Ok(DataFrame::new_infer_height(vec![
-        PlColumn::new("school_id".into(), &s.school_id),
-        PlColumn::new("la".into(), &s.la),
-        PlColumn::new("region".into(), &s.region),
-        PlColumn::new("urban".into(), &s.urban),
-        PlColumn::new("n_pupils".into(), &s.n_pupils),
-        PlColumn::new("pct_fsm".into(), &s.pct_fsm),
-        PlColumn::new("pct_eal".into(), &s.pct_eal),
-        PlColumn::new("pct_sen".into(), &s.pct_sen),
-        PlColumn::new("idaci".into(), &s.idaci),
-        PlColumn::new("prior_attainment".into(), &s.prior_attainment),
-        PlColumn::new("ofsted".into(), &s.ofsted),
-        PlColumn::new("lead".into(), &s.lead),
+        owned("school_id", s.school_id),
+        owned("la", s.la),
+        owned("region", s.region),
+        owned("urban", s.urban),
+        owned("n_pupils", s.n_pupils),
+        owned("pct_fsm", s.pct_fsm),
+        owned("pct_eal", s.pct_eal),
+        owned("pct_sen", s.pct_sen),
+        owned("idaci", s.idaci),
+        owned("prior_attainment", s.prior_attainment),
+        owned("ofsted", s.ofsted),
+        owned("lead", s.lead),
     ])?)
 }
 
-/// The pupil table as a polars frame.
-pub fn pupils_frame(pop: &Population) -> Result<DataFrame> {
-    let p = &pop.pupils;
+/// The pupil table as a polars frame (the columns moved, not copied: the national one is 6 million rows).
+pub fn pupils_frame(pupils: Pupils) -> Result<DataFrame> {
+    let p = pupils;
     Ok(DataFrame::new_infer_height(vec![
-        PlColumn::new("pupil_id".into(), &p.pupil_id),
-        PlColumn::new("school_id".into(), &p.school_id),
-        PlColumn::new("year".into(), &p.year),
-        PlColumn::new("key_stage".into(), &p.key_stage),
-        PlColumn::new("female".into(), &p.female),
-        PlColumn::new("fsm".into(), &p.fsm),
-        PlColumn::new("eal".into(), &p.eal),
-        PlColumn::new("sen".into(), &p.sen),
-        PlColumn::new("prior".into(), &p.prior),
-        PlColumn::new("maths".into(), &p.maths),
-        PlColumn::new("expected".into(), &p.expected),
+        owned("pupil_id", p.pupil_id),
+        owned("school_id", p.school_id),
+        owned("year", p.year),
+        owned("key_stage", p.key_stage),
+        owned("female", p.female),
+        owned("fsm", p.fsm),
+        owned("eal", p.eal),
+        owned("sen", p.sen),
+        owned("prior", p.prior),
+        owned("maths", p.maths),
+        owned("expected", p.expected),
     ])?)
 }
 
 /// Writes `schools.<ext>`, `pupils.<ext>` and `truth.json` under `dir`.
-pub fn write_population(pop: &Population, dir: &Path, format: Format) -> Result<()> {
+pub fn write_population(pop: Population, dir: &Path, format: Format) -> Result<()> {
     population_outputs(pop, dir, format)?.commit()
 }
 
-/// `schools.<ext>`, `pupils.<ext>` and `truth.json` under `dir`, rendered and not yet written.
-pub fn population_outputs(pop: &Population, dir: &Path, format: Format) -> Result<Outputs> {
+/// `schools.<ext>`, `pupils.<ext>` and `truth.json` under `dir`, rendered and not yet written; the population
+/// is consumed, its columns handed to polars as they are.
+pub fn population_outputs(pop: Population, dir: &Path, format: Format) -> Result<Outputs> {
     let ext = format.extension();
     let mut outputs = Outputs::new();
-    outputs.add(dir.join(format!("schools.{ext}")), dataframe_bytes(&mut schools_frame(pop)?, format)?);
-    outputs.add(dir.join(format!("pupils.{ext}")), dataframe_bytes(&mut pupils_frame(pop)?, format)?);
-    outputs.add(dir.join("truth.json"), serde_json::to_string_pretty(&pop.truth)? + "\n");
+    let Population { schools, pupils, truth } = pop;
+    outputs.add(dir.join(format!("schools.{ext}")), dataframe_bytes(&mut schools_frame(schools)?, format)?);
+    outputs.add(dir.join(format!("pupils.{ext}")), dataframe_bytes(&mut pupils_frame(pupils)?, format)?);
+    outputs.add(dir.join("truth.json"), serde_json::to_string_pretty(&truth)? + "\n");
     Ok(outputs)
 }
 

@@ -808,11 +808,6 @@ impl Outputs {
 
 #[cfg(test)]
 mod tests {
-    /// Ids as plain text, for comparisons.
-    fn strs(ids: &[std::sync::Arc<str>]) -> Vec<&str> {
-        ids.iter().map(|s| &**s).collect()
-    }
-
     use super::*;
 
     fn csv(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -825,6 +820,11 @@ mod tests {
         let e = r.unwrap_err();
         assert_eq!(crate::error::exit_code(&e), 2, "input errors exit with 2: {e}");
         format!("{e:#}")
+    }
+
+    /// Ids as plain text, for comparisons.
+    fn strs(ids: &[std::sync::Arc<str>]) -> Vec<&str> {
+        ids.iter().map(|s| &**s).collect()
     }
 
     #[test]

@@ -650,6 +650,6 @@ fn treated_schools(table: &Table, school_id: &str) -> Result<HashMap<String, boo
     let school = table.column(school_id).map_err(|e| e.to_string())?;
     let group = table.numeric("group").map_err(|e| e.to_string())?;
     let rows: Vec<usize> = (0..table.n_rows()).collect();
-    let ids = school.map_text(&rows, |s| s);
-    Ok(ids.into_iter().zip(group).filter_map(|(s, g)| s.map(|s| (s, *g == 1.0))).collect())
+    // A school's pupils share its group; each run of its rows is one entry.
+    Ok(school.text_runs(&rows).into_iter().filter_map(|(k, s)| s.map(|s| (s, group[k] == 1.0))).collect())
 }

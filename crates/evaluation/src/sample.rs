@@ -214,12 +214,8 @@ pub fn build_sample(
     let mut schools: HashMap<String, bool> = HashMap::new();
     let school_col = table.column(&d.school_id).map_err(|e| e.to_string())?;
     let all: Vec<usize> = (0..complete.len()).collect();
-    let mut previous: Option<String> = None;
-    for (k, id) in school_col.map_text(&all, |id| id.unwrap_or_default()).into_iter().enumerate() {
-        if previous.as_ref() != Some(&id) {
-            schools.insert(id.clone(), complete[k].1.treated);
-            previous = Some(id);
-        }
+    for (k, id) in school_col.text_runs(&all) {
+        schools.insert(id.unwrap_or_default(), complete[k].1.treated);
     }
     let units = psmeval_frame::design::factor_codes(school_col, &all).0;
     let sets: Option<Vec<u32>> = complete.iter().map(|(_, m)| m.set).collect();

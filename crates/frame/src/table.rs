@@ -53,16 +53,15 @@ impl Column {
         }
     }
 
-    /// `f` of each row's text value ([`Column::text_at`]) over `rows`, evaluated once per run of equal
-    /// values (ids of sorted tables repeat row after row, and formatting a number is the costly part).
-    pub fn map_text<T: Clone>(&self, rows: &[usize], mut f: impl FnMut(Option<String>) -> T) -> Vec<T> {
-        let mut out: Vec<T> = Vec::with_capacity(rows.len());
+    /// The runs of equal values over `rows` (ids of sorted tables repeat row after row): for each run, its first
+    /// position in `rows` and the value as text ([`Column::text_at`], computed once per run, so an id column
+    /// of a large table costs one string per run instead of one per row).
+    pub fn text_runs(&self, rows: &[usize]) -> Vec<(usize, Option<String>)> {
+        let mut out = Vec::new();
         for (k, &i) in rows.iter().enumerate() {
-            let v = match out.last() {
-                Some(prev) if self.same_value(rows[k - 1], i) => prev.clone(),
-                _ => f(self.text_at(i)),
-            };
-            out.push(v);
+            if k == 0 || !self.same_value(rows[k - 1], i) {
+                out.push((k, self.text_at(i)));
+            }
         }
         out
     }
@@ -403,12 +402,28 @@ impl Table {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     /// Ids as plain text, for comparisons.
     fn strs(ids: &[std::sync::Arc<str>]) -> Vec<&str> {
         ids.iter().map(|s| &**s).collect()
     }
 
-    use super::*;
+    #[test]
+    fn text_runs_give_each_run_of_equal_values_once() {
+        let t = Column::Text(vec![Some("a".into()), Some("a".into()), None, None, Some("b".into()), Some("a".into())]);
+        assert_eq!(
+            t.text_runs(&[0, 1, 2, 3, 4, 5]),
+            [(0, Some("a".to_string())), (2, None), (4, Some("b".to_string())), (5, Some("a".to_string()))]
+        );
+        // Over a selection of rows, positions are within the selection; numbers print as factor levels do.
+        let n = Column::Numeric(vec![100003.0, 100003.0, 7.5, f64::NAN, 7.5]);
+        assert_eq!(
+            n.text_runs(&[4, 2, 0, 1, 3]),
+            [(0, Some("7.5".to_string())), (2, Some("100003".to_string())), (4, None)]
+        );
+        assert!(n.text_runs(&[]).is_empty());
+    }
 
     #[test]
     fn row_filters_compare_numbers_as_numbers_and_name_the_filter_at_fault() {

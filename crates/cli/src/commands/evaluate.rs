@@ -69,10 +69,13 @@ fn run_example(a: &EvaluateArgs, out: &Path, progress: &Progress) -> Result<(Pat
     progress.message("writing the example data and study file while the evaluation runs");
     // The writer has a thread of its own: on a worker of the pool that the evaluation uses, it would wait for
     // the evaluation's tasks that worker takes up while polars formats the CSV.
+    // The evaluation's tables are built first; the population then goes to the writer, which hands its columns
+    // to polars without a copy.
+    let tables = psmeval_evaluation::population_tables(&pop);
     let (written, evaluation) = std::thread::scope(|scope| {
-        let writer = scope.spawn(|| crate::example::write_example(out, &cfg, &pop));
+        let writer = scope.spawn(|| crate::example::write_example(out, &cfg, pop));
         let evaluation = (|| -> Result<Evaluation> {
-            let (schools, pupils) = psmeval_evaluation::population_tables(&pop)?;
+            let (schools, pupils) = tables?;
             let input = |path: &Path, rows: usize| InputFile {
                 path: display_relative(path, &study_path),
                 sha256: String::new(),

@@ -36,13 +36,8 @@ pub fn run(a: &SimulateArgs) -> Result<()> {
     let cfg = config(a);
     crate::table::check_output_dir(&a.out)?;
     let pop = simulate(&cfg).map_err(input("invalid simulation parameters"))?;
-    write_population(&pop, &a.out, a.format)?;
-    eprintln!(
-        "wrote {} schools ({} lead) and {} pupil rows to {}",
-        pop.schools.school_id.len(),
-        pop.schools.lead.iter().sum::<i64>(),
-        pop.pupils.len(),
-        a.out.display()
-    );
+    let (schools, lead, pupils) = (pop.schools.school_id.len(), pop.schools.lead.iter().sum::<i64>(), pop.pupils.len());
+    write_population(pop, &a.out, a.format)?;
+    eprintln!("wrote {schools} schools ({lead} lead) and {pupils} pupil rows to {}", a.out.display());
     Ok(())
 }
