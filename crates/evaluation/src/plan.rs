@@ -9,7 +9,7 @@ use std::fmt;
 use psmeval_frame::{Column, Formula, FormulaError, Table, TableError, parse_formula};
 use thiserror::Error;
 
-use crate::study::{ClusterBy, Family, FilterValue, InferenceMethod, PermuteAmong, Study, file_stem, filter_rows};
+use crate::study::{ClusterBy, Family, FilterValue, InferenceMethod, PermuteAmong, RowFilter, Study, file_stem};
 
 /// The most contrast schools per lead school a study may ask for.
 pub const MAX_RATIO: usize = 10_000;
@@ -292,13 +292,17 @@ impl Plan {
                 }
             }
         }
-        let all_rows: Vec<usize> = (0..pupils.n_rows()).collect();
+        // The rows a filter selects are visited in order without a list of them (the national pupil table has 6
+        // million rows).
+        let n_pupils = pupils.n_rows();
         for (i, o) in study.outcomes.iter().enumerate() {
             let field = format!("outcomes[{i}].column");
             need(pupils, "pupil", &field, &o.column, &mut problems);
             let filter_ok = check_filter(pupils, &o.filter, &format!("outcomes[{i}].filter"), &mut problems);
-            let rows = filter_rows(pupils, &o.filter, &all_rows);
-            if filter_ok && rows.is_empty() {
+            let test = &RowFilter::new(pupils, &o.filter);
+            let rows = || (0..n_pupils).filter(move |&i| test.matches(i));
+            let no_rows = rows().next().is_none();
+            if filter_ok && no_rows {
                 let field = format!("outcomes[{i}].filter");
                 problems.push(&field, format!("{field}: selects no pupils ({})", describe_filter(&o.filter)));
             }
@@ -307,8 +311,8 @@ impl Plan {
                     problems.push(&field, format!("{field}: `{}` holds text; outcomes must be numeric", o.column))
                 }
                 Ok(Column::Numeric(v)) if filter_ok => {
-                    let present = || rows.iter().map(|&r| (r, v[r])).filter(|(_, x)| !x.is_nan());
-                    if present().next().is_none() && !rows.is_empty() {
+                    let present = || rows().map(|r| (r, v[r])).filter(|(_, x)| !x.is_nan());
+                    if present().next().is_none() && !no_rows {
                         problems.push(
                             &field,
                             format!("{field}: `{}` is missing for every pupil the filter selects", o.column),
@@ -333,14 +337,23 @@ impl Plan {
         }
         for (i, s) in study.subgroups.iter().enumerate() {
             let field = format!("subgroups[{i}].filter");
-            if check_filter(pupils, &s.filter, &field, &mut problems)
-                && filter_rows(pupils, &s.filter, &all_rows).is_empty()
-            {
+            if check_filter(pupils, &s.filter, &field, &mut problems) && {
+                let test = RowFilter::new(pupils, &s.filter);
+                !(0..n_pupils).any(|i| test.matches(i))
+            } {
                 problems.push(&field, format!("{field}: selects no pupils ({})", describe_filter(&s.filter)));
             }
         }
         if let Ok(years) = pupils.numeric(&d.year) {
-            let present: BTreeSet<i64> = years.iter().filter(|y| y.is_finite()).map(|&y| y as i64).collect();
+            // Years repeat row after row: each run is looked up once.
+            let mut present: BTreeSet<i64> = BTreeSet::new();
+            let mut last = f64::NAN;
+            for &y in years {
+                if y.is_finite() && y != last {
+                    present.insert(y as i64);
+                    last = y;
+                }
+            }
             for y in study.years.first..=study.years.last {
                 if !present.contains(&y) {
                     problems.push(
