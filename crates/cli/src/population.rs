@@ -18,8 +18,7 @@ where
 }
 
 /// The school table as a polars frame (the columns moved, not copied).
-pub fn schools_frame(schools: Schools) -> Result<DataFrame> {
-    let s = schools;
+pub fn schools_frame(s: Schools) -> Result<DataFrame> {
     Ok(DataFrame::new_infer_height(vec![
         owned("school_id", s.school_id),
         owned("la", s.la),
@@ -37,8 +36,7 @@ pub fn schools_frame(schools: Schools) -> Result<DataFrame> {
 }
 
 /// The pupil table as a polars frame (the columns moved, not copied: the national one is 6 million rows).
-pub fn pupils_frame(pupils: Pupils) -> Result<DataFrame> {
-    let p = pupils;
+pub fn pupils_frame(p: Pupils) -> Result<DataFrame> {
     Ok(DataFrame::new_infer_height(vec![
         owned("pupil_id", p.pupil_id),
         owned("school_id", p.school_id),

@@ -300,7 +300,7 @@ impl Plan {
             need(pupils, "pupil", &field, &o.column, &mut problems);
             let filter_ok = check_filter(pupils, &o.filter, &format!("outcomes[{i}].filter"), &mut problems);
             let test = &RowFilter::new(pupils, &o.filter);
-            let rows = || (0..n_pupils).filter(move |&i| test.matches(i));
+            let rows = || (0..n_pupils).filter(move |&r| test.matches(r));
             let no_rows = rows().next().is_none();
             if filter_ok && no_rows {
                 let field = format!("outcomes[{i}].filter");
@@ -339,7 +339,7 @@ impl Plan {
             let field = format!("subgroups[{i}].filter");
             if check_filter(pupils, &s.filter, &field, &mut problems) && {
                 let test = RowFilter::new(pupils, &s.filter);
-                !(0..n_pupils).any(|i| test.matches(i))
+                !(0..n_pupils).any(|r| test.matches(r))
             } {
                 problems.push(&field, format!("{field}: selects no pupils ({})", describe_filter(&s.filter)));
             }

@@ -178,8 +178,10 @@ pub fn balance_with(
     weights: Option<&[f64]>,
     options: &BalanceOptions<'_>,
 ) -> Result<BalanceTable, BalanceError> {
-    check_inputs(covariates, names, treat)?;
+    check_lengths(covariates, names, treat)?;
     let w = Weighting::new(treat, weights, options)?;
+    check_covariates(covariates, names)?;
+    w.check_groups(treat)?;
     let rows = (0..covariates.ncols())
         .into_par_iter()
         .map(|j| {
@@ -200,10 +202,13 @@ pub fn balance_before_after(
     weights: &[f64],
     options: &BalanceOptions<'_>,
 ) -> Result<(BalanceTable, BalanceTable), BalanceError> {
-    check_inputs(covariates, names, treat)?;
+    check_lengths(covariates, names, treat)?;
     let before_options = BalanceOptions { discarded: None, ..*options };
     let before = Weighting::new(treat, None, &before_options)?;
     let after = Weighting::new(treat, Some(weights), options)?;
+    check_covariates(covariates, names)?;
+    before.check_groups(treat)?;
+    after.check_groups(treat)?;
     let (rows_before, rows_after): (Vec<BalanceRow>, Vec<BalanceRow>) = (0..covariates.ncols())
         .into_par_iter()
         .map(|j| {
@@ -218,8 +223,9 @@ pub fn balance_before_after(
     Ok((before.table(rows_before, treat, &before_options), after.table(rows_after, treat, options)))
 }
 
-/// The checks on the covariates and their names that do not depend on the weights.
-fn check_inputs(covariates: ArrayView2<f64>, names: &[String], treat: &[bool]) -> Result<(), BalanceError> {
+/// The lengths of the treatment indicators and the names (checked first, then the weights, the covariates'
+/// values and the groups).
+fn check_lengths(covariates: ArrayView2<f64>, names: &[String], treat: &[bool]) -> Result<(), BalanceError> {
     let (n, k) = covariates.dim();
     if treat.len() != n {
         return Err(BalanceError::LengthMismatch { what: "treat", expected: n, found: treat.len() });
@@ -227,6 +233,11 @@ fn check_inputs(covariates: ArrayView2<f64>, names: &[String], treat: &[bool]) -
     if names.len() != k {
         return Err(BalanceError::LengthMismatch { what: "names", expected: k, found: names.len() });
     }
+    Ok(())
+}
+
+/// Every covariate value finite.
+fn check_covariates(covariates: ArrayView2<f64>, names: &[String]) -> Result<(), BalanceError> {
     for (j, c) in covariates.columns().into_iter().enumerate() {
         if let Some((row, &value)) = c.iter().enumerate().find(|(_, v)| !v.is_finite()) {
             return Err(BalanceError::NonFiniteCovariate { term: names[j].clone(), row, value });
@@ -245,7 +256,7 @@ struct Weighting {
 }
 
 impl Weighting {
-    /// The weights after their checks (lengths, finite and non-negative, each group with a positive weight).
+    /// The weights after their checks (lengths, finite and non-negative; the groups by [`Weighting::check_groups`]).
     fn new(treat: &[bool], weights: Option<&[f64]>, options: &BalanceOptions<'_>) -> Result<Weighting, BalanceError> {
         let n = treat.len();
         let len = |what, found| {
@@ -271,12 +282,17 @@ impl Weighting {
             Some(w) => w.iter().zip(&sw).map(|(a, b)| a * b).collect(),
             None => sw.clone(),
         };
+        Ok(Weighting { ww, sw, denom: options.sd_denominator, weighted: weights.is_some() })
+    }
+
+    /// Each group has a unit with positive weight.
+    fn check_groups(&self, treat: &[bool]) -> Result<(), BalanceError> {
         for g in [true, false] {
-            if !(0..n).any(|i| treat[i] == g && ww[i] > 0.0) {
+            if !treat.iter().zip(&self.ww).any(|(&t, &w)| t == g && w > 0.0) {
                 return Err(BalanceError::EmptyGroup { treated: g });
             }
         }
-        Ok(Weighting { ww, sw, denom: options.sd_denominator, weighted: weights.is_some() })
+        Ok(())
     }
 
     /// The table of `rows` with the groups' sizes.

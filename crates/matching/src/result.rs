@@ -11,8 +11,9 @@ use serde::{Deserialize, Serialize};
 use crate::balance::{self, BalanceRow};
 use crate::propensity::{Link, PropensityFit};
 
-/// A unit's id as the result holds it: shared, so that the units, their matched sets and the sets' lists name
-/// a unit without a copy of its id each (a national table has hundreds of thousands). Serialized as a string.
+/// A unit's id as the result holds it: shared, so that in a result built by [`crate::match_units`] the units,
+/// their matched sets and the sets' lists name a unit without a copy of its id each (a national table has
+/// hundreds of thousands). Serialized as a string; a result read back from JSON holds one copy per mention.
 pub type Id = Arc<str>;
 
 /// Everything a matching run produced.

@@ -183,3 +183,21 @@ fn before_and_after_together_equal_the_separate_tables() {
     let e = balance_before_after(x.view(), &nm, &t, &w[1..], &BalanceOptions::default()).unwrap_err();
     assert!(matches!(e, BalanceError::LengthMismatch { what: "weights", .. }), "{e:?}");
 }
+
+#[test]
+fn errors_come_in_a_fixed_order_lengths_weights_covariates_groups() {
+    use psmeval_matching::balance::balance_before_after;
+    let (mut x, n, t) = data();
+    x[[0, 0]] = f64::NAN;
+    let bad_w = vec![-1.0; 7];
+    let opts = BalanceOptions::default();
+    // A bad weight is reported before a non-finite covariate, by both entry points.
+    let e = balance_with(x.view(), &n, &t, Some(&bad_w), &opts).unwrap_err();
+    assert!(matches!(e, BalanceError::InvalidWeight { sampling: false, .. }), "{e:?}");
+    let e = balance_before_after(x.view(), &n, &t, &bad_w, &opts).unwrap_err();
+    assert!(matches!(e, BalanceError::InvalidWeight { sampling: false, .. }), "{e:?}");
+    // A non-finite covariate before an empty group.
+    let zero = vec![0.0; 7];
+    let e = balance_with(x.view(), &n, &t, Some(&zero), &opts).unwrap_err();
+    assert!(matches!(e, BalanceError::NonFiniteCovariate { .. }), "{e:?}");
+}

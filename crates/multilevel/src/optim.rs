@@ -130,7 +130,9 @@ pub(crate) fn minimize(
     let mut best = f64::INFINITY;
     let mut runs = Vec::with_capacity(schedule.runs.len());
     for &(rho_begin, rho_end) in schedule.runs {
-        if !schedule.restart_after_convergence && runs.last().is_some_and(|r: &OptRun| r.accepted && r.converged) {
+        if !schedule.restart_after_convergence
+            && runs.last().is_some_and(|r: &OptRun| r.accepted && r.converged && r.objective.is_finite())
+        {
             break;
         }
         let method = OptMethod::Bobyqa { rho_begin, rho_end };
