@@ -498,3 +498,55 @@ fn lmm_cr2_matches_club_sandwich_and_refuses_what_it_cannot_do() {
     );
     assert_eq!(glmm.status.code(), Some(2));
 }
+
+#[test]
+fn lmm_ddf_lme4_skips_the_satterthwaite_df_and_changes_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/../multilevel/tests/data/penicillin.csv");
+    let formula = "diameter ~ 1 + (1 | plate) + (1 | sample)";
+    let fit = |ddf: Option<&str>, name: &str| {
+        let path = dir.path().join(name);
+        let mut args = vec!["lmm", "--data", data, "--formula", formula, "--json", path.to_str().unwrap(), "-q"];
+        if let Some(d) = ddf {
+            args.extend(["--ddf", d]);
+        }
+        let out = psmeval(&args, None);
+        ok(&out);
+        (String::from_utf8_lossy(&out.stdout).into_owned(), json(&path))
+    };
+    let (text, default) = fit(None, "default.json");
+    assert!(text.contains("(Satterthwaite df)") && text.contains("Pr(>|t|)"), "{text}");
+    assert!(default.get("df_method").is_none(), "the default is left out of the record");
+    assert!(default["fixed_effects"][0]["df"].as_f64().unwrap() > 1.0);
+    let (same, explicit) = fit(Some("satterthwaite"), "explicit.json");
+    assert_eq!((&same, &explicit), (&text, &default), "--ddf satterthwaite is the default");
+    let (text, lme4) = fit(Some("lme4"), "lme4.json");
+    assert!(text.contains("t tests without df, as lme4") && !text.contains("Pr(>|t|)"), "{text}");
+    assert_eq!(lme4["df_method"], "lme4");
+    let (a, b) = (&default["fixed_effects"][0], &lme4["fixed_effects"][0]);
+    assert!(b["df"].is_null() && b["p_value"].is_null(), "{b}");
+    for k in ["estimate", "std_error", "t_value"] {
+        assert_eq!(a[k], b[k], "{k}");
+    }
+    for k in ["theta", "criterion", "random_effects", "sigma"] {
+        assert_eq!(default[k], lme4[k], "{k}");
+    }
+    // Logistic models have Wald z tests: asking for df is an error naming the option.
+    let cbpp = concat!(env!("CARGO_MANIFEST_DIR"), "/../multilevel/tests/data/cbpp.csv");
+    let glmm = psmeval(
+        &[
+            "lmm",
+            "--family",
+            "binomial",
+            "--data",
+            cbpp,
+            "--formula",
+            "cbind(incidence, failures) ~ period + (1 | herd)",
+            "--ddf",
+            "lme4",
+        ],
+        None,
+    );
+    assert_eq!(glmm.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&glmm.stderr).contains("--ddf applies to linear models"));
+}

@@ -580,6 +580,11 @@ pub struct LmmArgs {
     /// must contain whole levels of every grouping factor.
     #[arg(long, value_name = "COLUMN", requires = "vcov")]
     pub cluster: Option<String>,
+    /// Denominator df of the fixed effects' t tests (linear models): `satterthwaite` (the default, as
+    /// lmerTest's `summary`) or `lme4` (estimates, SEs and t values only, as lme4's own `summary` and
+    /// lmerTest's `ddf = "lme4"`: no df or p values, and none of the extra fits the df need).
+    #[arg(long, value_enum, value_name = "METHOD")]
+    pub ddf: Option<DdfArg>,
     /// Write the fit as JSON.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -598,6 +603,15 @@ pub enum VcovArg {
     Model,
     /// Cluster-robust CR2 with small-sample df.
     Cr2,
+}
+
+/// Denominator df of `psmeval lmm`'s t tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DdfArg {
+    /// Satterthwaite's approximation (lmerTest).
+    Satterthwaite,
+    /// None, t values only (lme4).
+    Lme4,
 }
 
 /// Response families of `psmeval lmm`.

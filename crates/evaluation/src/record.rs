@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use psmeval_multilevel::{Correlation, Cr2, FixedEffect, GlmmFit, LmmFit, MixedModel, OptSummary, VarianceComponent};
+use psmeval_multilevel::{
+    Correlation, Cr2, DfMethod, FixedEffect, GlmmFit, LmmFit, MixedModel, OptSummary, VarianceComponent,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::float::nan_if_null;
@@ -82,7 +84,11 @@ pub struct LinearModelRecord {
     pub bic: f64,
     /// Residual SD.
     pub sigma: f64,
-    /// Fixed effects with Satterthwaite tests.
+    /// How the fixed effects' df were computed: Satterthwaite (the default, left out of the file), or none as
+    /// lme4's summary (`"lme4"`: every `df` and `p_value` is then null).
+    #[serde(default, skip_serializing_if = "DfMethod::is_satterthwaite")]
+    pub df_method: DfMethod,
+    /// Fixed effects with Satterthwaite tests (t values only with `df_method` `"lme4"`).
     pub fixed_effects: Vec<TCoefficient>,
     /// Variance components, residual last.
     pub random_effects: Vec<VarianceComponent>,
@@ -245,6 +251,7 @@ impl ModelRecord {
             aic: fit.aic(),
             bic: fit.bic(),
             sigma: fit.sigma,
+            df_method: fit.df_method,
             fixed_effects: fit
                 .fixed_effects()
                 .iter()

@@ -85,5 +85,7 @@ pub use glmm::{GlmmDiagnostics, GlmmFit, GlmmOptions, Link, fit_glmm};
 pub use model::{Family, MixedModel, wald_chi_square};
 pub use optim::{OptMethod, OptParameters, OptRun, OptSummary};
 pub use randomization::{Permutation, Randomization, RandomizationDesign, RandomizationTest, Statistic};
-pub use result::{ConditionalModes, ContrastTest, Correlation, FixedEffect, LikelihoodRatioTest, VarianceComponent};
+pub use result::{
+    ConditionalModes, ContrastTest, Correlation, DfMethod, FixedEffect, LikelihoodRatioTest, VarianceComponent,
+};
 pub use robust::{BootstrapWeights, Cr2, WaldTest, WildBootstrap};

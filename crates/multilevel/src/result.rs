@@ -4,6 +4,25 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+/// How a linear mixed model's fixed-effects tests get their denominator degrees of freedom (lmerTest's
+/// `ddf`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DfMethod {
+    /// Satterthwaite's approximation, as lmerTest's `summary` (the default).
+    #[default]
+    Satterthwaite,
+    /// None: estimates, SEs and t values only, as lme4's own `summary` (lmerTest's `ddf = "lme4"`); no p values.
+    Lme4,
+}
+
+impl DfMethod {
+    /// Whether this is the default, Satterthwaite (records leave it out then).
+    pub fn is_satterthwaite(&self) -> bool {
+        *self == DfMethod::Satterthwaite
+    }
+}
+
 /// One row of the fixed-effects table.
 ///
 /// For a linear mixed model the statistic is t with lmerTest's Satterthwaite degrees of freedom; for a

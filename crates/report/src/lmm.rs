@@ -18,9 +18,11 @@ pub fn summary_text(model: &ModelRecord) -> String {
 }
 
 fn linear_summary(m: &LinearModelRecord) -> String {
+    let satterthwaite = m.df_method.is_satterthwaite();
     let mut s = format!(
-        "Linear mixed model fit by {} (Satterthwaite df)\nFormula: {}\n\n",
+        "Linear mixed model fit by {} ({})\nFormula: {}\n\n",
         if m.reml { "REML" } else { "maximum likelihood" },
+        if satterthwaite { "Satterthwaite df" } else { "t tests without df, as lme4" },
         m.formula
     );
     let _ = writeln!(s, "Linear mixed model fit by {}", if m.reml { "REML" } else { "maximum likelihood" });
@@ -48,17 +50,25 @@ fn linear_summary(m: &LinearModelRecord) -> String {
     let groups: Vec<String> = m.groups.iter().map(|(g, n)| format!("{g}, {n}")).collect();
     let _ = writeln!(s, "Number of obs: {}, groups:  {}", m.n_obs, groups.join("; "));
     let _ = writeln!(s, "\nFixed effects:");
-    let _ = writeln!(
-        s,
-        "{:<20} {:>12} {:>12} {:>10} {:>9} {:>10}",
-        "", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"
-    );
-    for fe in &m.fixed_effects {
+    if satterthwaite {
         let _ = writeln!(
             s,
-            "{:<20} {:>12.5} {:>12.5} {:>10.3} {:>9.3} {:>10.3e}",
-            fe.term, fe.estimate, fe.std_error, fe.df, fe.t_value, fe.p_value
+            "{:<20} {:>12} {:>12} {:>10} {:>9} {:>10}",
+            "", "Estimate", "Std. Error", "df", "t value", "Pr(>|t|)"
         );
+    } else {
+        let _ = writeln!(s, "{:<20} {:>12} {:>12} {:>9}", "", "Estimate", "Std. Error", "t value");
+    }
+    for fe in &m.fixed_effects {
+        if satterthwaite {
+            let _ = writeln!(
+                s,
+                "{:<20} {:>12.5} {:>12.5} {:>10.3} {:>9.3} {:>10.3e}",
+                fe.term, fe.estimate, fe.std_error, fe.df, fe.t_value, fe.p_value
+            );
+        } else {
+            let _ = writeln!(s, "{:<20} {:>12.5} {:>12.5} {:>9.3}", fe.term, fe.estimate, fe.std_error, fe.t_value);
+        }
     }
     if m.singular {
         let _ = writeln!(s, "boundary (singular) fit: see help('isSingular')");

@@ -10,7 +10,7 @@ use psmeval_evaluation::record::RobustRecord;
 use psmeval_evaluation::{Family, ModelRecord};
 use psmeval_frame::{build_model_frame, parse_formula};
 
-use crate::args::{FamilyArg, LmmArgs, VcovArg};
+use crate::args::{DdfArg, FamilyArg, LmmArgs, VcovArg};
 use crate::error::InputError;
 use crate::table::{Outputs, check_output_file, load_columns};
 
@@ -38,6 +38,12 @@ pub fn run(a: &LmmArgs) -> Result<()> {
         }
         Family::Binomial if a.vcov == VcovArg::Cr2 => {
             return Err(InputError::new("--vcov cr2 applies to linear models (--family gaussian)").into());
+        }
+        Family::Binomial if a.ddf.is_some() => {
+            return Err(InputError::new(
+                "--ddf applies to linear models; logistic models' fixed effects have Wald z tests",
+            )
+            .into());
         }
         Family::Binomial if a.ml => {
             return Err(
@@ -105,7 +111,12 @@ pub fn run(a: &LmmArgs) -> Result<()> {
         Weights::Prior(w) => Some(w.clone()),
         _ => None,
     };
-    let options = ModelOptions { reml: !a.ml, nagq: a.nagq, ..ModelOptions::new(family) };
+    let options = ModelOptions {
+        reml: !a.ml,
+        nagq: a.nagq,
+        satterthwaite: a.ddf != Some(DdfArg::Lme4),
+        ..ModelOptions::new(family)
+    };
     let step = progress.step("fitting the model");
     let (fit, frame) = fit_model(&formula, &table, frame, weights, &options)
         .map_err(|e| at(format!("cannot fit `{}`: {e}", a.formula)))?;
