@@ -203,7 +203,7 @@ fn fit_full_rank(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFit, Mixe
         } else if laplace_scalar {
             // Central differences of the analytic gradient: 2k evaluations instead of deriv12's 2k²; the
             // same second derivatives to O(δ²).
-            let grad_at = |x: &[f64], _: Option<&()>| {
+            let grad_at = |x: &[f64], _: usize, _: Option<&()>| {
                 let modes = pr.modes(&x[..1], &x[1..], &u_hat);
                 (pr.laplace_gradient(x[0], &x[1..], &modes), ())
             };

@@ -7,7 +7,7 @@ use rayon::prelude::*;
 /// from 2k gradient evaluations (each column independent, so they run in parallel; the result does not
 /// depend on the thread count). `g` is as in [`fd_columns`].
 pub(super) fn fd_jacobian<S>(
-    g: &(impl Fn(&[f64], Option<&S>) -> (Vec<f64>, S) + Sync),
+    g: &(impl Fn(&[f64], usize, Option<&S>) -> (Vec<f64>, S) + Sync),
     x: &[f64],
     delta: f64,
 ) -> Vec<f64> {
@@ -23,11 +23,11 @@ pub(super) fn fd_jacobian<S>(
 }
 
 /// The first `ncols` columns of the central finite-difference Jacobian of `g` at `x` (2 `ncols` gradient
-/// evaluations, in parallel). `g(y, hint)` returns the gradient at `y` and a hint for the point mirrored
-/// through `x` (where the conditional modes should start, say); the `x − δe_j` evaluation gets the hint of
-/// the `x + δe_j` one, the `x + δe_j` evaluation none.
+/// evaluations, in parallel). `g(y, j, hint)` returns the gradient at `y = x ± δe_j` and a hint for the point
+/// mirrored through `x` (where the conditional modes should start, say); the `x − δe_j` evaluation gets the
+/// hint of the `x + δe_j` one, the `x + δe_j` evaluation none.
 pub(super) fn fd_columns<S>(
-    g: &(impl Fn(&[f64], Option<&S>) -> (Vec<f64>, S) + Sync),
+    g: &(impl Fn(&[f64], usize, Option<&S>) -> (Vec<f64>, S) + Sync),
     x: &[f64],
     delta: f64,
     ncols: usize,
@@ -37,9 +37,9 @@ pub(super) fn fd_columns<S>(
         .map(|j| {
             let mut v = x.to_vec();
             v[j] = x[j] + delta;
-            let (ga, hint) = g(&v, None);
+            let (ga, hint) = g(&v, j, None);
             v[j] = x[j] - delta;
-            let (gs, _) = g(&v, Some(&hint));
+            let (gs, _) = g(&v, j, Some(&hint));
             ga.iter().zip(&gs).map(|(a, s)| (a - s) / (2.0 * delta)).collect()
         })
         .collect()
@@ -127,12 +127,13 @@ mod tests {
     fn minus_points_get_the_plus_points_hints() {
         let a = [[2.0, 0.5, 0.0], [0.5, 1.0, -0.25], [0.0, -0.25, 3.0]];
         let seen = Mutex::new(Vec::new());
-        let g = |y: &[f64], hint: Option<&Vec<f64>>| {
+        let x = [0.3, -0.2, 1.0];
+        let g = |y: &[f64], j: usize, hint: Option<&Vec<f64>>| {
+            assert!((0..3).all(|i| (i == j) != (y[i] == x[i])), "column {j} is the one moved");
             seen.lock().unwrap().push((y.to_vec(), hint.cloned()));
             let grad: Vec<f64> = a.iter().map(|r| r.iter().zip(y).map(|(a, y)| a * y).sum()).collect();
             (grad, y.to_vec())
         };
-        let x = [0.3, -0.2, 1.0];
         let h = fd_jacobian(&g, &x, 1e-3);
         for i in 0..3 {
             for j in 0..3 {

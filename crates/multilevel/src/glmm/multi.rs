@@ -768,6 +768,21 @@ impl Laplace for MultiProblem<'_> {
     fn mirror(&self, centre: &Vec<f64>, plus: &Vec<f64>) -> Option<Vec<f64>> {
         Some(centre.iter().zip(plus).map(|(c, p)| 2.0 * c - p).collect())
     }
+    /// For β_j: `u − δ A⁻¹B e_j` with `B = Λ'Z'WX`, from the mode equation `Λ'Z'r(Xβ + ZΛu) = u`
+    /// differentiated in β (`A du = −B dβ`), at the cost of one joint pass at `x`; none for θ.
+    fn plus_starts(&self, x: &[f64], centre: &Vec<f64>, delta: f64) -> Vec<Option<Vec<f64>>> {
+        let (nth, m) = (self.n_theta(), self.m);
+        let lambdas = self.lambdas(&x[..nth]);
+        let Some((_, ainv, ..)) = self.schur(&self.joint_at(&lambdas, &x[nth..], centre), centre) else {
+            return Vec::new();
+        };
+        (0..x.len())
+            .map(|j| {
+                let col = &ainv.get((j.checked_sub(nth)?) * m..(j - nth + 1) * m)?;
+                Some(centre.iter().zip(col.iter()).map(|(u, d)| u - delta * d).collect())
+            })
+            .collect()
+    }
     fn reflect(&self, x: &mut [f64], start: &Vec<f64>) -> Option<Vec<f64>> {
         let mut flipped: Option<Vec<f64>> = None;
         for t in &self.terms {
@@ -958,7 +973,8 @@ pub(super) fn fit_multi(frame: &ModelFrame, opts: &GlmmOptions) -> Result<GlmmFi
             None => {
                 // Central differences of the exact gradient (2k evaluations), or of the objective (2k²) if the
                 // gradient cannot be computed.
-                let grad_at = |x: &[f64], _: Option<&()>| (Laplace::gradient(&pr, x, &pr.point(x, &u_hat).1), ());
+                let grad_at =
+                    |x: &[f64], _: usize, _: Option<&()>| (Laplace::gradient(&pr, x, &pr.point(x, &u_hat).1), ());
                 let h = fd_jacobian(&grad_at, &par, 1e-4);
                 if h.iter().all(|v| v.is_finite()) {
                     h
@@ -1212,6 +1228,40 @@ mod tests {
                     "crossed {crossed} scalar {scalar} component {j}: analytic {} vs differences {fd}",
                     grad[j]
                 );
+            }
+        }
+    }
+
+    /// The predicted start of a finite difference's first point (β_j moved by δ) is within O(δ²) of the
+    /// modes there, far closer than the centre's modes, and PIRLS from it reaches the same modes and
+    /// objective; θ's coordinates get no prediction.
+    #[test]
+    fn predicted_starts_are_second_order_close() {
+        for crossed in [false, true] {
+            let frame = binary_frame(crossed, true);
+            let pr = MultiProblem::new(&frame, &GlmmOptions::default()).unwrap();
+            let nth = pr.n_theta();
+            let x: Vec<f64> = vec![0.7; nth].into_iter().chain([-0.2, 0.4]).collect();
+            let centre = pr.modes(&x[..nth], &x[nth..], &vec![0.0; pr.m]);
+            assert!(centre.converged);
+            let delta = 1e-3;
+            let starts = Laplace::plus_starts(&pr, &x, &centre.u, delta);
+            assert_eq!(starts.len(), x.len());
+            assert!(starts[..nth].iter().all(Option::is_none));
+            for j in nth..x.len() {
+                let mut y = x.clone();
+                y[j] += delta;
+                let exact = pr.modes(&y[..nth], &y[nth..], &centre.u);
+                let predicted = starts[j].as_ref().expect("a prediction for β");
+                let dist = |a: &[f64]| a.iter().zip(&exact.u).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+                let (from_centre, from_prediction) = (dist(&centre.u), dist(predicted));
+                assert!(
+                    from_prediction < 1e-3 * from_centre && from_centre > 1e-5,
+                    "crossed {crossed}, β_{}: {from_prediction:e} from the prediction, {from_centre:e} from the centre",
+                    j - nth
+                );
+                let again = pr.modes(&y[..nth], &y[nth..], predicted);
+                assert!((pr.objective(&again) - pr.objective(&exact)).abs() < 1e-9 * pr.objective(&exact).abs());
             }
         }
     }

@@ -33,6 +33,12 @@ pub(super) trait Laplace: Sync {
     fn mirror(&self, _centre: &Self::Start, _plus: &Self::Start) -> Option<Self::Start> {
         None
     }
+    /// Where PIRLS should start at `x + δe_j`, for each coordinate `j` of `x`, when the modes at `x` gave
+    /// `centre`: the modes' first-order prediction, within O(δ²) of the modes there, so PIRLS needs a step
+    /// fewer (as at the mirrored point). `None` for a coordinate (or an empty vector): start from `centre`.
+    fn plus_starts(&self, _x: &[f64], _centre: &Self::Start, _delta: f64) -> Vec<Option<Self::Start>> {
+        Vec::new()
+    }
     /// The Hessian's fixed-effects block (the last `p` coordinates of `x`, p × p) without finite differences,
     /// when the objective has a cheap approximation of it. The first Hessian then takes only θ's columns by
     /// differences (2 nθ gradients instead of 2k), which is what Newton's steps need; the Hessian that ends
@@ -141,15 +147,21 @@ pub(super) fn newton_stage<L: Laplace>(
     let k = par.len();
     let starts = |modes: &L::Modes| pr.start_of(modes);
     let point = |x: &[f64], start: &L::Start| pr.point(x, start);
-    // The gradient at a point near one whose modes gave `start`, PIRLS from `start` (or from the hint of a
-    // central difference's first point), with the hint for its mirror image.
-    let grad_near = |start: &L::Start, y: &[f64], hint: Option<&Option<L::Start>>| {
-        let (_, modes) = pr.point(y, hint.and_then(Option::as_ref).unwrap_or(start));
+    // The gradient at a point near one whose modes gave `start`, PIRLS from `first` (a central difference's
+    // first point) or from the hint of the first point (its second), with the hint for its mirror image.
+    let grad_near = |start: &L::Start, first: &L::Start, y: &[f64], hint: Option<&Option<L::Start>>| {
+        let (_, modes) = pr.point(y, hint.map_or(Some(first), Option::as_ref).unwrap_or(start));
         let mirrored = if hint.is_none() { pr.mirror(start, &pr.start_of(&modes)) } else { None };
         (pr.gradient(y, &modes), mirrored)
     };
     let hessian_at = |x: &[f64], start: &L::Start| -> Option<(Vec<f64>, Vec<f64>)> {
-        let h = fd_jacobian(&|y: &[f64], hint: Option<&Option<L::Start>>| grad_near(start, y, hint), x, FD_STEP);
+        let predicted = pr.plus_starts(x, start, FD_STEP);
+        let first = |j: usize| predicted.get(j).and_then(Option::as_ref).unwrap_or(start);
+        let h = fd_jacobian(
+            &|y: &[f64], j: usize, hint: Option<&Option<L::Start>>| grad_near(start, first(j), y, hint),
+            x,
+            FD_STEP,
+        );
         let mut l = h.clone();
         (h.iter().all(|v| v.is_finite()) && cholesky(&mut l, k)).then_some((h, l))
     };
@@ -163,7 +175,7 @@ pub(super) fn newton_stage<L: Laplace>(
         }
         let nth = k - p;
         let start = starts(modes);
-        let grad = |y: &[f64], hint: Option<&Option<L::Start>>| grad_near(&start, y, hint);
+        let grad = |y: &[f64], _: usize, hint: Option<&Option<L::Start>>| grad_near(&start, &start, y, hint);
         let cols = fd_columns(&grad, x, FD_STEP, nth);
         let mut h = vec![0.0; k * k];
         for i in 0..k {
