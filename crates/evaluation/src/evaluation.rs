@@ -20,7 +20,7 @@ use crate::impact::{EffectTerms, InferenceSummary, SchoolEffect, default_formula
 use crate::mdes::{AnalyticMdes, bloom};
 use crate::plan::Plan;
 use crate::record::ModelRecord;
-use crate::sample::{MatchedSchool, SampleCounts, build_sample};
+use crate::sample::{MatchedSchool, OutcomeRows, SampleCounts, build_sample};
 use crate::sensitivity::{Sensitivity, SensitivityRow};
 use crate::study::{Family, OutcomeSpec, Study, SubgroupSpec};
 use crate::trend::{CellMean, clustered_means};
@@ -217,6 +217,12 @@ pub fn evaluate(
     if let Some(p) = primary.filter(|_| study.model.sensitivity) {
         tasks.extend(crate::sensitivity::REFITS.iter().map(|&v| Task::Sensitivity(p, v)));
     }
+    // Each outcome's rows of the national table, found once for all its models (an outcome whose rows cannot
+    // be found leaves each model to report why).
+    let outcome_rows: Vec<Option<OutcomeRows>> =
+        study.outcomes.par_iter().map(|o| OutcomeRows::new(study, pupils, o).ok()).collect();
+    let shared =
+        |o: &OutcomeSpec| study.outcomes.iter().position(|s| std::ptr::eq(s, o)).and_then(|k| outcome_rows[k].as_ref());
     let stage = "fitting impact, gap-closing and sensitivity models";
     progress(Progress::Started { stage, total: Some(tasks.len() as u64) });
     let done: Vec<Done> = tasks
@@ -224,13 +230,25 @@ pub fn evaluate(
         .with_max_len(1)
         .map(|t| {
             let d = match t {
-                Task::Impact(o, s) => Done::Impact(analyse(plan, pupils, &matched, o, *s)),
-                Task::Gap(o, s, v) => {
-                    Done::Gap(crate::gap_closing::fit_gap_closing(study, pupils, &matched, o, s, v, &years))
-                }
-                Task::Sensitivity(o, v) => {
-                    Done::Sensitivity(crate::sensitivity::variant_row(plan, schools, pupils, &matched, o, *v))
-                }
+                Task::Impact(o, s) => Done::Impact(analyse(plan, pupils, &matched, o, *s, shared(o))),
+                Task::Gap(o, s, v) => Done::Gap(crate::gap_closing::fit_gap_closing(
+                    study,
+                    pupils,
+                    &matched,
+                    (o, shared(o)),
+                    s,
+                    v,
+                    &years,
+                )),
+                Task::Sensitivity(o, v) => Done::Sensitivity(crate::sensitivity::variant_row(
+                    plan,
+                    schools,
+                    pupils,
+                    &matched,
+                    o,
+                    *v,
+                    shared(o),
+                )),
             };
             progress(Progress::Advanced);
             d
@@ -265,7 +283,7 @@ pub fn evaluate(
         .collect();
     let sensitivity = match (primary.filter(|_| study.model.sensitivity), primary.and_then(|p| all_pupils(&p.name))) {
         (Some(p), Some(main)) => {
-            let inference = crate::sensitivity::inference_row(plan, pupils, &matched, p, main);
+            let inference = crate::sensitivity::inference_row(plan, pupils, &matched, p, main, shared(p));
             Some(crate::sensitivity::assemble(main, std::iter::once(inference).chain(refits).collect()))
         }
         _ => None,
@@ -324,13 +342,14 @@ pub(crate) fn analyse(
     matched: &HashMap<String, MatchedSchool>,
     outcome: &OutcomeSpec,
     subgroup: Option<&SubgroupSpec>,
+    shared: Option<&OutcomeRows>,
 ) -> Result<OutcomeResult, EvaluationError> {
     let study = &plan.study;
     let analysis = match subgroup {
         Some(s) => format!("outcome `{}`, subgroup `{}`", outcome.name, s.name),
         None => format!("outcome `{}`", outcome.name),
     };
-    let sample = build_sample(study, pupils, matched, outcome, subgroup, &[])
+    let sample = build_sample(study, pupils, matched, outcome, subgroup, &[], shared)
         .map_err(|message| EvaluationError::Sample { analysis, message })?;
     let (formula_text, notes) = match &study.model.formula {
         Some(f) => (f.clone(), Vec::new()),

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::effects::{Effect, JointTest};
 use crate::float::nan_if_null;
 use crate::impact::{EffectTerms, InferenceSummary, design_formula, fit_impact};
-use crate::sample::{MatchedSchool, build_sample};
+use crate::sample::{MatchedSchool, OutcomeRows, build_sample};
 use crate::study::{Family, FilterValue, OutcomeSpec, Study, SubgroupSpec};
 
 /// The gap-closing analysis of one outcome and one subgroup.
@@ -91,7 +91,7 @@ pub fn gap_closing(
     variable: &str,
     (years, es_sd): (&[i64], f64),
 ) -> GapClosing {
-    fit_gap_closing(study, pupils, matched, outcome, subgroup, variable, years).finish(es_sd)
+    fit_gap_closing(study, pupils, matched, (outcome, None), subgroup, variable, years).finish(es_sd)
 }
 
 /// A gap-closing analysis fitted before the all-pupils analysis's effect-size SD is known (so the two can
@@ -134,7 +134,7 @@ pub(crate) fn fit_gap_closing(
     study: &Study,
     pupils: &Table,
     matched: &HashMap<String, MatchedSchool>,
-    outcome: &OutcomeSpec,
+    (outcome, shared): (&OutcomeSpec, Option<&OutcomeRows>),
     subgroup: &SubgroupSpec,
     variable: &str,
     years: &[i64],
@@ -159,7 +159,7 @@ pub(crate) fn fit_gap_closing(
         notes: Vec::new(),
         skipped: None,
     };
-    let sample = match build_sample(study, pupils, matched, outcome, None, &[variable]) {
+    let sample = match build_sample(study, pupils, matched, outcome, None, &[variable], shared) {
         Ok(s) => s,
         Err(e) => {
             result.skipped = Some(e);

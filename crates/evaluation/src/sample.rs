@@ -110,10 +110,55 @@ pub fn standardization(
     Ok(out)
 }
 
+/// The rows of one outcome over the whole pupil table (every school, in the study's years, through the
+/// outcome's filter) and the within-year standardization they give: what every sample of the outcome shares,
+/// so an evaluation scans the national table once per outcome rather than once per model.
+#[derive(Debug, Clone)]
+pub struct OutcomeRows {
+    outcome: OutcomeSpec,
+    years: (i64, i64),
+    rows: Vec<u32>,
+    standardization: BTreeMap<i64, (f64, f64)>,
+}
+
+impl OutcomeRows {
+    /// The rows of `outcome` in `pupils` for the years of `study`.
+    pub fn new(study: &Study, pupils: &Table, outcome: &OutcomeSpec) -> Result<OutcomeRows, String> {
+        let years = pupils.numeric(&study.data.year).map_err(|e| e.to_string())?;
+        let y_all = pupils.numeric(&outcome.column).map_err(|e| e.to_string())?;
+        if u32::try_from(pupils.n_rows()).is_err() {
+            return Err(format!("the pupil table has {} rows; at most {} are supported", pupils.n_rows(), u32::MAX));
+        }
+        let (first, last) = (study.years.first as f64, study.years.last as f64);
+        let filter = RowFilter::new(pupils, &outcome.filter);
+        let rows: Vec<u32> = (0..pupils.n_rows())
+            .filter(|&i| years[i] >= first && years[i] <= last && filter.matches(i))
+            .map(|i| i as u32)
+            .collect();
+        let standardization = if outcome.standardize_within_year {
+            standardization(&outcome.column, years, y_all, rows.iter().map(|&i| i as usize))?
+        } else {
+            BTreeMap::new()
+        };
+        Ok(OutcomeRows {
+            outcome: outcome.clone(),
+            years: (study.years.first, study.years.last),
+            rows,
+            standardization,
+        })
+    }
+
+    /// Whether these are the rows of `outcome` for the years of `study`.
+    pub fn is_for(&self, study: &Study, outcome: &OutcomeSpec) -> bool {
+        self.years == (study.years.first, study.years.last) && self.outcome == *outcome
+    }
+}
+
 /// Builds the analysis sample of `outcome` in `subgroup` (or all pupils) from the matched schools. `extra`
 /// names pupil columns the model needs beyond the study's covariates (the subgroup variable of a
 /// gap-closing model): they are kept in the sample, and pupils missing them are dropped like those missing
-/// a covariate.
+/// a covariate. `shared`: the outcome's rows when already found (used when they are for this outcome and
+/// these years).
 pub fn build_sample(
     study: &Study,
     pupils: &Table,
@@ -121,30 +166,31 @@ pub fn build_sample(
     outcome: &OutcomeSpec,
     subgroup: Option<&SubgroupSpec>,
     extra: &[&str],
+    shared: Option<&OutcomeRows>,
 ) -> Result<Sample, String> {
+    let own;
+    let outcome_rows = match shared.filter(|r| r.is_for(study, outcome)) {
+        Some(r) => r,
+        None => {
+            own = OutcomeRows::new(study, pupils, outcome)?;
+            &own
+        }
+    };
     let d = &study.data;
     let years = pupils.numeric(&d.year).map_err(|e| e.to_string())?;
     let y_all = pupils.numeric(&outcome.column).map_err(|e| e.to_string())?;
     let school = pupils.column(&d.school_id).map_err(|e| e.to_string())?;
-    // The outcome's rows (of the study's years, through its filter) and of those the eligible ones (in the
-    // subgroup), tested row by row: a national table has millions of rows, the matched schools' are a few
-    // per cent of them.
-    let (first, last) = (study.years.first as f64, study.years.last as f64);
-    let outcome_filter = RowFilter::new(pupils, &outcome.filter);
-    let is_outcome_row = |i: usize| years[i] >= first && years[i] <= last && outcome_filter.matches(i);
+    let standardization = outcome_rows.standardization.clone();
+    // Of the outcome's rows the eligible ones (in the subgroup), tested row by row: a national table has
+    // millions of rows, the matched schools' are a few per cent of them.
     let subgroup_filter = subgroup.map(|s| RowFilter::new(pupils, &s.filter));
-    let standardization = if outcome.standardize_within_year {
-        standardization(&outcome.column, years, y_all, (0..pupils.n_rows()).filter(|&i| is_outcome_row(i)))?
-    } else {
-        BTreeMap::new()
-    };
     let mut eligible_rows = 0;
     let mut in_matched: Vec<(usize, MatchedSchool)> = Vec::new();
     // The school's match, looked up once per run of rows of one school (ids repeat row after row in a
     // sorted table, and formatting a number is the costly part): the last eligible row and its match.
     let mut last_school: Option<(usize, Option<MatchedSchool>)> = None;
-    for i in 0..pupils.n_rows() {
-        if !is_outcome_row(i) || subgroup_filter.as_ref().is_some_and(|f| !f.matches(i)) {
+    for i in outcome_rows.rows.iter().map(|&i| i as usize) {
+        if subgroup_filter.as_ref().is_some_and(|f| !f.matches(i)) {
             continue;
         }
         eligible_rows += 1;
@@ -243,4 +289,75 @@ pub fn build_sample(
         by_year: flow.into_values().collect(),
     };
     Ok(Sample { table, weights, counts, standardization, clusters, units, sets })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::study::tests::GOOD;
+
+    /// 6 schools × 7 years (2012–2018, the study's 2013–2017 among them) × 2 key stages × 4 pupils, with a
+    /// missing score (school s2, 2014, both key stages) and FSM pupils.
+    fn pupils() -> Table {
+        let (mut school, mut year, mut ks, mut maths, mut fsm) = (vec![], vec![], vec![], vec![], vec![]);
+        for s in 0..6 {
+            for y in 2012..=2018 {
+                for k in [1.0, 2.0] {
+                    for p in 0..4 {
+                        school.push(Some(format!("s{s}")));
+                        year.push(f64::from(y));
+                        ks.push(k);
+                        let v = f64::from(s * 7 + y - 2012) * 0.3 + f64::from(p) - k;
+                        maths.push(if s == 2 && y == 2014 && p == 0 { f64::NAN } else { v });
+                        fsm.push(f64::from(u8::from(p % 3 == 0)));
+                    }
+                }
+            }
+        }
+        let mut t = Table::new();
+        t.push("school_id", Column::Text(school)).unwrap();
+        t.push("year", Column::Numeric(year)).unwrap();
+        t.push("key_stage", Column::Numeric(ks)).unwrap();
+        t.push("maths", Column::Numeric(maths)).unwrap();
+        t.push("fsm", Column::Numeric(fsm)).unwrap();
+        t
+    }
+
+    /// A sample built from an outcome's shared rows is the sample built from scratch, for all pupils and a
+    /// subgroup; rows found for other years are not used.
+    #[test]
+    fn shared_outcome_rows_give_the_same_sample() {
+        let study = Study::from_toml(GOOD).unwrap();
+        let pupils = pupils();
+        let matched: HashMap<String, MatchedSchool> = [(1, true), (2, false), (4, false)]
+            .into_iter()
+            .map(|(s, treated)| (format!("s{s}"), MatchedSchool { treated, weight: 0.5 + f64::from(s), set: Some(0) }))
+            .collect();
+        let outcome = &study.outcomes[0];
+        let fsm = SubgroupSpec {
+            name: "FSM pupils".into(),
+            filter: [("fsm".to_string(), crate::study::FilterValue::Number(1.0))].into_iter().collect(),
+        };
+        let rows = OutcomeRows::new(&study, &pupils, outcome).unwrap();
+        assert!(rows.is_for(&study, outcome));
+        assert_eq!(rows.rows.len(), 6 * 5 * 4, "key stage 2 in 2013-2017");
+        let mut other = study.clone();
+        other.years.last = 2016;
+        assert!(!rows.is_for(&other, outcome));
+        for (s, subgroup) in [(&study, None), (&study, Some(&fsm)), (&other, None)] {
+            let a = build_sample(s, &pupils, &matched, outcome, subgroup, &[], Some(&rows)).unwrap();
+            let b = build_sample(s, &pupils, &matched, outcome, subgroup, &[], None).unwrap();
+            assert_eq!(a.counts, b.counts);
+            assert_eq!(a.standardization, b.standardization);
+            assert_eq!((&a.weights, &a.clusters, &a.units, &a.sets), (&b.weights, &b.clusters, &b.units, &b.sets));
+            let cols = |t: &Table| t.iter().map(|(n, c)| (n.to_string(), c.clone())).collect::<Vec<_>>();
+            assert_eq!(cols(&a.table), cols(&b.table));
+        }
+        let last = build_sample(&other, &pupils, &matched, outcome, None, &[], Some(&rows)).unwrap();
+        assert!(last.counts.by_year.iter().all(|c| c.year <= 2016), "the other years' own rows were used");
+        assert_eq!(last.counts.eligible_rows, 6 * 4 * 4);
+        let all = build_sample(&study, &pupils, &matched, outcome, None, &[], Some(&rows)).unwrap();
+        assert_eq!(all.counts.dropped_missing, 1, "school s2's missing score in 2014");
+        assert_eq!(all.counts.matched_school_rows, 3 * 5 * 4);
+    }
 }

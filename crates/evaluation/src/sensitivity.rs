@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use crate::evaluation::{OutcomeResult, analyse, matched_schools};
 use crate::float::nan_if_null;
 use crate::plan::Plan;
-use crate::sample::MatchedSchool;
+use crate::sample::{MatchedSchool, OutcomeRows};
 use crate::study::{Family, OutcomeSpec};
 
 /// The sensitivity analyses of one outcome.
@@ -148,8 +148,9 @@ fn refit(
     pupils: &Table,
     m: &HashMap<String, MatchedSchool>,
     outcome: &OutcomeSpec,
+    shared: Option<&OutcomeRows>,
 ) -> SensitivityRow {
-    match analyse(p, pupils, m, outcome, None) {
+    match analyse(p, pupils, m, outcome, None, shared) {
         Ok(r) => SensitivityRow::from_result(name, detail, &r),
         Err(e) => SensitivityRow::skipped(name, detail, e.to_string()),
     }
@@ -163,6 +164,7 @@ pub(crate) fn inference_row(
     matched: &HashMap<String, MatchedSchool>,
     outcome: &OutcomeSpec,
     main: &OutcomeResult,
+    shared: Option<&OutcomeRows>,
 ) -> SensitivityRow {
     let pooled = main.effects.iter().find(|e| e.year.is_pooled());
     match pooled.and_then(|e| e.model_based.as_ref()) {
@@ -196,6 +198,7 @@ pub(crate) fn inference_row(
                 pupils,
                 matched,
                 outcome,
+                shared,
             )
         }
     }
@@ -209,6 +212,7 @@ pub(crate) fn variant_row(
     matched: &HashMap<String, MatchedSchool>,
     outcome: &OutcomeSpec,
     v: Variant,
+    shared: Option<&OutcomeRows>,
 ) -> SensitivityRow {
     let study = &plan.study;
     let mut p = plan.clone();
@@ -226,7 +230,7 @@ pub(crate) fn variant_row(
             } else {
                 ("With cohort term", "with a cohort (school × year) random intercept")
             };
-            refit(name, detail.into(), &p, pupils, matched, outcome)
+            refit(name, detail.into(), &p, pupils, matched, outcome, shared)
         }
         Variant::Slope => {
             let has = study.model.random_slope_year;
@@ -236,7 +240,7 @@ pub(crate) fn variant_row(
             } else {
                 ("Random slope on year", "with a random slope on year per school")
             };
-            refit(name, detail.into(), &p, pupils, matched, outcome)
+            refit(name, detail.into(), &p, pupils, matched, outcome, shared)
         }
         Variant::Pre2016 => {
             let y = &study.years;
@@ -254,7 +258,7 @@ pub(crate) fn variant_row(
             } else {
                 "the programme years before the 2016 assessment change only".to_string()
             };
-            refit(name, detail, &p, pupils, matched, outcome)
+            refit(name, detail, &p, pupils, matched, outcome, shared)
         }
         Variant::Caliper => {
             let name = "Caliper 0.2 SD";
@@ -272,7 +276,7 @@ pub(crate) fn variant_row(
                         dropped,
                         if dropped == 1 { "" } else { "s" }
                     );
-                    refit(name, detail, &p, pupils, &matched_schools(&m), outcome)
+                    refit(name, detail, &p, pupils, &matched_schools(&m), outcome, shared)
                 }
                 Err(e) => SensitivityRow::skipped(name, detail, format!("matching failed: {e}")),
             }
