@@ -571,7 +571,7 @@ pub struct LmmArgs {
     /// the number of trials when the response is a proportion in [0, 1].
     #[arg(long, value_name = "COLUMN")]
     pub weights: Option<String>,
-    /// Variance of the fixed effects for tests: `model` (lme4's, with lmerTest's Satterthwaite df) or `cr2`
+    /// Variance of the fixed effects for tests: `model` (lme4's, with the df `--ddf` chooses) or `cr2`
     /// (cluster-robust bias-reduced linearization with Bell–McCaffrey df, as clubSandwich's
     /// `coef_test(fit, vcov = "CR2", test = "Satterthwaite")`; linear models), printed beside the model's.
     #[arg(long, value_enum, default_value_t = VcovArg::Model)]

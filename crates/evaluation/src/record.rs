@@ -351,7 +351,7 @@ impl ModelRecord {
                     estimate: c.estimate,
                     std_error: c.std_error,
                     statistic: c.t_value,
-                    df: Some(c.df),
+                    df: m.df_method.is_satterthwaite().then_some(c.df),
                     p_value: c.p_value,
                 })
                 .collect(),

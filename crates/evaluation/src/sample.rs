@@ -117,6 +117,8 @@ pub fn standardization(
 pub struct OutcomeRows {
     outcome: OutcomeSpec,
     years: (i64, i64),
+    /// The table's year column and number of rows (rows of another table are never used).
+    table: (String, usize),
     rows: Vec<u32>,
     standardization: BTreeMap<i64, (f64, f64)>,
 }
@@ -143,14 +145,18 @@ impl OutcomeRows {
         Ok(OutcomeRows {
             outcome: outcome.clone(),
             years: (study.years.first, study.years.last),
+            table: (study.data.year.clone(), pupils.n_rows()),
             rows,
             standardization,
         })
     }
 
-    /// Whether these are the rows of `outcome` for the years of `study`.
-    pub fn is_for(&self, study: &Study, outcome: &OutcomeSpec) -> bool {
-        self.years == (study.years.first, study.years.last) && self.outcome == *outcome
+    /// Whether these are the rows of `outcome` in `pupils` for the years of `study`.
+    pub fn is_for(&self, study: &Study, pupils: &Table, outcome: &OutcomeSpec) -> bool {
+        self.years == (study.years.first, study.years.last)
+            && self.outcome == *outcome
+            && self.table.0 == study.data.year
+            && self.table.1 == pupils.n_rows()
     }
 }
 
@@ -169,7 +175,7 @@ pub fn build_sample(
     shared: Option<&OutcomeRows>,
 ) -> Result<Sample, String> {
     let own;
-    let outcome_rows = match shared.filter(|r| r.is_for(study, outcome)) {
+    let outcome_rows = match shared.filter(|r| r.is_for(study, pupils, outcome)) {
         Some(r) => r,
         None => {
             own = OutcomeRows::new(study, pupils, outcome)?;
@@ -339,11 +345,18 @@ mod tests {
             filter: [("fsm".to_string(), crate::study::FilterValue::Number(1.0))].into_iter().collect(),
         };
         let rows = OutcomeRows::new(&study, &pupils, outcome).unwrap();
-        assert!(rows.is_for(&study, outcome));
+        assert!(rows.is_for(&study, &pupils, outcome));
+        let mut fewer = Table::new();
+        for (name, column) in pupils.iter() {
+            fewer.push(name, column.take(&[0, 1, 2])).unwrap();
+        }
+        assert!(!rows.is_for(&study, &fewer, outcome), "rows of another table");
+        let three = build_sample(&study, &fewer, &matched, outcome, None, &[], Some(&rows));
+        assert_eq!(three.unwrap().counts.eligible_rows, 0, "found again in the smaller table: no key stage 2 rows");
         assert_eq!(rows.rows.len(), 6 * 5 * 4, "key stage 2 in 2013-2017");
         let mut other = study.clone();
         other.years.last = 2016;
-        assert!(!rows.is_for(&other, outcome));
+        assert!(!rows.is_for(&other, &pupils, outcome));
         for (s, subgroup) in [(&study, None), (&study, Some(&fsm)), (&other, None)] {
             let a = build_sample(s, &pupils, &matched, outcome, subgroup, &[], Some(&rows)).unwrap();
             let b = build_sample(s, &pupils, &matched, outcome, subgroup, &[], None).unwrap();
