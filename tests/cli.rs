@@ -481,21 +481,7 @@ fn lmm_cr2_matches_club_sandwich_and_refuses_what_it_cannot_do() {
     );
     assert_eq!(bad.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("`Subject`"), "{}", String::from_utf8_lossy(&bad.stderr));
-    let cbpp = concat!(env!("CARGO_MANIFEST_DIR"), "/../multilevel/tests/data/cbpp.csv");
-    let glmm = psmeval(
-        &[
-            "lmm",
-            "--family",
-            "binomial",
-            "--data",
-            cbpp,
-            "--formula",
-            "cbind(incidence, failures) ~ period + (1 | herd)",
-            "--vcov",
-            "cr2",
-        ],
-        None,
-    );
+    let glmm = cbpp_logistic(&["--vcov", "cr2"]);
     assert_eq!(glmm.status.code(), Some(2));
 }
 
@@ -532,21 +518,16 @@ fn lmm_ddf_lme4_skips_the_satterthwaite_df_and_changes_nothing_else() {
         assert_eq!(default[k], lme4[k], "{k}");
     }
     // Logistic models have Wald z tests: asking for df is an error naming the option.
-    let cbpp = concat!(env!("CARGO_MANIFEST_DIR"), "/../multilevel/tests/data/cbpp.csv");
-    let glmm = psmeval(
-        &[
-            "lmm",
-            "--family",
-            "binomial",
-            "--data",
-            cbpp,
-            "--formula",
-            "cbind(incidence, failures) ~ period + (1 | herd)",
-            "--ddf",
-            "lme4",
-        ],
-        None,
-    );
+    let glmm = cbpp_logistic(&["--ddf", "lme4"]);
     assert_eq!(glmm.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&glmm.stderr).contains("--ddf applies to linear models"));
+}
+
+/// `psmeval lmm` on lme4's cbpp data with its logistic model, plus `extra` options.
+fn cbpp_logistic(extra: &[&str]) -> std::process::Output {
+    let cbpp = concat!(env!("CARGO_MANIFEST_DIR"), "/../multilevel/tests/data/cbpp.csv");
+    let formula = "cbind(incidence, failures) ~ period + (1 | herd)";
+    let mut args = vec!["lmm", "--family", "binomial", "--data", cbpp, "--formula", formula];
+    args.extend_from_slice(extra);
+    psmeval(&args, None)
 }
