@@ -28,7 +28,7 @@ use rayon::prelude::*;
 use super::fit::{fixed_effect_rows, newton_failed, newton_run, vcov_from_hessian};
 use super::hessian::{fd_hessian_par, fd_jacobian};
 use super::newton::{Laplace, newton_stage};
-use super::problem::{binomial_constants, check_rank, mu_dev};
+use super::problem::{binomial_constants, check_rank, mu_dev, mu_only};
 use super::{GlmmDiagnostics, GlmmFit, GlmmOptions, Link};
 use crate::dense::{chol_inverse, chol_solve, cholesky};
 use crate::error::MixedModelError;
@@ -38,6 +38,10 @@ use crate::optim::{OptParameters, OptSummary, Schedule, minimize};
 use crate::pls::{MAX_FACTOR_BYTES, TermInfo, term_layout};
 use crate::result::{ConditionalModes, Correlation, VarianceComponent};
 use crate::sparse::{factor_numeric, inverse_blocks, log_det, selected_inverse, solve_in_place, symbolic_factor};
+
+/// PIRLS has converged when the Newton decrement of the penalized deviance in `u` is below this (one more
+/// full step then puts the modes at rounding level).
+const PIRLS_TOL: f64 = 1e-10;
 
 /// Rows per chunk of a pass (at least; at most 8 chunks, so per-chunk copies of `Λ'Z'WX` stay small).
 const MIN_CHUNK: usize = 32_768;
@@ -108,10 +112,13 @@ struct Pass {
     mu: Vec<f64>,
 }
 
-/// How much a pass computes. Every pass computes the deviance: a line search's trial point is a full pass, so
-/// an accepted trial supplies the next Newton step's system.
+/// How much a pass computes. A line search's trial point is a full pass, so an accepted trial supplies the
+/// next Newton step's system.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
+    /// `A`'s values and `Λ'Z'r` without the deviance (NaN): no logarithm per row, for modes whose objective is
+    /// not wanted ([`MultiProblem::modes_for_gradient`]).
+    Step,
     /// The deviance, `A`'s values and `Λ'Z'r`.
     System,
     /// The system with the fixed-effects blocks (`Λ'Z'WX`, `X'WX`, `X'r`).
@@ -337,8 +344,13 @@ impl<'a> MultiProblem<'a> {
                             eta += zi.iter().zip(&b[base[k]..base[k] + t.q]).map(|(z, b)| z * b).sum::<f64>();
                         }
                     }
-                    let (mu, d) = mu_dev(eta, self.y[i], self.w[i], self.sat[i]);
-                    out.dev += d;
+                    let mu = if want == Want::Step {
+                        mu_only(eta)
+                    } else {
+                        let (mu, d) = mu_dev(eta, self.y[i], self.w[i], self.sat[i]);
+                        out.dev += d;
+                        mu
+                    };
                     out.mu.push(mu);
                     let wt = self.w[i] * mu * (1.0 - mu);
                     let r = self.w[i] * (self.y[i] - mu);
@@ -428,6 +440,9 @@ impl<'a> MultiProblem<'a> {
         for &d in &self.diag_pos {
             total.values[d] += 1.0;
         }
+        if want == Want::Step {
+            total.dev = f64::NAN;
+        }
         total
     }
 
@@ -452,6 +467,38 @@ impl<'a> MultiProblem<'a> {
         self.modes_from(&lambdas, &self.eta_fixed(beta), start.to_vec(), None)
     }
 
+    /// The conditional modes at fixed (θ, β) for the gradient only (a finite difference's point): the modes,
+    /// `A`'s values and μ of [`Self::modes`], the same bits, but neither the deviance nor log|L|² (both NaN).
+    /// From a start within rounding of the modes' Newton step (a first-order prediction of them, as the
+    /// Hessian's points have), PIRLS ends at its first check, and its passes then skip the deviance's
+    /// logarithm per row; otherwise it runs as [`Self::modes`] from a pass with the deviance.
+    fn modes_for_gradient(&self, theta: &[f64], beta: &[f64], start: &[f64]) -> Modes {
+        let lambdas = self.lambdas(theta);
+        let off = self.eta_fixed(beta);
+        let mut u = start.to_vec();
+        let cur = self.pass(&lambdas, &off, &self.lambda_u(&lambdas, &u), Want::Step);
+        if let Some(step) = self.newton_step(&cur, &u)
+            && step.1 < PIRLS_TOL
+        {
+            // As `modes_from` at its first check: one more full step, and the system there.
+            u.iter_mut().zip(&step.0).for_each(|(u, s)| *u += s);
+            let at = self.pass(&lambdas, &off, &self.lambda_u(&lambdas, &u), Want::Step);
+            return Modes { u, dev: f64::NAN, ldl2: f64::NAN, converged: true, a: at.values, mu: at.mu };
+        }
+        self.modes_from(&lambdas, &off, u, None)
+    }
+
+    /// PIRLS's Newton step at `u` from the system `cur` there, with its decrement; `None` when `A` cannot be
+    /// factored.
+    fn newton_step(&self, cur: &Pass, u: &[f64]) -> Option<(Vec<f64>, f64)> {
+        let l = self.factor(&cur.values)?;
+        let grad: Vec<f64> = cur.grad_u.iter().zip(u).map(|(g, u)| g - u).collect();
+        let mut step = grad.clone();
+        solve_in_place(&self.symbolic, &l, &mut step, 1);
+        let decrement = dot(&step, &grad);
+        Some((step, decrement))
+    }
+
     /// PIRLS from `u`, with the system there when the caller has it.
     fn modes_from(&self, lambdas: &[Vec<f64>], off: &[f64], mut u: Vec<f64>, at_u: Option<Pass>) -> Modes {
         let mut cur = at_u.unwrap_or_else(|| self.system_at(lambdas, off, &u));
@@ -465,12 +512,8 @@ impl<'a> MultiProblem<'a> {
         // Whether `u` moved after `cur` was computed.
         let mut moved = false;
         for _ in 0..60 {
-            let Some(l) = self.factor(&cur.values) else { break };
-            let grad: Vec<f64> = cur.grad_u.iter().zip(&u).map(|(g, u)| g - u).collect();
-            let mut step = grad.clone();
-            solve_in_place(&self.symbolic, &l, &mut step, 1);
-            let decrement = dot(&step, &grad);
-            if decrement < 1e-10 {
+            let Some((step, decrement)) = self.newton_step(&cur, &u) else { break };
+            if decrement < PIRLS_TOL {
                 // One more full step puts the modes at rounding level (Newton's quadratic convergence): the
                 // objective's log|L|² is not stationary in u, so the rest of a stopped iteration would show in
                 // it at first order, and in the finite-difference Hessian amplified by 1/δ².
@@ -748,6 +791,10 @@ impl Laplace for MultiProblem<'_> {
         let nth = self.n_theta();
         let modes = self.modes(&x[..nth], &x[nth..], start);
         (self.objective(&modes), modes)
+    }
+    fn modes_at(&self, x: &[f64], start: &Vec<f64>) -> Modes {
+        let nth = self.n_theta();
+        self.modes_for_gradient(&x[..nth], &x[nth..], start)
     }
     fn gradient(&self, x: &[f64], modes: &Modes) -> Vec<f64> {
         let nth = self.n_theta();
@@ -1262,6 +1309,39 @@ mod tests {
                 );
                 let again = pr.modes(&y[..nth], &y[nth..], predicted);
                 assert!((pr.objective(&again) - pr.objective(&exact)).abs() < 1e-9 * pr.objective(&exact).abs());
+            }
+        }
+    }
+    /// The modes for the gradient alone are those of PIRLS with the objective, bit for bit (u, A's values,
+    /// μ), from a start within rounding of the modes (the deviance-free path: a finite difference's point
+    /// from its predicted start) and from one far away (the line-search path); only the deviance and log|L|²
+    /// are left out.
+    #[test]
+    fn gradient_modes_equal_the_full_modes() {
+        for (crossed, scalar) in [(false, true), (true, false)] {
+            let frame = binary_frame(crossed, scalar);
+            let pr = MultiProblem::new(&frame, &GlmmOptions::default()).unwrap();
+            let nth = pr.n_theta();
+            let x: Vec<f64> = vec![0.7; nth].into_iter().chain([-0.2, 0.4]).collect();
+            let centre = pr.modes(&x[..nth], &x[nth..], &vec![0.0; pr.m]);
+            let delta = 1e-4;
+            let starts = Laplace::plus_starts(&pr, &x, &centre.u, delta);
+            let mut y = x.clone();
+            y[nth] += delta;
+            let near = starts[nth].clone().expect("a prediction for β");
+            let far = vec![0.0; pr.m];
+            for (start, label) in [(&near, "predicted"), (&far, "zero")] {
+                let full = pr.modes(&y[..nth], &y[nth..], start);
+                let lean = pr.modes_for_gradient(&y[..nth], &y[nth..], start);
+                let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&lean.u), bits(&full.u), "{label} start: u");
+                assert_eq!(bits(&lean.a), bits(&full.a), "{label} start: A");
+                assert_eq!(bits(&lean.mu), bits(&full.mu), "{label} start: mu");
+                assert_eq!(lean.converged, full.converged);
+                let (g_lean, g_full) = (pr.gradient(&y[..nth], &lean), pr.gradient(&y[..nth], &full));
+                assert_eq!(bits(&g_lean.unwrap()), bits(&g_full.unwrap()), "{label} start: gradient");
+                // The predicted start takes the path without the deviance, the zero start the other.
+                assert_eq!(lean.dev.is_nan(), label == "predicted", "{label} start: deviance {}", lean.dev);
             }
         }
     }

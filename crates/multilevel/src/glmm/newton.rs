@@ -19,6 +19,11 @@ pub(super) trait Laplace: Sync {
     type Modes;
     /// The objective at `x` with its modes, PIRLS from `start`.
     fn point(&self, x: &[f64], start: &Self::Start) -> (f64, Self::Modes);
+    /// The modes at `x`, PIRLS from `start`, for [`Laplace::gradient`] only: those of [`Laplace::point`],
+    /// where an objective may leave out what only the objective needs.
+    fn modes_at(&self, x: &[f64], start: &Self::Start) -> Self::Modes {
+        self.point(x, start).1
+    }
     /// The exact gradient at `x` given its modes (non-finite entries when it cannot be computed).
     fn gradient(&self, x: &[f64], modes: &Self::Modes) -> Vec<f64>;
     /// The start that the modes give.
@@ -150,7 +155,7 @@ pub(super) fn newton_stage<L: Laplace>(
     // The gradient at a point near one whose modes gave `start`, PIRLS from `first` (a central difference's
     // first point) or from the hint of the first point (its second), with the hint for its mirror image.
     let grad_near = |start: &L::Start, first: &L::Start, y: &[f64], hint: Option<&Option<L::Start>>| {
-        let (_, modes) = pr.point(y, hint.map_or(Some(first), Option::as_ref).unwrap_or(start));
+        let modes = pr.modes_at(y, hint.map_or(Some(first), Option::as_ref).unwrap_or(start));
         let mirrored = if hint.is_none() { pr.mirror(start, &pr.start_of(&modes)) } else { None };
         (pr.gradient(y, &modes), mirrored)
     };

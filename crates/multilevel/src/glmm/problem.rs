@@ -53,6 +53,12 @@ pub(super) fn mu_dev(eta: f64, y: f64, w: f64, sat: f64) -> (f64, f64) {
     (mu, 2.0 * w * (sat - y * eta + softplus))
 }
 
+/// μ from η, the same bits as [`mu_dev`]'s, without the deviance's logarithm.
+pub(super) fn mu_only(eta: f64) -> f64 {
+    let e = (-eta.abs()).exp();
+    if eta >= 0.0 { 1.0 / (1.0 + e) } else { e / (1.0 + e) }
+}
+
 /// Λ (q × q, row-major lower triangular) from θ (lower triangle by columns).
 pub(super) fn lambda(theta: &[f64], q: usize) -> Vec<f64> {
     let mut lam = vec![0.0; q * q];
