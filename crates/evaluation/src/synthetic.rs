@@ -3,39 +3,61 @@
 
 use psmeval_frame::{Column, Table, TableError};
 use psmeval_synth::Population;
+use rayon::prelude::*;
 
-fn ints(v: &[i64]) -> Column {
-    Column::Numeric(v.iter().map(|&x| x as f64).collect())
+/// A population column, borrowed: integers (as `f64` in the table) or numbers.
+enum Source<'a> {
+    Ints(&'a [i64]),
+    Numbers(&'a [f64]),
+}
+
+/// The table of `columns`, each converted on its own (in parallel: the pupil table's columns are millions of
+/// rows each).
+fn table_of(columns: Vec<(&str, Source<'_>)>) -> Result<Table, TableError> {
+    let converted: Vec<(&str, Column)> = columns
+        .into_par_iter()
+        .map(|(name, source)| {
+            let column = match source {
+                Source::Ints(v) => Column::Numeric(v.iter().map(|&x| x as f64).collect()),
+                Source::Numbers(v) => Column::Numeric(v.to_vec()),
+            };
+            (name, column)
+        })
+        .collect();
+    converted.into_iter().try_fold(Table::new(), |table, (name, column)| table.with(name, column))
 }
 
 /// The school table (one row per school) and the pupil table (one row per pupil and assessment).
 pub fn population_tables(pop: &Population) -> Result<(Table, Table), TableError> {
+    use Source::{Ints, Numbers};
     let s = &pop.schools;
-    let schools = Table::new()
-        .with("school_id", ints(&s.school_id))?
-        .with("la", ints(&s.la))?
-        .with("region", ints(&s.region))?
-        .with("urban", ints(&s.urban))?
-        .with("n_pupils", ints(&s.n_pupils))?
-        .with("pct_fsm", Column::Numeric(s.pct_fsm.clone()))?
-        .with("pct_eal", Column::Numeric(s.pct_eal.clone()))?
-        .with("pct_sen", Column::Numeric(s.pct_sen.clone()))?
-        .with("idaci", Column::Numeric(s.idaci.clone()))?
-        .with("prior_attainment", Column::Numeric(s.prior_attainment.clone()))?
-        .with("ofsted", ints(&s.ofsted))?
-        .with("lead", ints(&s.lead))?;
+    let schools = table_of(vec![
+        ("school_id", Ints(&s.school_id)),
+        ("la", Ints(&s.la)),
+        ("region", Ints(&s.region)),
+        ("urban", Ints(&s.urban)),
+        ("n_pupils", Ints(&s.n_pupils)),
+        ("pct_fsm", Numbers(&s.pct_fsm)),
+        ("pct_eal", Numbers(&s.pct_eal)),
+        ("pct_sen", Numbers(&s.pct_sen)),
+        ("idaci", Numbers(&s.idaci)),
+        ("prior_attainment", Numbers(&s.prior_attainment)),
+        ("ofsted", Ints(&s.ofsted)),
+        ("lead", Ints(&s.lead)),
+    ])?;
     let p = &pop.pupils;
-    let pupils = Table::new()
-        .with("pupil_id", ints(&p.pupil_id))?
-        .with("school_id", ints(&p.school_id))?
-        .with("year", ints(&p.year))?
-        .with("key_stage", ints(&p.key_stage))?
-        .with("female", ints(&p.female))?
-        .with("fsm", ints(&p.fsm))?
-        .with("eal", ints(&p.eal))?
-        .with("sen", ints(&p.sen))?
-        .with("prior", Column::Numeric(p.prior.clone()))?
-        .with("maths", Column::Numeric(p.maths.clone()))?
-        .with("expected", ints(&p.expected))?;
+    let pupils = table_of(vec![
+        ("pupil_id", Ints(&p.pupil_id)),
+        ("school_id", Ints(&p.school_id)),
+        ("year", Ints(&p.year)),
+        ("key_stage", Ints(&p.key_stage)),
+        ("female", Ints(&p.female)),
+        ("fsm", Ints(&p.fsm)),
+        ("eal", Ints(&p.eal)),
+        ("sen", Ints(&p.sen)),
+        ("prior", Numbers(&p.prior)),
+        ("maths", Numbers(&p.maths)),
+        ("expected", Ints(&p.expected)),
+    ])?;
     Ok((schools, pupils))
 }

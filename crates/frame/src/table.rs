@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use rayon::prelude::*;
+
 use thiserror::Error;
 
 /// One column of a [`Table`].
@@ -339,18 +341,21 @@ impl Table {
     pub fn unique_ids(&self, name: &str) -> Result<Vec<Arc<str>>, TableError> {
         let col = self.column(name)?;
         let missing = |i: usize| TableError::MissingId { name: name.to_string(), row: i + 1 };
-        let ids: Vec<Arc<str>> = match col {
-            Column::Text(v) => v
-                .iter()
-                .enumerate()
-                .map(|(i, t)| t.as_deref().map(Arc::<str>::from).ok_or_else(|| missing(i)))
-                .collect::<Result<_, _>>()?,
-            Column::Numeric(_) => (0..col.len())
-                .map(|i| col.text_at(i).map(Arc::<str>::from).ok_or_else(|| missing(i)))
-                .collect::<Result<_, _>>()?,
+        // Each id copied once, in parallel; the first missing one in row order is reported.
+        let ids: Vec<Option<Arc<str>>> = match col {
+            Column::Text(v) => v.par_iter().map(|t| t.as_deref().map(Arc::<str>::from)).collect(),
+            Column::Numeric(_) => {
+                (0..col.len()).into_par_iter().map(|i| col.text_at(i).map(Arc::<str>::from)).collect()
+            }
         };
-        // The first repeat in row order is reported, with the row of its first occurrence.
-        let mut seen: std::collections::HashMap<&str, usize> = std::collections::HashMap::with_capacity(ids.len());
+        if let Some(i) = ids.iter().position(Option::is_none) {
+            return Err(missing(i));
+        }
+        let ids: Vec<Arc<str>> = ids.into_iter().flatten().collect();
+        // The first repeat in row order is reported, with the row of its first occurrence. (A fixed fast hash:
+        // ids are the user's own, and only whether one repeats is asked.)
+        let mut seen: std::collections::HashMap<&str, usize, foldhash::fast::FixedState> =
+            std::collections::HashMap::with_capacity_and_hasher(ids.len(), foldhash::fast::FixedState::default());
         let repeat = ids.iter().enumerate().find_map(|(i, id)| seen.insert(&**id, i).map(|first| (first, i)));
         match repeat {
             Some((first, i)) => Err(TableError::DuplicateId {
@@ -466,5 +471,28 @@ mod tests {
         assert!(!ok.has("gap") && ok.names() == ["lead", "id"]);
         assert_eq!(ok.binary("lead").unwrap(), [false, true]);
         assert_eq!(strs(&ok.unique_ids("id").unwrap()), ["a", "b"]);
+    }
+
+    /// On a table long enough for the ids to be copied in parallel, the first missing id and the first repeat
+    /// in row order are the ones reported.
+    #[test]
+    fn the_first_missing_or_repeated_id_in_row_order_is_reported() {
+        let ids = |edit: &dyn Fn(&mut Vec<Option<String>>)| {
+            let mut v: Vec<Option<String>> = (0..20_000).map(|i| Some(format!("u{i}"))).collect();
+            edit(&mut v);
+            Table::new().with("id", Column::Text(v)).unwrap()
+        };
+        let t = ids(&|v| {
+            v[15_000] = None;
+            v[7_000] = None;
+        });
+        assert_eq!(t.unique_ids("id").unwrap_err().to_string(), "id column `id` is missing in row 7001");
+        let t = ids(&|v| {
+            v[19_000] = Some("u1".into());
+            v[5_000] = Some("u100".into());
+        });
+        assert_eq!(t.unique_ids("id").unwrap_err().to_string(), "id column `id` repeats `u100` (rows 101 and 5001)");
+        let t = ids(&|_| {});
+        assert_eq!(t.unique_ids("id").unwrap().len(), 20_000);
     }
 }
