@@ -673,34 +673,22 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
         })
         .collect();
     let total: usize = per_school.iter().map(|s| s.rows.school_id.len()).sum();
+    // The schools' rows in school order, each column gathered on its own (in parallel: millions of rows).
     let mut p = Pupils::default();
-    macro_rules! reserve {
-        ($($f:ident),*) => { $( p.$f.reserve(total); )* };
-    }
-    reserve!(
-        pupil_id,
-        school_id,
-        year,
-        key_stage,
-        female,
-        fsm,
-        eal,
-        sen,
-        prior,
-        maths,
-        expected,
-        maths_untreated,
-        expected_untreated
-    );
-    let (mut sum, mut sum_sq) = (0.0, 0.0);
-    for s in per_school {
-        sum += s.sum;
-        sum_sq += s.sum_sq;
-        let r = s.rows;
-        macro_rules! append {
-            ($($f:ident),*) => { $( p.$f.extend(r.$f); )* };
+    rayon::scope(|scope| {
+        let parts = &per_school;
+        macro_rules! gather {
+            ($($f:ident),*) => { $(
+                let column = &mut p.$f;
+                scope.spawn(move |_| {
+                    column.reserve_exact(total);
+                    for part in parts {
+                        column.extend_from_slice(&part.rows.$f);
+                    }
+                });
+            )* };
         }
-        append!(
+        gather!(
             school_id,
             year,
             key_stage,
@@ -714,7 +702,9 @@ fn simulate_pupils(cfg: &SimConfig, schools: &Schools, latent: &[SchoolLatent]) 
             maths_untreated,
             expected_untreated
         );
-    }
+    });
+    let (sum, sum_sq) = per_school.iter().fold((0.0, 0.0), |(a, b), s| (a + s.sum, b + s.sum_sq));
+    drop(per_school);
     p.pupil_id = (1..=total as i64).map(|k| 10_000_000 + k).collect();
     let n = total as f64;
     let sd = if total > 1 { ((sum_sq - sum * sum / n) / (n - 1.0)).max(0.0).sqrt() } else { f64::NAN };
