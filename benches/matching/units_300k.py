@@ -4,12 +4,14 @@
 without replacement depletes the controls where the treated are dense. Python's standard library only,
 with a fixed seed, so the file is the same on every machine.
 
-Usage: python3 benches/matching/units_300k.py OUT.csv
+Usage: python3 benches/matching/units_300k.py [OUT.csv]   (default out/match300k.csv)
 """
+import os
 import random
 import sys
 
 out = sys.argv[1] if len(sys.argv) > 1 else "out/match300k.csv"
+os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
 rng = random.Random(16)
 n, treated = 300_000, 60_000
 treat = [1] * treated + [0] * (n - treated)

@@ -5,9 +5,10 @@
 //! `A(u) = Λ'Z'W(u)ZΛ + I`: its pattern does not depend on (θ, β, u), so it is laid out and ordered (AMD)
 //! once per model, and every Newton step refills the values from one pass over the rows and refactors
 //! numerically (no fill for nested terms, so the cost grows linearly with the number of cohorts). Each row's
-//! positions in `A`'s values are stored once, so a pass is a scatter of a few products per row. Every pass
-//! also gives the deviance, so a line search's accepted trial point supplies the next step's system and the
-//! modes keep the system at which they converged (for the gradient and the conditional SDs).
+//! positions in `A`'s values are stored once, so a pass is a scatter of a few products per row. A pass also
+//! gives the deviance, so a line search's accepted trial point supplies the next step's system and the modes
+//! keep the system at which they converged (for the gradient and the conditional SDs); only the modes of a
+//! finite-difference Hessian's point, wanted for the gradient alone, may be found by passes without it.
 //!
 //! glmer's two stages: θ with β and `u` by joint PIRLS (`nAGQ = 0`, the Schur complement of the sparse
 //! system in β), then (θ, β) jointly by Newton steps on the exact gradient (BOBYQA if they fail) with `u` by
@@ -98,7 +99,10 @@ struct InverseMap {
 /// What one pass over the rows accumulates.
 #[derive(Debug, Default)]
 struct Pass {
+    /// The deviance (NaN from a [`Want::Step`] pass).
     dev: f64,
+    /// Whether every row's η was finite (so the deviance is finite when `u` is).
+    eta_finite: bool,
     /// `A`'s values (`Λ'Z'WZΛ + I`) at its pattern.
     values: Vec<f64>,
     /// `Λ'Z'r`, r = w (y − μ).
@@ -315,6 +319,7 @@ impl<'a> MultiProblem<'a> {
             .map(|c| {
                 let rows = c * self.chunk..((c + 1) * self.chunk).min(self.n);
                 let mut out = Pass {
+                    eta_finite: true,
                     values: vec![0.0; self.row_idx.len()],
                     grad_u: vec![0.0; m],
                     mu: Vec::with_capacity(rows.len()),
@@ -344,6 +349,7 @@ impl<'a> MultiProblem<'a> {
                             eta += zi.iter().zip(&b[base[k]..base[k] + t.q]).map(|(z, b)| z * b).sum::<f64>();
                         }
                     }
+                    out.eta_finite &= eta.is_finite();
                     let mu = if want == Want::Step {
                         mu_only(eta)
                     } else {
@@ -427,9 +433,10 @@ impl<'a> MultiProblem<'a> {
             })
             .collect();
         // Added in chunk order: the same bits whatever the number of threads.
-        let mut total = Pass { mu: Vec::with_capacity(self.n), ..Pass::default() };
+        let mut total = Pass { eta_finite: true, mu: Vec::with_capacity(self.n), ..Pass::default() };
         for part in chunks {
             total.dev += part.dev;
+            total.eta_finite &= part.eta_finite;
             total.mu.extend_from_slice(&part.mu);
             add(&mut total.values, &part.values);
             add(&mut total.grad_u, &part.grad_u);
@@ -470,14 +477,18 @@ impl<'a> MultiProblem<'a> {
     /// The conditional modes at fixed (θ, β) for the gradient only (a finite difference's point): the modes,
     /// `A`'s values and μ of [`Self::modes`], the same bits, but neither the deviance nor log|L|² (both NaN).
     /// From a start within rounding of the modes' Newton step (a first-order prediction of them, as the
-    /// Hessian's points have), PIRLS ends at its first check, and its passes then skip the deviance's
-    /// logarithm per row; otherwise it runs as [`Self::modes`] from a pass with the deviance.
+    /// Hessian's predicted and mirrored points have), PIRLS ends at its first check, and its passes then skip
+    /// the deviance's logarithm per row; otherwise (or when η or ‖u‖² is not finite at the start, where
+    /// [`Self::modes`] restarts from zero) it runs as [`Self::modes`], from a pass of its own with the
+    /// deviance. A [`Want::Step`] pass is never handed to `modes_from`, whose first check reads its deviance.
     fn modes_for_gradient(&self, theta: &[f64], beta: &[f64], start: &[f64]) -> Modes {
         let lambdas = self.lambdas(theta);
         let off = self.eta_fixed(beta);
         let mut u = start.to_vec();
         let cur = self.pass(&lambdas, &off, &self.lambda_u(&lambdas, &u), Want::Step);
-        if let Some(step) = self.newton_step(&cur, &u)
+        if cur.eta_finite
+            && dot(&u, &u).is_finite()
+            && let Some(step) = self.newton_step(&cur, &u)
             && step.1 < PIRLS_TOL
         {
             // As `modes_from` at its first check: one more full step, and the system there.
@@ -1313,9 +1324,9 @@ mod tests {
         }
     }
     /// The modes for the gradient alone are those of PIRLS with the objective, bit for bit (u, A's values,
-    /// μ), from a start within rounding of the modes (the deviance-free path: a finite difference's point
-    /// from its predicted start) and from one far away (the line-search path); only the deviance and log|L|²
-    /// are left out.
+    /// μ), from a start within rounding of the modes (the deviance-free path: a finite difference's first
+    /// point from its predicted start, and the mirrored point from the mirror image of the first point's
+    /// modes) and from one far away (the line-search path); only the deviance and log|L|² are left out.
     #[test]
     fn gradient_modes_equal_the_full_modes() {
         for (crossed, scalar) in [(false, true), (true, false)] {
@@ -1330,18 +1341,23 @@ mod tests {
             y[nth] += delta;
             let near = starts[nth].clone().expect("a prediction for β");
             let far = vec![0.0; pr.m];
-            for (start, label) in [(&near, "predicted"), (&far, "zero")] {
-                let full = pr.modes(&y[..nth], &y[nth..], start);
-                let lean = pr.modes_for_gradient(&y[..nth], &y[nth..], start);
+            // The point mirrored through x, from the mirror image of the first point's modes.
+            let mut z = x.clone();
+            z[nth] -= delta;
+            let plus = pr.modes(&y[..nth], &y[nth..], &near);
+            let mirrored = Laplace::mirror(&pr, &centre.u, &plus.u).expect("a mirrored start");
+            for (at, start, label) in [(&y, &near, "predicted"), (&z, &mirrored, "mirrored"), (&y, &far, "zero")] {
+                let full = pr.modes(&at[..nth], &at[nth..], start);
+                let lean = pr.modes_for_gradient(&at[..nth], &at[nth..], start);
                 let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&lean.u), bits(&full.u), "{label} start: u");
                 assert_eq!(bits(&lean.a), bits(&full.a), "{label} start: A");
                 assert_eq!(bits(&lean.mu), bits(&full.mu), "{label} start: mu");
                 assert_eq!(lean.converged, full.converged);
-                let (g_lean, g_full) = (pr.gradient(&y[..nth], &lean), pr.gradient(&y[..nth], &full));
+                let (g_lean, g_full) = (pr.gradient(&at[..nth], &lean), pr.gradient(&at[..nth], &full));
                 assert_eq!(bits(&g_lean.unwrap()), bits(&g_full.unwrap()), "{label} start: gradient");
-                // The predicted start takes the path without the deviance, the zero start the other.
-                assert_eq!(lean.dev.is_nan(), label == "predicted", "{label} start: deviance {}", lean.dev);
+                // The predicted and mirrored starts take the path without the deviance, the zero start the other.
+                assert_eq!(lean.dev.is_nan(), label != "zero", "{label} start: deviance {}", lean.dev);
             }
         }
     }

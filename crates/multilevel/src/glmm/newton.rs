@@ -19,8 +19,9 @@ pub(super) trait Laplace: Sync {
     type Modes;
     /// The objective at `x` with its modes, PIRLS from `start`.
     fn point(&self, x: &[f64], start: &Self::Start) -> (f64, Self::Modes);
-    /// The modes at `x`, PIRLS from `start`, for [`Laplace::gradient`] only: those of [`Laplace::point`],
-    /// where an objective may leave out what only the objective needs.
+    /// The modes at `x` for [`Laplace::gradient`] only, PIRLS from `start`, a prediction of them (within
+    /// rounding of their Newton step): those of [`Laplace::point`], where an objective may leave out what only
+    /// the objective needs.
     fn modes_at(&self, x: &[f64], start: &Self::Start) -> Self::Modes {
         self.point(x, start).1
     }
@@ -152,16 +153,21 @@ pub(super) fn newton_stage<L: Laplace>(
     let k = par.len();
     let starts = |modes: &L::Modes| pr.start_of(modes);
     let point = |x: &[f64], start: &L::Start| pr.point(x, start);
-    // The gradient at a point near one whose modes gave `start`, PIRLS from `first` (a central difference's
-    // first point) or from the hint of the first point (its second), with the hint for its mirror image.
-    let grad_near = |start: &L::Start, first: &L::Start, y: &[f64], hint: Option<&Option<L::Start>>| {
-        let modes = pr.modes_at(y, hint.map_or(Some(first), Option::as_ref).unwrap_or(start));
+    // The gradient at a point near one whose modes gave `start`, with the hint for its mirror image. PIRLS
+    // starts from the prediction `first` (a central difference's first point) or from the hint of the first
+    // point (its second): within rounding of the modes' step, so the modes for the gradient alone are asked
+    // for ([`Laplace::modes_at`]). Without either it starts from `start`, and PIRLS with the objective runs.
+    let grad_near = |start: &L::Start, first: Option<&L::Start>, y: &[f64], hint: Option<&Option<L::Start>>| {
+        let modes = match hint.map_or(first, Option::as_ref) {
+            Some(predicted) => pr.modes_at(y, predicted),
+            None => pr.point(y, start).1,
+        };
         let mirrored = if hint.is_none() { pr.mirror(start, &pr.start_of(&modes)) } else { None };
         (pr.gradient(y, &modes), mirrored)
     };
     let hessian_at = |x: &[f64], start: &L::Start| -> Option<(Vec<f64>, Vec<f64>)> {
         let predicted = pr.plus_starts(x, start, FD_STEP);
-        let first = |j: usize| predicted.get(j).and_then(Option::as_ref).unwrap_or(start);
+        let first = |j: usize| predicted.get(j).and_then(Option::as_ref);
         let h = fd_jacobian(
             &|y: &[f64], j: usize, hint: Option<&Option<L::Start>>| grad_near(start, first(j), y, hint),
             x,
@@ -180,7 +186,7 @@ pub(super) fn newton_stage<L: Laplace>(
         }
         let nth = k - p;
         let start = starts(modes);
-        let grad = |y: &[f64], _: usize, hint: Option<&Option<L::Start>>| grad_near(&start, &start, y, hint);
+        let grad = |y: &[f64], _: usize, hint: Option<&Option<L::Start>>| grad_near(&start, None, y, hint);
         let cols = fd_columns(&grad, x, FD_STEP, nth);
         let mut h = vec![0.0; k * k];
         for i in 0..k {
