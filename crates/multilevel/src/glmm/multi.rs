@@ -1323,6 +1323,7 @@ mod tests {
             }
         }
     }
+
     /// The modes for the gradient alone are those of PIRLS with the objective, bit for bit (u, A's values,
     /// μ), from a start within rounding of the modes (the deviance-free path: a finite difference's first
     /// point from its predicted start, and the mirrored point from the mirror image of the first point's
